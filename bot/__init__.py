@@ -1,0 +1,1 @@
+"""The edges: settings, wiring, the CLI and the Telegram bot."""

@@ -1,0 +1,29 @@
+"""The small error hierarchy of hoidap; the edges (CLI, Telegram) turn these into one clear message."""
+
+
+class HoidapError(Exception):
+    """Base of every error hoidap raises on purpose; its message says what to do."""
+
+
+class ModelFilesMissingError(HoidapError):
+    """The embedding model or the LLM is not on disk where the settings say."""
+
+
+class ModelFetchError(HoidapError):
+    """Provisioning a model from its pinned packages failed (download, hash or assembly)."""
+
+
+class IndexMissingError(HoidapError):
+    """No index exists in the data directory yet."""
+
+
+class IndexCorruptError(HoidapError):
+    """The index directory exists but cannot be read consistently."""
+
+
+class ModelMismatchError(HoidapError):
+    """The index was built with another embedding model than the one configured."""
+
+
+class UnreadableFileError(HoidapError):
+    """An input file cannot be used as an article (empty, binary, undecodable, unreadable)."""

@@ -1,0 +1,1 @@
+"""Question to answer: retrievers, fusion, prompts, LLM adapters, citation checking, the Answerer."""

@@ -1,0 +1,99 @@
+"""The Answerer's structured result, shared by the CLI and Telegram front-ends (never markup)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Source:
+    """One numbered passage an answer cites: where it comes from and the exact span quoted."""
+
+    n: int
+    article_id: str
+    title: str
+    date: str | None
+    source: str | None
+    text: str
+    start: int
+    end: int
+    score: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An answer text with `[n]` citations into `sources`; `found` is False for "not in the articles"."""
+
+    text: str
+    found: bool
+    sources: list[Source] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"answer": self.text, "found": self.found, "sources": [s.to_dict() for s in self.sources]}
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One exchange of a conversation, used to rewrite follow-up questions."""
+
+    question: str
+    answer: str
+
+
+class Answerer(Protocol):
+    """Answers a question from the indexed articles; one instance serves the CLI and Telegram."""
+
+    def answer(self, question: str, history: list[Turn] | None = None) -> Answer: ...
+
+    def stream(self, question: str, history: list[Turn] | None = None) -> Iterator[str | Answer]:
+        """Yield text fragments as they are produced, then the final checked `Answer` last."""
+        ...
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A retrieved span of one article (adjacent chunks already merged), ready to cite."""
+
+    article_id: str
+    title: str
+    date: str | None
+    source: str | None
+    text: str
+    start: int
+    end: int
+    score: float
+    chunk_ids: tuple[int, ...] = ()
+
+    def to_source(self, n: int, *, text: str | None = None, start: int | None = None, end: int | None = None) -> Source:
+        """Number this passage (or a narrower span of it) as source `n` of an answer."""
+        return Source(
+            n=n,
+            article_id=self.article_id,
+            title=self.title,
+            date=self.date,
+            source=self.source,
+            text=self.text if text is None else text,
+            start=self.start if start is None else start,
+            end=self.end if end is None else end,
+            score=self.score,
+        )
+
+
+@dataclass(frozen=True)
+class SearchFilters:
+    """Optional limits on what may be retrieved: ISO dates (inclusive) and source outlets."""
+
+    date_from: str | None = None
+    date_to: str | None = None
+    sources: tuple[str, ...] = ()
+
+
+class Retriever(Protocol):
+    """Finds the passages most likely to answer a question, best first."""
+
+    def retrieve(self, query: str, k: int, filters: SearchFilters | None = None) -> list[Passage]: ...
