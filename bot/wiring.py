@@ -1,0 +1,122 @@
+"""Builds the running pieces from one Settings object: embedder, store, retriever, answerer."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from bot.settings import Settings
+from index.embedding import Embedder, load_embedder
+from index.errors import HoidapError, ModelFilesMissingError
+from index.indexer import ChunkSettings, SyncSummary, sync_index
+from index.store import IndexStore
+from retrieval.types import Answerer, Retriever
+
+log = logging.getLogger(__name__)
+
+
+def offline_environment() -> None:
+    """Nothing below may reach the Hugging Face Hub: weights come from local folders only."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def build_embedder(settings: Settings) -> Embedder:
+    offline_environment()
+    return load_embedder(settings.embedding_model, settings.models_dir,
+                         precision=settings.embedding_precision, batch_size=settings.embedding_batch_size)
+
+
+def chunk_settings(settings: Settings) -> ChunkSettings:
+    return ChunkSettings(settings.chunk_size, settings.chunk_overlap, settings.index_type)
+
+
+def sync(settings: Settings, paths: list[Path] | None = None, *, rebuild: bool = False,
+         index_dir: Path | None = None, progress=None) -> SyncSummary:
+    """Index `paths` (default: the configured corpus) into the configured index directory."""
+    embedder = build_embedder(settings)
+    return sync_index(paths or settings.corpus, index_dir or settings.index_dir, embedder,
+                      chunk_settings(settings), rebuild=rebuild, progress=progress)
+
+
+@dataclass
+class Components:
+    """Everything a front-end needs, built once per process and shared by all conversations."""
+
+    settings: Settings
+    embedder: Embedder
+    store: IndexStore
+    retriever: Retriever
+    answerer: Answerer
+    answerer_name: str
+
+
+def open_store(settings: Settings, embedder: Embedder, index_dir: Path | None = None) -> IndexStore:
+    return IndexStore.open(index_dir or settings.index_dir, model=embedder.identity)
+
+
+def build_retriever(store: IndexStore, embedder: Embedder) -> Retriever:
+    from retrieval.hybrid import HybridRetriever
+    from retrieval.lexical import LexicalIndex
+
+    return HybridRetriever(store, embedder, LexicalIndex.from_store(store))
+
+
+def choose_answerer(settings: Settings) -> str:
+    """The configured answerer; `auto` takes the best one that runs here (remote LLM, local LLM, extractive)."""
+    if settings.answerer != "auto":
+        return settings.answerer
+    if settings.openai_base_url or settings.openai_api_key:
+        return "openai"
+    from index.models import resolve_llm_path
+
+    try:
+        resolve_llm_path(settings.models_dir, settings.llm_model)
+    except ModelFilesMissingError:
+        return "extractive"
+    return "local" if _local_runtime_available() else "extractive"
+
+
+def _local_runtime_available() -> bool:
+    from retrieval.llm import local_runtime_available
+
+    return local_runtime_available()
+
+
+def build_answerer(settings: Settings, retriever: Retriever, name: str | None = None) -> Answerer:
+    name = name or choose_answerer(settings)
+    if name == "extractive":
+        from retrieval.extractive import ExtractiveAnswerer
+
+        return ExtractiveAnswerer(retriever, top_k=settings.top_k)
+    from retrieval.generative import GenerativeAnswerer
+    from retrieval.grounding import is_supported
+    from retrieval.llm import local_chat_model, openai_chat_model
+
+    if name == "local":
+        from index.models import resolve_llm_path
+
+        chat_model = local_chat_model(resolve_llm_path(settings.models_dir, settings.llm_model),
+                                      threads=settings.llm_threads, context=settings.llm_context,
+                                      max_tokens=settings.llm_max_tokens)
+    elif name == "openai":
+        if not settings.openai_base_url and not settings.openai_api_key:
+            raise HoidapError("The openai answerer needs HOIDAP_OPENAI_BASE_URL and/or HOIDAP_OPENAI_API_KEY.")
+        chat_model = openai_chat_model(base_url=settings.openai_base_url, model=settings.openai_model,
+                                       api_key=settings.openai_api_key, max_tokens=settings.llm_max_tokens)
+    else:
+        raise HoidapError(f"Unknown answerer {name!r}: choose extractive, local or openai.")
+    return GenerativeAnswerer(retriever, chat_model, top_k=settings.top_k, gate=is_supported, compact=name == "local")
+
+
+def build_components(settings: Settings, *, answerer: str | None = None, index_dir: Path | None = None) -> Components:
+    """Load model, index, retriever and answerer for a front-end."""
+    embedder = build_embedder(settings)
+    store = open_store(settings, embedder, index_dir)
+    retriever = build_retriever(store, embedder)
+    name = answerer or choose_answerer(settings)
+    return Components(settings, embedder, store, retriever, build_answerer(settings, retriever, name), name)

@@ -1,0 +1,158 @@
+"""Vietnamese-aware sentence splitting and packing of sentences into overlapping passages.
+
+Every span is a pair of character offsets into the cleaned article text, so a chunk's text is
+always `article.text[start:end]` and a citation can quote the exact passage.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from index.documents import Article, Chunk
+
+# Sentence-final punctuation, with any closing quotes or brackets that belong to the sentence.
+_TERMINAL = re.compile(r"[.!?…]+[\"'”’»)\]]*")
+_WORD = re.compile(r"\S+")
+_LEADING_PUNCT = re.compile(r"^[\"'“‘«(\[]+")
+# Initials written with periods ("U.S", "T.Ư"): each piece one letter.
+_DOTTED_INITIALS = re.compile(r"^(?:[^\W\d_]\.)+[^\W\d_]$")
+
+# Abbreviations that end in a period without ending the sentence (compared case-insensitively).
+ABBREVIATIONS: frozenset[str] = frozenset(
+    {
+        "tp", "tx", "tt",  # thành phố, thị xã, thị trấn (single initials like "Q." are handled apart)
+        "ths", "th.s", "ts", "pgs", "gs", "bs", "ks", "cn", "ls", "ns", "nsnd", "nsưt", "ctv", "pv",
+        "mr", "mrs", "ms", "dr", "prof", "st", "jr", "sr", "vs", "tr", "kt", "tm", "tl", "btv",
+    }
+)
+
+
+def split_into_sentences(text: str) -> list[tuple[int, int]]:
+    """Return `(start, end)` spans of the sentences of `text`, stripped of surrounding whitespace.
+
+    Lines always end a sentence (captions and headings have no final period). Inside a line a
+    `.`, `!`, `?` or `…` ends a sentence only when followed by whitespace and then not a lowercase
+    letter, and a period after a known abbreviation (`TP.`, `PGS.`) or an initial (`P. MAI`) does
+    not; numbers such as `3.463`, `87,8%` or `15-5-2009` contain no whitespace and are never split.
+    """
+    spans: list[tuple[int, int]] = []
+    line_start = 0
+    while line_start <= len(text):
+        line_end = text.find("\n", line_start)
+        if line_end == -1:
+            line_end = len(text)
+        for start, end in _split_line(text, line_start, line_end):
+            stripped = _strip_span(text, start, end)
+            if stripped is not None:
+                spans.append(stripped)
+        line_start = line_end + 1
+    return spans
+
+
+def _split_line(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    pieces: list[tuple[int, int]] = []
+    piece_start = start
+    for match in _TERMINAL.finditer(text, start, end):
+        stop = match.end()
+        if stop < end and not text[stop].isspace():
+            continue  # "3.463", "X.THIÊN", "TP.HCM": the period is inside a token
+        following = _next_visible(text, stop, end)
+        if following is not None and following.islower():
+            continue  # "… và", "TP. hồ": the sentence goes on
+        if match.group() == "." and _ends_with_abbreviation(text, piece_start, match.start()):
+            continue
+        pieces.append((piece_start, stop))
+        piece_start = stop
+    pieces.append((piece_start, end))
+    return pieces
+
+
+def _next_visible(text: str, position: int, end: int) -> str | None:
+    """The first character after whitespace and opening quotes, or None at the end of the line."""
+    while position < end and (text[position].isspace() or text[position] in "\"'“‘«(["):
+        position += 1
+    return text[position] if position < end else None
+
+
+def _ends_with_abbreviation(text: str, start: int, period: int) -> bool:
+    match = re.search(r"\S+$", text[start:period])
+    if match is None:
+        return False
+    token = _LEADING_PUNCT.sub("", match.group())
+    if len(token) == 1 and token.isalpha() and token.isupper():
+        return True  # an initial: "P. MAI", "Nguyễn V. An"
+    return token.casefold() in ABBREVIATIONS or bool(_DOTTED_INITIALS.match(token))
+
+
+def _strip_span(text: str, start: int, end: int) -> tuple[int, int] | None:
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return (start, end) if start < end else None
+
+
+@dataclass(frozen=True)
+class _Unit:
+    """A sentence, or a piece of one too long to fit a chunk, with its paragraph number."""
+
+    start: int
+    end: int
+    words: int
+    paragraph: int
+
+
+def split_into_chunks(article: Article, *, size_words: int, overlap_sentences: int) -> list[Chunk]:
+    """Pack whole sentences of `article.text` into chunks of about `size_words` words.
+
+    Consecutive chunks share `overlap_sentences` sentences. A chunk ends early at a paragraph break
+    when it is at least half full and the next paragraph would not fit, so passages stay on one
+    topic. A sentence longer than `size_words` is cut at word boundaries.
+    """
+    if size_words < 1:
+        raise ValueError(f"size_words must be at least 1, got {size_words}")
+    if overlap_sentences < 0:
+        raise ValueError(f"overlap_sentences must be 0 or more, got {overlap_sentences}")
+    units = _units(article.text, size_words)
+    chunks: list[Chunk] = []
+    first = 0
+    while first < len(units):
+        last = _last_unit_of_chunk(units, first, size_words)
+        start, end = units[first].start, units[last].end
+        chunks.append(Chunk(article.article_id, len(chunks), start, end, article.text[start:end]))
+        if last == len(units) - 1:
+            break
+        # Step back for the overlap, but always move forward so the loop ends.
+        first = max(last + 1 - overlap_sentences, first + 1)
+    return chunks
+
+
+def _last_unit_of_chunk(units: list[_Unit], first: int, size_words: int) -> int:
+    words = units[first].words
+    last = first
+    while last + 1 < len(units):
+        candidate = units[last + 1]
+        if words + candidate.words > size_words:
+            break
+        if candidate.paragraph != units[last].paragraph and words * 2 >= size_words:
+            paragraph_words = sum(u.words for u in units[last + 1 :] if u.paragraph == candidate.paragraph)
+            if words + paragraph_words > size_words:
+                break  # keep the next paragraph whole in the next chunk
+        words += candidate.words
+        last += 1
+    return last
+
+
+def _units(text: str, size_words: int) -> list[_Unit]:
+    paragraph_starts = [m.end() for m in re.finditer(r"\n\s*\n", text)]
+    units: list[_Unit] = []
+    paragraph = 0
+    for start, end in split_into_sentences(text):
+        while paragraph < len(paragraph_starts) and paragraph_starts[paragraph] <= start:
+            paragraph += 1
+        words = [m.span() for m in _WORD.finditer(text, start, end)]
+        for i in range(0, len(words), size_words):
+            piece = words[i : i + size_words]
+            units.append(_Unit(piece[0][0], piece[-1][1], len(piece), paragraph))
+    return units

@@ -1,0 +1,170 @@
+"""Sentence-transformers embeddings for queries and passages, loaded from local files only."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+
+from index.errors import ModelFilesMissingError
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+Precision = Literal["fp32", "bf16"]
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".onnx")
+PROVISIONING_MARKER = "hoidap-model.json"
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """What an index records about the model that embedded it; two identities must match to mix vectors."""
+
+    name: str
+    weights_sha256: str
+    dim: int
+
+
+def weights_digest(folder: Path, cache_file: Path | None = None) -> str:
+    """SHA-256 over the weight files of a model folder, cached by (path, size, mtime) to keep start-up fast."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
+    if not files:
+        raise ModelFilesMissingError(f"No model weights found in {folder}.")
+    key = json.dumps([[str(p), p.stat().st_size, p.stat().st_mtime_ns] for p in files])
+    cache = _read_json(cache_file) if cache_file else {}
+    if key in cache:
+        return cache[key]
+    digest = hashlib.sha256()
+    for path in files:
+        file_digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                file_digest.update(block)
+        digest.update(f"{path.relative_to(folder)}:{file_digest.hexdigest()}\n".encode())
+    value = digest.hexdigest()
+    if cache_file:
+        cache[key] = value
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(cache), encoding="utf-8")
+        os.replace(tmp, cache_file)
+    return value
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _model_dim(folder: Path) -> int:
+    config = _read_json(folder / "config.json")
+    dim = config.get("hidden_size") or config.get("d_model") or config.get("dim")
+    if not dim:
+        raise ModelFilesMissingError(f"{folder / 'config.json'} is missing or has no hidden size.")
+    for module in _read_json_list(folder / "modules.json"):
+        if module.get("type", "").endswith("Dense"):
+            dense = _read_json(folder / module["path"] / "config.json")
+            dim = dense.get("out_features", dim)
+    return int(dim)
+
+
+def _read_json_list(path: Path) -> list[dict]:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return value if isinstance(value, list) else []
+
+
+class Embedder:
+    """Embeds queries and passages with one sentence-transformers model; the model loads on first use."""
+
+    def __init__(self, folder: Path, *, name: str, precision: Precision = "fp32", batch_size: int = 16,
+                 cache_file: Path | None = None) -> None:
+        if not (folder / "config.json").is_file():
+            raise ModelFilesMissingError(
+                f"The embedding model folder {folder} is incomplete (no config.json). "
+                "Run `hoidap models fetch` to provision the default model."
+            )
+        self.folder = folder
+        self.precision = precision
+        self.batch_size = batch_size
+        marker = _read_json(folder / PROVISIONING_MARKER)
+        digest = marker.get("model_sha256") or weights_digest(folder, cache_file)
+        self.identity = ModelIdentity(name=name, weights_sha256=digest, dim=_model_dim(folder))
+        self._model: SentenceTransformer | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def model(self) -> SentenceTransformer:
+        """The loaded sentence-transformers model (loaded once, thread-safe)."""
+        with self._lock:
+            if self._model is None:
+                self._model = self._load()
+            return self._model
+
+    def _load(self) -> SentenceTransformer:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        torch.set_num_threads(max(1, os.cpu_count() or 1))
+        model = SentenceTransformer(str(self.folder), device="cpu", local_files_only=True)
+        if self.precision == "bf16":
+            model = model.to(torch.bfloat16)
+        model.eval()
+        return model
+
+    def embed_queries(self, texts: list[str]) -> np.ndarray:
+        """L2-normalised float32 vectors for questions (the model's query prompt applied)."""
+        vectors = self.model.encode_query(
+            texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def embed_passages(self, texts: list[str], progress: bool = False) -> np.ndarray:
+        """L2-normalised float32 vectors for passages (the model's document prompt applied)."""
+        if not texts:
+            return np.zeros((0, self.identity.dim), dtype=np.float32)
+        vectors = self.model.encode_document(
+            texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True,
+            show_progress_bar=progress,
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+def resolve_model_folder(name_or_path: str, models_dir: Path) -> Path:
+    """A local folder for a model setting: the provisioned default, a path, or a name in the local HF cache."""
+    from index.models import resolve_embedding_model
+
+    resolved = resolve_embedding_model(name_or_path, models_dir)
+    path = Path(resolved)
+    if path.is_dir():
+        return path
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(resolved, local_files_only=True))
+    except Exception as error:  # the hub library raises several unrelated types for "not cached"
+        raise ModelFilesMissingError(
+            f"Embedding model {name_or_path!r} is neither a folder nor in the local Hugging Face cache "
+            f"({error.__class__.__name__}). Set HOIDAP_EMBEDDING_MODEL to a sentence-transformers folder, "
+            "or run `hoidap models fetch` for the default model."
+        ) from error
+
+
+def load_embedder(name_or_path: str, models_dir: Path, *, precision: Precision = "fp32",
+                  batch_size: int = 16) -> Embedder:
+    """The Embedder for a model setting, without loading weights until the first embedding."""
+    folder = resolve_model_folder(name_or_path, models_dir)
+    return Embedder(folder, name=name_or_path, precision=precision, batch_size=batch_size,
+                    cache_file=models_dir / ".weights-sha256.json")

