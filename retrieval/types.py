@@ -68,6 +68,9 @@ class Passage:
     end: int
     score: float
     chunk_ids: tuple[int, ...] = ()
+    # Best cosine of the question to the passage's chunks when dense search found them (None otherwise);
+    # the grounding gate needs it for English questions, which share few words with Vietnamese articles.
+    dense_score: float | None = None
 
     def to_source(self, n: int, *, text: str | None = None, start: int | None = None, end: int | None = None) -> Source:
         """Number this passage (or a narrower span of it) as source `n` of an answer."""

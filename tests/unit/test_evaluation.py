@@ -86,9 +86,10 @@ def test_names_all_requires_every_gold_answer():
 def test_token_f1_on_hand_computed_cases():
     # 5 predicted tokens, 3 shared: precision 3/5, recall 3/3 -> F1 = 2 * .6 * 1 / 1.6
     assert token_f1("Nguyễn Minh Tiến chủ trì", "Nguyễn Minh Tiến") == pytest.approx(0.75)
-    assert token_f1("74.127 đồng chí [1]", "74,127") == pytest.approx(2 * (1 / 2) * 1 / (1 / 2 + 1))
+    # the citation marker is not a token: precision 1/3, recall 1 -> F1 = .5
+    assert token_f1("74.127 đồng chí [1]", "74,127") == pytest.approx(0.5)
     assert token_f1("không có", "817") == 0.0
-    assert best_f1("817 tổ chức", ["301", "817"]) == pytest.approx(2 * 0.5 * 1 / 1.5)
+    assert best_f1("817 tổ chức", ["301", "817"]) == pytest.approx(0.5)  # 1 of 3 tokens, the whole gold
     assert best_f1("anything", []) == 0.0
 
 
@@ -301,3 +302,60 @@ def test_xquad_subset_is_shipped_with_attribution_and_consistent():
     questions = [parse_question(r) for r in _lines(folder / "questions.jsonl")]
     assert len(corpus) == 150 and len(questions) == 300
     assert all(any(gold in corpus[q.passage_ids[0]] for gold in q.answers) for q in questions)
+
+
+# ---------------------------------------------------------------------------- the `hoidap eval` body: inputs and outputs
+
+
+def test_load_questions_names_the_file_and_line_of_a_bad_question(tmp_path):
+    from bot.evaluation import load_questions
+    from index.errors import UnreadableFileError
+
+    path = tmp_path / "q.jsonl"
+    path.write_text('{"id": "a", "question": "Ai?", "answers": ["X"], "passage_id": "p"}\n\n{"id": "b"\n', encoding="utf-8")
+    with pytest.raises(UnreadableFileError, match=r"q\.jsonl, line 3"):
+        load_questions(path)
+    path.write_text('{"id": "a", "question": "Ai?", "answers": ["X"], "passage_id": "p"}\n' * 2, encoding="utf-8")
+    with pytest.raises(UnreadableFileError, match="used twice: a"):
+        load_questions(path)
+
+
+def test_eval_index_dir_is_keyed_by_corpus_content_and_model(tmp_path):
+    from bot.evaluation import eval_index_dir
+    from bot.settings import Settings
+
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text('{"id": "1", "title": "t", "text": "a"}\n', encoding="utf-8")
+    settings = Settings(data_dir=tmp_path / "data")
+    first = eval_index_dir(settings, corpus)
+    assert first.parent == tmp_path / "data" / "eval-indexes"
+    assert eval_index_dir(settings, corpus) == first
+    assert eval_index_dir(Settings(data_dir=tmp_path / "data", embedding_model="other"), corpus) != first
+    corpus.write_text('{"id": "1", "title": "t", "text": "b"}\n', encoding="utf-8")
+    assert eval_index_dir(settings, corpus) != first
+
+
+def test_write_report_writes_json_markdown_and_png(tmp_path):
+    from bot.evaluation import failures, render_markdown, write_report
+
+    questions = [
+        EvalQuestion("q1", "tổng số đảng viên 2023?", ("74.127",), (A_2023,), True, ("number",)),
+        EvalQuestion("q2", "giá vàng?", (), (), False, ("unanswerable",)),
+    ]
+    report = evaluate(
+        questions,
+        retriever=FakeRetriever({"tổng số đảng viên 2023?": [A_2018, A_2023], "giá vàng?": [A_2018]}),
+        answerer=FakeAnswerer({
+            "tổng số đảng viên 2023?": Answer("Không tìm thấy.", False, []),
+            "giá vàng?": Answer("Giá vàng là 80 triệu [1].", True, [source(1, A_2018, "80 triệu")]),
+        }),
+    )
+    report.meta = {"questions_file": "eval/bundled/questions.jsonl", "answerer": "fake"}
+    assert [r.id for r in failures(report)] == ["q1", "q2"]
+    json_path, md_path, png_path = write_report(report, tmp_path / "out" / "r")
+    assert json_path.name == "r.json"
+    assert json.loads(json_path.read_text(encoding="utf-8"))["overall"]["recall_at_1"] == 0.0
+    markdown = render_markdown(report)
+    assert md_path.read_text(encoding="utf-8") == markdown
+    assert "| all | 2 | 0.000 | 1.000 |" in markdown and "`q2` giá vàng?" in markdown
+    assert png_path.read_bytes()[:4] == b"\x89PNG"

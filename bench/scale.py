@@ -1,0 +1,140 @@
+"""Retrieval and answer latency at 1k, 10k, 100k and 1M chunks, flat vs HNSW, with HNSW's recall against flat.
+
+The corpora are synthetic (bench/synthetic.py: text recombined from the real articles, vectors that
+are noisy copies of real chunk vectors), written in the real index format and served by the real
+classes: IndexStore, LexicalIndex, HybridRetriever and the extractive answerer, wired as `hoidap ask`
+wires them. The queries are real questions (the hand-written set and XQuAD-vi), embedded by the real
+model. For each size and index type it prints, warm, p50/p95 in milliseconds of:
+
+- `vector`: the FAISS search alone (depth 50, what the hybrid retriever asks for);
+- `retrieve`: HybridRetriever.retrieve(question, top_k) — query embedding, BM25 (two fields), vector
+  search, fusion, passage merging;
+- `answer`: the full extractive answer (retrieval included);
+
+and, for HNSW (M=32, efConstruction 80, as index/store.py builds it), recall@10 against the exact
+flat search for efSearch 64, 96 (the default) and 128, with the vector search time at each.
+
+    .venv/bin/python bench/scale.py [--sizes 1000,10000,100000,1000000] [--queries 200] [--work-dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from synthetic import build_synthetic_index  # noqa: E402
+
+from bot.evaluation import load_questions  # noqa: E402
+from bot.settings import Settings  # noqa: E402
+from bot.wiring import build_answerer, build_embedder  # noqa: E402
+from index.store import IndexStore  # noqa: E402
+from retrieval.evaluation import percentile  # noqa: E402
+from retrieval.hybrid import HybridRetriever  # noqa: E402
+from retrieval.lexical import LexicalIndex  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+EF_SEARCH = (64, 96, 128)
+DEPTH = 50
+
+
+def rss_mb() -> float:
+    """Resident memory of this process now, in MB (Linux)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def questions(n: int) -> list[str]:
+    """Real questions: the hand-written set first, then XQuAD-vi, `n` in all."""
+    bundled = [q.question for q in load_questions(ROOT / "eval" / "bundled" / "questions.jsonl")]
+    xquad = [q.question for q in load_questions(ROOT / "eval" / "xquad_vi" / "questions.jsonl")]
+    return (bundled + xquad)[:n]
+
+
+def timed(action: Callable[[str | int], object], items: list) -> tuple[list[float], list]:
+    """Milliseconds per call, and the results (after two warm-up calls)."""
+    for item in items[:2]:
+        action(item)
+    times, results = [], []
+    for item in items:
+        started = time.perf_counter()
+        results.append(action(item))
+        times.append((time.perf_counter() - started) * 1000)
+    return times, results
+
+
+def p(times: list[float]) -> str:
+    return f"{percentile(times, 50):7.1f} {percentile(times, 95):7.1f}"
+
+
+def run_size(n_chunks: int, kinds: list[str], settings: Settings, embedder, queries: list[str],
+             query_vectors: np.ndarray, work_dir: Path) -> None:
+    started = time.perf_counter()
+    dirs = build_synthetic_index(work_dir, n_chunks, embedder, hnsw="hnsw" in kinds, report=print)
+    print(f"  corpus ready in {time.perf_counter() - started:.0f}s")
+    exact: list[set[int]] | None = None
+    lexical: LexicalIndex | None = None
+    for kind in kinds:
+        store = IndexStore.open(dirs[kind], model=embedder.identity)
+        if lexical is None:  # the same chunks for both kinds: build BM25 once
+            started = time.perf_counter()
+            lexical = LexicalIndex.from_store(store)
+            print(f"  BM25 over {len(lexical):,} chunks built in {time.perf_counter() - started:.1f}s")
+        retriever = HybridRetriever(store, embedder, lexical)  # as bot.wiring.build_retriever builds it
+        answerer = build_answerer(settings, retriever, "extractive")
+        rows = range(len(query_vectors))
+        vector_ms, hits = timed(lambda i: store.search(query_vectors[i:i + 1], DEPTH)[0], list(rows))
+        top10 = [{c for c, _ in h[:10]} for h in hits]
+        retrieve_ms, _ = timed(lambda q: retriever.retrieve(q, settings.top_k), queries)
+        answer_ms, answers = timed(lambda q: answerer.answer(q), queries)
+        found = sum(a.found for a in answers) / len(answers)
+        print(f"  {n_chunks:>9,} {kind:<5} vector {p(vector_ms)} | retrieve {p(retrieve_ms)} | "
+              f"answer {p(answer_ms)} | found {found:.2f} | RSS {rss_mb():,.0f} MB", flush=True)
+        if kind == "flat":
+            exact = top10
+        elif exact is not None:
+            for ef in EF_SEARCH:
+                store.set_search_depth(ef)
+                ms, hits = timed(lambda i: store.search(query_vectors[i:i + 1], 10)[0], list(rows))
+                recall = np.mean([len({c for c, _ in h} & e) / len(e) for h, e in zip(hits, exact)])
+                print(f"  {'':>9} hnsw efSearch {ef:>3}: recall@10 vs flat {recall:.3f}, vector top-10 {p(ms)}")
+        store.close()
+        del store, retriever, answerer
+        gc.collect()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="1000,10000,100000,1000000")
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--kinds", default="flat,hnsw")
+    parser.add_argument("--work-dir", type=Path, default=Path(tempfile.gettempdir()) / "hoidap-bench",
+                        help="synthetic indexes are cached here (1M chunks take ~6 GB)")
+    args = parser.parse_args()
+    settings = Settings()
+    embedder = build_embedder(settings)
+    queries = questions(args.queries)
+    embed_ms, vectors = timed(lambda q: embedder.embed_queries([q]), queries)
+    query_vectors = np.concatenate(vectors)
+    print(f"{len(queries)} real questions; query embedding alone p50/p95 {p(embed_ms)} ms; {os.cpu_count()} CPUs; "
+          f"top_k {settings.top_k}")
+    print(f"  {'chunks':>9} {'index':<5} {'':>6} p50     p95     |          p50     p95 |        p50     p95")
+    for size in (int(s) for s in args.sizes.split(",")):
+        run_size(size, args.kinds.split(","), settings, embedder, queries, query_vectors, args.work_dir)
+
+
+if __name__ == "__main__":
+    main()

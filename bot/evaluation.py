@@ -1,0 +1,275 @@
+"""The body of `hoidap eval`: load a question set (and its corpus), run it, print and write the reports.
+
+With `--corpus`, the corpus is indexed into an index of its own (never mixed with the bundled one):
+`--index-dir`, or by default `<data_dir>/eval-indexes/<digest>` where the digest covers the corpus bytes
+and the embedding model, so a second run reuses the index and another model never meets its vectors.
+Without `--corpus`, the current index (or `--index-dir`) is evaluated as it is.
+
+Outputs, next to each other: `REPORT.json` (every figure, overall, per group and per question),
+`REPORT.md` (a summary to paste into an issue) and `REPORT.png` (Recall@k for k = 1..20).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from bot.settings import Settings
+from index.errors import HoidapError, UnreadableFileError
+from retrieval.evaluation import K_MAX, RECALL_KS, EvalQuestion, QuestionResult, Report, Summary, evaluate, parse_question
+
+REPORTS_DIR = Path("reports")
+
+
+# ---------------------------------------------------------------------------- inputs
+
+
+def load_questions(path: Path) -> list[EvalQuestion]:
+    """Read a question file (JSON lines); a bad line stops the run with its file and line number."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise UnreadableFileError(f"Cannot read the question file {path}: {error}") from error
+    questions: list[EvalQuestion] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            questions.append(parse_question(json.loads(line)))
+        except ValueError as error:  # json.JSONDecodeError is a ValueError too
+            raise UnreadableFileError(f"{path}, line {number}: {error}") from error
+    if not questions:
+        raise UnreadableFileError(f"The question file {path} holds no question.")
+    duplicates = {q.id for q in questions if sum(1 for other in questions if other.id == q.id) > 1}
+    if duplicates:
+        raise UnreadableFileError(f"{path}: question ids used twice: {', '.join(sorted(duplicates))}")
+    return questions
+
+
+def eval_index_dir(settings: Settings, corpus: Path) -> Path:
+    """The default index directory of an evaluation corpus: keyed by its content and the embedding model.
+
+    `corpus` is a JSON-lines file, or a folder of articles (every file, by relative path and bytes).
+    """
+    digest = hashlib.sha256()
+    digest.update(settings.embedding_model.encode("utf-8") + b"\0")
+    files = sorted(p for p in corpus.rglob("*") if p.is_file()) if corpus.is_dir() else [corpus]
+    try:
+        for path in files:
+            digest.update(str(path.relative_to(corpus) if corpus.is_dir() else "").encode("utf-8") + b"\0")
+            with path.open("rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+    except OSError as error:
+        raise UnreadableFileError(f"Cannot read the corpus {corpus}: {error}") from error
+    return settings.data_dir / "eval-indexes" / digest.hexdigest()[:16]
+
+
+def default_report_path(questions: Path, answerer: str) -> Path:
+    """`reports/eval-<set>-<answerer>.json`, the set named by its folder (or file stem for loose files)."""
+    name = questions.parent.name if questions.stem == "questions" and questions.parent.name else questions.stem
+    return REPORTS_DIR / f"eval-{name}-{answerer}.json"
+
+
+# ---------------------------------------------------------------------------- the run
+
+
+def run_eval(settings: Settings, questions: Path, corpus: Path | None = None, answerer_name: str | None = None,
+             index_dir: Path | None = None, out: Path | None = None, *, console: Console | None = None) -> Report:
+    """Evaluate one question set: index the corpus if given, answer every question, write the reports."""
+    from bot.wiring import build_answerer, build_embedder, build_retriever, choose_answerer, chunk_settings, open_store
+    from index.indexer import sync_index
+
+    console = console or Console()
+    status = Console(stderr=True)
+    gold = load_questions(questions)
+    if corpus is not None:
+        if not corpus.exists():
+            raise UnreadableFileError(f"The corpus {corpus} does not exist.")
+        index_dir = index_dir or eval_index_dir(settings, corpus)
+    index_dir = index_dir or settings.index_dir
+    name = answerer_name or choose_answerer(settings)
+
+    embedder = build_embedder(settings)
+    if corpus is not None:
+        with _ProgressBar(status, "indexing") as advance:
+            summary = sync_index([corpus], index_dir, embedder, chunk_settings(settings), progress=advance)
+        for skipped in summary.skipped:
+            status.print(f"skipped {skipped.path}: {skipped.reason}", highlight=False)
+        if summary.chunks_embedded:
+            status.print(f"indexed {summary.n_articles} articles ({summary.chunks_embedded} chunks) into {index_dir} "
+                         f"in {summary.seconds:.1f}s", highlight=False)
+    store = open_store(settings, embedder, index_dir)
+    _warn_missing_articles(status, gold, {a.article_id for a in store.articles()})
+    retriever = build_retriever(store, embedder)
+    answerer = build_answerer(settings, retriever, name)
+
+    started = time.perf_counter()
+    with _ProgressBar(status, "questions") as advance:
+        done = iter(range(1, len(gold) + 1))
+        report = evaluate(gold, retriever=retriever, answerer=answerer, k_max=K_MAX,
+                          on_result=lambda _: advance(next(done), len(gold)))
+    report.meta = {
+        "questions_file": str(questions),
+        "corpus_file": str(corpus) if corpus else None,
+        "index_dir": str(index_dir),
+        "answerer": name,
+        "embedding_model": settings.embedding_model,
+        "chunk_size": settings.chunk_size,
+        "chunk_overlap": settings.chunk_overlap,
+        "index_type": store.manifest.index_type,
+        "top_k": settings.top_k,
+        "articles": store.manifest.n_articles,
+        "chunks": store.manifest.n_chunks,
+        "seconds": round(time.perf_counter() - started, 2),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    out = out or default_report_path(questions, name)
+    paths = write_report(report, out)
+    print_report(console, report)
+    console.print("reports: " + ", ".join(str(p) for p in paths), highlight=False)
+    return report
+
+
+def _warn_missing_articles(console: Console, questions: list[EvalQuestion], indexed: set[str]) -> None:
+    """Gold articles absent from the index make retrieval misses that are the data's fault, not the retriever's."""
+    missing = sorted({a for q in questions for a in q.passage_ids} - indexed)
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        console.print(f"[yellow]warning:[/] {len(missing)} gold articles are not in the index: {shown}", highlight=False)
+
+
+class _ProgressBar:
+    """A transient progress bar on stderr (silent when stderr is not a terminal), as a `(done, total)` callback."""
+
+    def __init__(self, console: Console, label: str):
+        self._bar = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                             console=console, transient=True, disable=not console.is_terminal)
+
+    def __enter__(self) -> Callable[[int, int], None]:
+        self._bar.__enter__()
+        task = self._bar.add_task("run", total=None)
+        return lambda done, total: self._bar.update(task, completed=done, total=total)
+
+    def __exit__(self, *exc: object) -> None:
+        self._bar.__exit__(*exc)
+
+
+# ---------------------------------------------------------------------------- outputs
+
+
+COLUMNS: list[tuple[str, Callable[[Summary], float | int]]] = [
+    ("questions", lambda s: s.questions),
+    *[(f"R@{k}", (lambda k: lambda s: s.recall_at(k))(k)) for k in RECALL_KS],
+    ("MRR@10", lambda s: s.mrr_at_10),
+    ("correct", lambda s: s.correct),
+    ("F1", lambda s: s.token_f1),
+    ("cit. P", lambda s: s.citation_precision),
+    ("cit. R", lambda s: s.citation_recall),
+    ("not found (unans.)", lambda s: s.not_found_when_unanswerable),
+    ("p50 ms", lambda s: s.latency_p50_ms),
+    ("p95 ms", lambda s: s.latency_p95_ms),
+]
+
+
+def _cell(header: str, value: float | int) -> str:
+    if isinstance(value, int):
+        return str(value)
+    if math.isnan(value):
+        return "–"
+    return f"{value:.0f}" if header.endswith("ms") else f"{value:.3f}"
+
+
+def _rows(report: Report) -> list[tuple[str, list[str]]]:
+    summaries = [("all", report.overall), *report.groups.items()]
+    return [(name, [_cell(header, get(summary)) for header, get in COLUMNS]) for name, summary in summaries]
+
+
+def failures(report: Report) -> list[QuestionResult]:
+    """Questions answered wrongly: a wrong or missing answer, or a claim where "not found" was due."""
+    return [r for r in report.results if (r.answerable and not r.correct) or (not r.answerable and r.found)]
+
+
+def print_report(console: Console, report: Report) -> None:
+    """The summary table (overall and per group), then the questions that failed."""
+    table = Table("set", *(header for header, _ in COLUMNS), title=f"hoidap eval — {report.meta.get('answerer', '')}")
+    for name, cells in _rows(report):
+        table.add_row(name, *cells)
+    console.print(table)
+    for result in failures(report):
+        verdict = "answered, expected not found" if not result.answerable else "not found" if not result.found else "wrong"
+        console.print(f"  ✗ {result.id} ({verdict}): {result.question} → {_clip(result.answer)}", highlight=False)
+
+
+def _clip(text: str, limit: int = 140) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def render_markdown(report: Report) -> str:
+    """A Markdown summary: what was run, the figures table, and the failed questions."""
+    meta = report.meta
+    headers = ["set", *(header for header, _ in COLUMNS)]
+    lines = [
+        f"# hoidap eval: {meta.get('questions_file', '')}",
+        "",
+        f"Answerer `{meta.get('answerer')}`, embedding `{meta.get('embedding_model')}`, "
+        f"{meta.get('articles')} articles / {meta.get('chunks')} chunks ({meta.get('index_type')}), "
+        f"top_k {meta.get('top_k')}; {meta.get('created')}.",
+        "",
+        "| " + " | ".join(headers) + " |",
+        "|" + "|".join("---" for _ in headers) + "|",
+        *("| " + " | ".join([name, *cells]) + " |" for name, cells in _rows(report)),
+        "",
+        "Recall is article-level over answerable questions; correct = normalised containment of a gold answer;"
+        " citation precision/recall as defined in `retrieval/evaluation.py`.",
+    ]
+    failed = failures(report)
+    lines += ["", f"## Failed questions ({len(failed)})", ""]
+    lines += [f"- `{r.id}` {r.question} → {_clip(r.answer)} (gold: {', '.join(r.gold_answers) or 'not found'})"
+              for r in failed] or ["None."]
+    return "\n".join(lines) + "\n"
+
+
+def plot_recall(report: Report, path: Path) -> None:
+    """Recall@k for k = 1..K_MAX, overall and per group with answerable questions, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display: never open a window, never need one
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(7, 4.5), dpi=110)
+    axes = figure.subplots()
+    ks = list(range(1, K_MAX + 1))
+    for name, summary in [("all", report.overall), *report.groups.items()]:
+        if summary.answerable:
+            axes.plot(ks, summary.recall_curve, marker="o" if name == "all" else None, markersize=3,
+                      linewidth=2.2 if name == "all" else 1.2, label=f"{name} ({summary.answerable})")
+    axes.set(xlabel="k (passages retrieved)", ylabel="article-level Recall@k", xlim=(1, K_MAX), ylim=(0, 1.02),
+             xticks=[1, 5, 10, 15, 20], title=f"Recall@k — {Path(str(report.meta.get('questions_file', ''))).parent.name}")
+    axes.grid(alpha=0.3)
+    axes.legend(loc="lower right", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path)
+
+
+def write_report(report: Report, out: Path) -> tuple[Path, Path, Path]:
+    """Write REPORT.json, REPORT.md and REPORT.png; returns the three paths."""
+    out = out if out.suffix == ".json" else out.with_name(out.name + ".json")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report.to_dict(), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        markdown, png = out.with_suffix(".md"), out.with_suffix(".png")
+        markdown.write_text(render_markdown(report), encoding="utf-8")
+        plot_recall(report, png)
+    except OSError as error:
+        raise HoidapError(f"Cannot write the evaluation report to {out.parent}: {error}") from error
+    return out, markdown, png

@@ -1,0 +1,250 @@
+"""Builds and runs the Telegram bot: one Application, its handlers, long polling or a webhook.
+
+`run_bot(settings, answerer, list_sources)` is what `hoidap telegram` calls. Tests and the load bench
+use `build_application` and `serve` directly, so they run exactly the production code path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import secrets
+import signal
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
+from typing import Any
+from urllib.parse import urlsplit
+
+from telegram import BotCommand, Update
+from telegram.error import BadRequest, NetworkError
+from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, CallbackQueryHandler, CommandHandler, \
+    MessageHandler, filters
+
+from bot.settings import Settings
+from bot.telegram import texts
+from bot.telegram.access import AccessPolicy, RateLimiter
+from bot.telegram.delivery import STREAM_EDIT_INTERVAL
+from bot.telegram.handlers import BotHandlers, ListSources
+from bot.telegram.state import BotState
+from index.errors import HoidapError
+from retrieval.types import Answerer
+
+log = logging.getLogger(__name__)
+
+CONCURRENT_UPDATES = 256
+"""Updates handled at once; cheap coroutines, since the CPU work is bounded by the worker pool instead."""
+POLL_TIMEOUT = 30
+"""Seconds one getUpdates long poll may wait for news."""
+_SECRET_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,256}")
+
+
+class RetryingRateLimiter(AIORateLimiter):
+    """Telegram's flood limits and `RetryAfter` waits (AIORateLimiter), plus retries of network errors.
+
+    A `BadRequest` is our mistake and is never retried; a timeout or a dropped connection is retried with
+    a growing pause. A retried send whose first attempt did arrive may show twice, which beats losing it.
+    """
+
+    def __init__(self, *, max_retries: int = 5, network_retries: int = 3, backoff: float = 0.5) -> None:
+        super().__init__(max_retries=max_retries)
+        self._network_retries = network_retries
+        self._backoff = backoff
+
+    async def process_request(self, callback: Callable[..., Coroutine[Any, Any, Any]], args: Any,
+                              kwargs: dict[str, Any], endpoint: str, data: dict[str, Any],
+                              rate_limit_args: int | None) -> Any:
+        for attempt in range(self._network_retries + 1):
+            try:
+                return await super().process_request(callback, args, kwargs, endpoint, data, rate_limit_args)
+            except BadRequest:
+                raise
+            except NetworkError as error:
+                if attempt == self._network_retries:
+                    raise
+                pause = self._backoff * 2**attempt
+                log.warning("%s failed (%s); retrying in %.1f s", endpoint, error, pause)
+                await asyncio.sleep(pause)
+        raise AssertionError("unreachable")
+
+
+class SecretRedactor(logging.Filter):
+    """Replaces secrets (the bot token, the webhook secret) in log records, tracebacks included."""
+
+    def __init__(self, *secrets_: str) -> None:
+        super().__init__()
+        self.secrets = tuple(s for s in secrets_ if s)
+
+    def _redact(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "<redacted>")
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = self._redact(message)
+        if redacted != message:
+            record.msg, record.args = redacted, ()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self._redact(logging.Formatter().formatException(record.exc_info))
+        return True
+
+
+def protect_secrets(*secrets_: str) -> SecretRedactor:
+    """Keep secrets out of every log line: httpx logs each request URL (token included) at INFO.
+
+    Call it after logging is configured: the redactor goes on the root logger's handlers.
+    """
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    redactor = SecretRedactor(*secrets_)
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, SecretRedactor) and f.secrets == redactor.secrets for f in handler.filters):
+            handler.addFilter(redactor)
+    return redactor
+
+
+def bot_token(settings: Settings) -> str:
+    """The bot token from the settings (environment or .env only), or a HoidapError saying how to get one."""
+    if settings.telegram_token is None or not settings.telegram_token.get_secret_value().strip():
+        raise HoidapError("HOIDAP_TELEGRAM_TOKEN is not set: create a bot with @BotFather and put its token "
+                          "in the environment or in .env (never on the command line).")
+    return settings.telegram_token.get_secret_value().strip()
+
+
+def _webhook_secret(settings: Settings) -> str:
+    """The configured webhook secret, or a fresh random one (setWebhook registers it at every start)."""
+    if settings.telegram_webhook_secret is None:
+        return secrets.token_urlsafe(32)
+    secret = settings.telegram_webhook_secret.get_secret_value()
+    if not _SECRET_TOKEN.fullmatch(secret):
+        raise HoidapError("HOIDAP_TELEGRAM_WEBHOOK_SECRET must be 1-256 characters from A-Z, a-z, 0-9, _ and -.")
+    return secret
+
+
+def file_url(api_url: str) -> str:
+    """Telegram's file URL beside its API URL (`…/bot` -> `…/file/bot`), for a self-hosted server too."""
+    return api_url[: -len("bot")] + "file/bot" if api_url.endswith("/bot") else api_url
+
+
+def register_handlers(application: Application, handlers: BotHandlers) -> None:
+    """Route updates: commands, questions (private or addressed in groups), edits, non-text, buttons."""
+    new_messages = filters.UpdateType.MESSAGE
+    application.add_handler(CommandHandler("start", handlers.start, filters=new_messages))
+    application.add_handler(CommandHandler("help", handlers.show_help, filters=new_messages))
+    application.add_handler(CommandHandler("sources", handlers.sources, filters=new_messages))
+    application.add_handler(CommandHandler("new", handlers.new_conversation, filters=new_messages))
+    application.add_handler(CommandHandler("ask", handlers.ask, filters=new_messages))
+    application.add_handler(MessageHandler(new_messages & filters.TEXT & ~filters.COMMAND, handlers.text))
+    application.add_handler(MessageHandler(filters.UpdateType.EDITED_MESSAGE & filters.TEXT, handlers.edited))
+    application.add_handler(MessageHandler(new_messages & ~filters.TEXT & ~filters.StatusUpdate.ALL,
+                                           handlers.non_text))
+    application.add_handler(CallbackQueryHandler(handlers.button))
+    application.add_error_handler(handlers.error)
+
+
+def build_application(settings: Settings, answerer: Answerer, list_sources: ListSources, *,
+                      stream_interval: float = STREAM_EDIT_INTERVAL) -> Application:
+    """The bot, wired to the shared Answerer; `list_sources` gives (title, date, source, n_chunks) rows."""
+    token = bot_token(settings)
+    webhook_secret = settings.telegram_webhook_secret.get_secret_value() if settings.telegram_webhook_secret else ""
+    protect_secrets(token, webhook_secret)
+    state = BotState.open(settings.state_db)
+    executor = ThreadPoolExecutor(max_workers=settings.telegram_workers, thread_name_prefix="hoidap-answer")
+    handlers = BotHandlers(
+        answerer=answerer, state=state, executor=executor, list_sources=list_sources,
+        access=AccessPolicy.from_ids(settings.telegram_allowed_users, settings.telegram_allowed_chats),
+        limiter=RateLimiter(settings.telegram_rate_limit), history_turns=settings.history_turns,
+        max_input_chars=settings.telegram_max_input_chars, stream_interval=stream_interval,
+    )
+
+    async def register_commands(application: Application) -> None:
+        await application.bot.set_my_commands([BotCommand(name, text) for name, text in texts.COMMANDS])
+
+    async def release(application: Application) -> None:
+        executor.shutdown(wait=False, cancel_futures=True)
+        state.close()
+
+    application = (
+        ApplicationBuilder()
+        .token(token)
+        .base_url(settings.telegram_api_url)
+        .base_file_url(file_url(settings.telegram_api_url))
+        .rate_limiter(RetryingRateLimiter())
+        .concurrent_updates(CONCURRENT_UPDATES)
+        .post_init(register_commands)
+        .post_shutdown(release)
+        .build()
+    )
+    register_handlers(application, handlers)
+    return application
+
+
+async def _start_updates(application: Application, settings: Settings) -> str:
+    """Start receiving updates; return how, for the start-up line."""
+    updater = application.updater
+    if updater is None:
+        raise HoidapError("The Telegram application was built without an updater.")
+    if settings.telegram_webhook_url:
+        secret = _webhook_secret(settings)
+        protect_secrets(secret)
+        await updater.start_webhook(
+            listen=settings.telegram_webhook_listen, port=settings.telegram_webhook_port,
+            url_path=urlsplit(settings.telegram_webhook_url).path.strip("/"),
+            webhook_url=settings.telegram_webhook_url, secret_token=secret, allowed_updates=Update.ALL_TYPES,
+        )
+        return (f"webhook {settings.telegram_webhook_url} "
+                f"(listening on {settings.telegram_webhook_listen}:{settings.telegram_webhook_port})")
+    # Pending updates are kept: questions asked while the bot was down still get answers.
+    await updater.start_polling(timeout=POLL_TIMEOUT, allowed_updates=Update.ALL_TYPES)
+    return "long polling"
+
+
+async def serve(application: Application, settings: Settings, stop: asyncio.Event,
+                announce: Callable[[str], None] | None = None) -> None:
+    """Run the bot until `stop` is set, then finish the updates in hand and release everything.
+
+    `announce` receives one line once the bot is up (its @username and how it receives updates).
+    """
+    try:
+        await application.initialize()
+        if application.post_init:
+            await application.post_init(application)
+        how = await _start_updates(application, settings)
+        await application.start()
+        line = f"Telegram bot @{application.bot.username} running ({how}); Ctrl-C to stop."
+        log.info(line)
+        if announce is not None:
+            announce(line)
+        try:
+            await stop.wait()
+        finally:
+            if application.updater and application.updater.running:
+                await application.updater.stop()
+            if application.running:
+                await application.stop()
+    finally:
+        await application.shutdown()
+        if application.post_shutdown:
+            await application.post_shutdown(application)
+
+
+def run_bot(settings: Settings, answerer: Answerer, list_sources: ListSources, *,
+            announce: Callable[[str], None] | None = None) -> None:
+    """`hoidap telegram`: run until Ctrl-C or SIGTERM (long polling, or a webhook if one is configured).
+
+    `list_sources` gives the indexed articles as (title, date, source, n_chunks); `announce` gets the
+    start-up line. Configure logging before calling: the token redaction attaches to its handlers.
+    """
+    application = build_application(settings, answerer, list_sources)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with suppress(NotImplementedError):  # not on Windows' default event loop
+                loop.add_signal_handler(signum, stop.set)
+        await serve(application, settings, stop, announce)
+
+    asyncio.run(main())

@@ -1,0 +1,116 @@
+"""Getting HTML to Telegram intact: split to its limit, fall back to plain text, stream by throttled edits."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from telegram import Bot, InlineKeyboardMarkup, Message, ReplyParameters
+from telegram.constants import ParseMode
+from telegram.error import BadRequest
+
+from bot.telegram.formatting import MESSAGE_LIMIT, escape, split_message, to_plain_text
+
+log = logging.getLogger(__name__)
+
+STREAM_EDIT_INTERVAL = 1.5
+"""Seconds between edits of a streaming answer: Telegram throttles bots that edit faster."""
+
+
+def _entities_rejected(error: BadRequest) -> bool:
+    return "can't parse entities" in error.message.lower()
+
+
+def _not_modified(error: BadRequest) -> bool:
+    return "message is not modified" in error.message.lower()
+
+
+async def send_part(bot: Bot, chat_id: int, markup: str, *, reply_to: int | None = None,
+                    reply_markup: InlineKeyboardMarkup | None = None) -> Message:
+    """Send one message of at most 4096 visible characters as HTML; as plain text if Telegram rejects it."""
+    reply = ReplyParameters(reply_to, allow_sending_without_reply=True) if reply_to else None
+    try:
+        return await bot.send_message(chat_id, markup, parse_mode=ParseMode.HTML, reply_parameters=reply,
+                                      reply_markup=reply_markup)
+    except BadRequest as error:
+        if not _entities_rejected(error):
+            raise
+        log.warning("Telegram rejected our HTML (%s); sending the same text as plain text", error.message)
+        return await bot.send_message(chat_id, to_plain_text(markup), reply_parameters=reply,
+                                      reply_markup=reply_markup)
+
+
+async def send_html(bot: Bot, chat_id: int, markup: str, *, reply_to: int | None = None,
+                    reply_markup: InlineKeyboardMarkup | None = None) -> list[Message]:
+    """Send HTML of any length: split into valid parts, the first a reply, the keyboard under the last."""
+    parts = split_message(markup, MESSAGE_LIMIT)
+    sent: list[Message] = []
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        sent.append(await send_part(bot, chat_id, part, reply_to=reply_to if i == 0 else None,
+                                    reply_markup=reply_markup if last else None))
+    return sent
+
+
+async def edit_part(message: Message, markup: str, *, reply_markup: InlineKeyboardMarkup | None = None) -> Message:
+    """Replace a message's text with one part of HTML, as plain text if Telegram rejects the entities."""
+    try:
+        edited = await message.edit_text(markup, parse_mode=ParseMode.HTML, reply_markup=reply_markup)
+    except BadRequest as error:
+        if _not_modified(error):
+            return message
+        if not _entities_rejected(error):
+            raise
+        log.warning("Telegram rejected our HTML in an edit (%s); using plain text", error.message)
+        edited = await message.edit_text(to_plain_text(markup), reply_markup=reply_markup)
+    return edited if isinstance(edited, Message) else message
+
+
+class StreamingReply:
+    """One answer arriving in fragments: a draft message edited at most every `interval` seconds.
+
+    A fast answer never shows a draft at all: the first draft is sent only once `interval` has passed,
+    so most answers arrive as one finished message and the edit budget goes to slow (LLM) answers.
+    """
+
+    def __init__(self, bot: Bot, chat_id: int, reply_to: int | None, *, interval: float = STREAM_EDIT_INTERVAL,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._bot = bot
+        self._chat_id = chat_id
+        self._reply_to = reply_to
+        self._interval = interval
+        self._clock = clock
+        self._started = clock()
+        self._last_edit = self._started
+        self._draft: Message | None = None
+        self._shown = ""
+        self.edits = 0
+
+    async def update(self, text: str) -> None:
+        """The answer so far (plain text); shown if the last change is at least `interval` old."""
+        now = self._clock()
+        if now - self._last_edit < self._interval or not text.strip() or text == self._shown:
+            return
+        self._last_edit = now
+        self._shown = text
+        visible = text if len(text) < MESSAGE_LIMIT - 50 else text[: MESSAGE_LIMIT - 50] + "…"
+        draft = escape(visible) + " ▌"
+        if self._draft is None:
+            self._draft = await send_part(self._bot, self._chat_id, draft, reply_to=self._reply_to)
+        else:
+            self._draft = await edit_part(self._draft, draft)
+            self.edits += 1
+
+    async def finish(self, markup: str, reply_markup: InlineKeyboardMarkup | None = None) -> list[Message]:
+        """Show the final answer: edit the draft into its first part (if any) and send the rest."""
+        if self._draft is None:
+            return await send_html(self._bot, self._chat_id, markup, reply_to=self._reply_to,
+                                   reply_markup=reply_markup)
+        parts = split_message(markup, MESSAGE_LIMIT)
+        first = await edit_part(self._draft, parts[0], reply_markup=reply_markup if len(parts) == 1 else None)
+        sent = [first]
+        for i, part in enumerate(parts[1:], start=1):
+            sent.append(await send_part(self._bot, self._chat_id, part,
+                                        reply_markup=reply_markup if i == len(parts) - 1 else None))
+        return sent

@@ -1,0 +1,338 @@
+"""The bot's update handlers: thin async functions over the shared Answerer, the state and the access rules.
+
+Answers are computed in a bounded thread pool (`loop.run_in_executor`), never on the event loop, so a
+slow answer in one chat never stalls another. Questions of one chat are answered one at a time, in
+order, so its history stays consistent.
+
+Edited messages: an edited question is answered anew, as a reply to the edited message, because people
+edit to fix a typo or a wrong name and expect the fixed question to count. An edit that leaves the
+question text unchanged (formatting only) is ignored, and so is any edit the bot would not have
+answered as a new message (group chatter, commands other than /ask).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from concurrent.futures import Executor
+from contextlib import asynccontextmanager
+
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, MessageEntity, Update
+from telegram.constants import ChatAction, ChatType
+from telegram.error import BadRequest, TelegramError
+from telegram.ext import ContextTypes
+
+from bot.telegram import texts
+from bot.telegram.access import AccessPolicy, RateLimiter, truncate_input
+from bot.telegram.delivery import STREAM_EDIT_INTERVAL, StreamingReply, send_html
+from bot.telegram.formatting import ArticleListing, passages_html, sources_list_html, to_telegram_html
+from bot.telegram.state import BotState
+from retrieval.types import Answer, Answerer, Turn
+
+log = logging.getLogger(__name__)
+
+ListSources = Callable[[], Sequence[ArticleListing | tuple[str, str | None, str | None, int]]]
+"""Gives the indexed articles as (title, date, source, n_chunks); injected so the bot never sees the index."""
+
+TYPING_REFRESH = 4.5  # Telegram shows "typing…" for 5 s per chat action
+_DONE = object()
+
+
+def addressed_question(message: Message, bot_id: int, bot_username: str | None) -> str | None:
+    """The question in `message` if it is meant for the bot, else None.
+
+    In a private chat every text is a question. In a group the bot answers only when mentioned
+    (`@username` or a text mention) or when the message replies to one of its own messages.
+    """
+    text = message.text or ""
+    mention = f"@{bot_username}".lower() if bot_username else None
+    if message.chat.type != ChatType.PRIVATE:
+        entities = message.parse_entities([MessageEntity.MENTION, MessageEntity.TEXT_MENTION])
+        mentioned = any(
+            (entity.type == MessageEntity.MENTION and mention is not None and value.lower() == mention)
+            or (entity.type == MessageEntity.TEXT_MENTION and entity.user is not None and entity.user.id == bot_id)
+            for entity, value in entities.items()
+        )
+        replied = message.reply_to_message is not None and message.reply_to_message.from_user is not None \
+            and message.reply_to_message.from_user.id == bot_id
+        if not (mentioned or replied):
+            return None
+    if bot_username:
+        text = re.sub(rf"@{re.escape(bot_username)}\b", " ", text, flags=re.IGNORECASE)
+    return " ".join(text.split()).strip(" ,:;-")
+
+
+def command_argument(text: str | None) -> str:
+    """What follows `/command` (or `/command@bot`) in a message, newlines kept."""
+    parts = (text or "").split(maxsplit=1)
+    return parts[1].strip() if len(parts) > 1 else ""
+
+
+def answer_keyboard(answer_id: int, with_sources: bool, chosen: int | None = None) -> InlineKeyboardMarkup:
+    """The buttons under an answer: the full passages (if any), then 👍 / 👎 (a tick on the chosen one)."""
+    rows: list[list[InlineKeyboardButton]] = []
+    if with_sources:
+        rows.append([InlineKeyboardButton(texts.SOURCES_BUTTON, callback_data=f"src:{answer_id}")])
+    rows.append([
+        InlineKeyboardButton("👍 ✓" if chosen == 1 else "👍", callback_data=f"vote:{answer_id}:up"),
+        InlineKeyboardButton("👎 ✓" if chosen == -1 else "👎", callback_data=f"vote:{answer_id}:down"),
+    ])
+    return InlineKeyboardMarkup(rows)
+
+
+class BotHandlers:
+    """Every handler of the bot, bound to its collaborators (passed in, never global)."""
+
+    def __init__(self, *, answerer: Answerer, state: BotState, access: AccessPolicy, limiter: RateLimiter,
+                 executor: Executor, list_sources: ListSources, history_turns: int, max_input_chars: int,
+                 stream_interval: float = STREAM_EDIT_INTERVAL) -> None:
+        self._answerer = answerer
+        self._state = state
+        self._access = access
+        self._limiter = limiter
+        self._executor = executor
+        self._list_sources = list_sources
+        self._history_turns = history_turns
+        self._max_input_chars = max_input_chars
+        self._stream_interval = stream_interval
+        self._chat_locks: dict[int, tuple[asyncio.Lock, list[int]]] = {}
+
+    # --- commands ---
+
+    async def start(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """/start: greet in Vietnamese, say what the bot knows and how to ask."""
+        if not await self._admit(update, context):
+            return
+        articles = await self._articles()
+        await send_html(context.bot, update.effective_chat.id, texts.greeting(len(articles), context.bot.username),
+                        reply_to=update.effective_message.message_id)
+
+    async def show_help(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """/help: commands, groups, buttons and limits."""
+        if not await self._admit(update, context):
+            return
+        await send_html(context.bot, update.effective_chat.id,
+                        texts.help_text(context.bot.username, self._max_input_chars, self._limiter.limit),
+                        reply_to=update.effective_message.message_id)
+
+    async def sources(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """/sources: the indexed articles."""
+        if not await self._admit(update, context):
+            return
+        articles = await self._articles()
+        await send_html(context.bot, update.effective_chat.id, sources_list_html(articles),
+                        reply_to=update.effective_message.message_id)
+
+    async def new_conversation(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """/new: forget this chat's conversation."""
+        if not await self._admit(update, context):
+            return
+        self._state.clear_history(update.effective_chat.id)
+        await send_html(context.bot, update.effective_chat.id, texts.NEW_CONVERSATION,
+                        reply_to=update.effective_message.message_id)
+
+    async def ask(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """/ask QUESTION: the way to ask in a group without mentioning the bot."""
+        message = update.effective_message
+        question = command_argument(message.text)
+        if not question:
+            if await self._admit(update, context):
+                await send_html(context.bot, message.chat_id, texts.ASK_USAGE, reply_to=message.message_id)
+            return
+        await self._answer_question(update, context, message, question)
+
+    # --- messages ---
+
+    async def text(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """A text message: a question in a private chat, or in a group when addressed to the bot."""
+        message = update.effective_message
+        question = addressed_question(message, context.bot.id, context.bot.username)
+        if question is None:
+            return
+        if not question:
+            if await self._admit(update, context):
+                await send_html(context.bot, message.chat_id, texts.EMPTY_QUESTION, reply_to=message.message_id)
+            return
+        await self._answer_question(update, context, message, question)
+
+    async def edited(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """An edited text: answer the fixed question anew; ignore edits that change nothing we answered."""
+        message = update.effective_message
+        text = message.text or ""
+        if text.startswith("/"):
+            command = text.split(maxsplit=1)[0].split("@", 1)[0].lower()
+            question = command_argument(text) if command == "/ask" else None
+        else:
+            question = addressed_question(message, context.bot.id, context.bot.username)
+        if not question:
+            return
+        previous = self._state.answered_question(message.chat_id, message.message_id)
+        if previous is not None and previous == truncate_input(question, self._max_input_chars)[0]:
+            return
+        await self._answer_question(update, context, message, question, notice=texts.EDITED_NOTICE)
+
+    async def non_text(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Stickers, photos, voice…: say the bot reads text (in groups only when addressed)."""
+        message = update.effective_message
+        if message.chat.type != ChatType.PRIVATE:
+            to_bot = message.reply_to_message is not None and message.reply_to_message.from_user is not None \
+                and message.reply_to_message.from_user.id == context.bot.id
+            mention = f"@{context.bot.username}".lower()
+            in_caption = mention in (message.caption or "").lower()
+            if not (to_bot or in_caption):
+                return
+        if not await self._admit(update, context):
+            return
+        await send_html(context.bot, message.chat_id, texts.TEXT_ONLY, reply_to=message.message_id)
+
+    # --- buttons ---
+
+    async def button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Inline buttons under an answer: the full cited passages, or a 👍 / 👎 vote."""
+        query = update.callback_query
+        if not self._access.allows(query.from_user.id, update.effective_chat.id if update.effective_chat else None):
+            await query.answer(texts.REFUSAL, show_alert=True)
+            return
+        kind, _, rest = (query.data or "").partition(":")
+        answer_id_text, _, value = rest.partition(":")
+        if not answer_id_text.isdigit() or kind not in ("src", "vote"):
+            await query.answer()
+            return
+        answer_id = int(answer_id_text)
+        stored = self._state.stored_answer(answer_id)
+        if stored is None:
+            await query.answer(texts.ANSWER_GONE, show_alert=True)
+            return
+        if kind == "src":
+            await query.answer()
+            if query.message is not None:
+                await send_html(context.bot, query.message.chat.id, passages_html(stored.answer.sources),
+                                reply_to=query.message.message_id)
+            return
+        vote = 1 if value == "up" else -1
+        self._state.record_vote(answer_id, query.from_user.id, vote)
+        await query.answer(texts.THANKS_UP if vote == 1 else texts.THANKS_DOWN)
+        try:
+            await query.edit_message_reply_markup(answer_keyboard(answer_id, bool(stored.answer.sources), vote))
+        except BadRequest as error:
+            # The same vote twice leaves the keyboard as it is; Telegram reports that as an error.
+            if "not modified" not in error.message.lower():
+                raise
+
+    # --- errors ---
+
+    async def error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Log any handler failure with its traceback and tell the user something went wrong."""
+        update_id = update.update_id if isinstance(update, Update) else None
+        log.error("Failed to handle update %s", update_id, exc_info=context.error)
+        if not isinstance(update, Update):
+            return
+        try:
+            if update.callback_query is not None:
+                await update.callback_query.answer(texts.ERROR, show_alert=True)
+            elif update.effective_chat is not None:
+                message = update.effective_message
+                await send_html(context.bot, update.effective_chat.id, texts.ERROR,
+                                reply_to=message.message_id if message else None)
+        except TelegramError:
+            log.warning("Could not tell the user about the error of update %s", update_id, exc_info=True)
+
+    # --- the question flow ---
+
+    async def _answer_question(self, update: Update, context: ContextTypes.DEFAULT_TYPE, message: Message,
+                               question: str, *, notice: str | None = None) -> None:
+        if not await self._admit(update, context):
+            return
+        user_id = update.effective_user.id if update.effective_user else message.chat_id
+        decision = self._limiter.check(user_id)
+        if not decision.allowed:
+            if decision.notify:
+                await send_html(context.bot, message.chat_id, texts.rate_limited(self._limiter.limit, decision.retry_in),
+                                reply_to=message.message_id)
+            return
+        question, cut = truncate_input(question, self._max_input_chars)
+        notices = [n for n in (notice, texts.input_cut(self._max_input_chars) if cut else None) if n]
+        chat_id = message.chat_id
+        async with self._chat_turn(chat_id):
+            typing = asyncio.create_task(self._keep_typing(context, chat_id))
+            try:
+                history = self._state.history(chat_id, self._history_turns)
+                reply = StreamingReply(context.bot, chat_id, message.message_id, interval=self._stream_interval)
+                answer = await self._run_answerer(question, history, reply.update)
+                answer_id = self._state.save_answer(chat_id, user_id, message.message_id, question, answer)
+                markup = to_telegram_html(answer, notice=" · ".join(notices) or None)
+                await reply.finish(markup, answer_keyboard(answer_id, bool(answer.sources)))
+                self._state.add_turn(chat_id, question, answer.text, keep=self._history_turns)
+            finally:
+                typing.cancel()
+
+    async def _run_answerer(self, question: str, history: list[Turn],
+                            on_text: Callable[[str], Awaitable[None]]) -> Answer:
+        """Iterate the Answerer's stream in the worker pool; show text fragments as they come."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[object] = asyncio.Queue()
+
+        def produce() -> None:
+            try:
+                for item in self._answerer.stream(question, history):
+                    loop.call_soon_threadsafe(queue.put_nowait, item)
+            finally:
+                loop.call_soon_threadsafe(queue.put_nowait, _DONE)
+
+        work = loop.run_in_executor(self._executor, produce)
+        text, answer = "", None
+        while (item := await queue.get()) is not _DONE:
+            if isinstance(item, Answer):
+                answer = item
+            elif isinstance(item, str):
+                text += item
+                try:
+                    await on_text(text)
+                except TelegramError as error:  # a draft is cosmetic: the final answer still goes out
+                    log.warning("Could not show a draft of a streaming answer: %s", error)
+        await work  # re-raises whatever the Answerer raised, for the error handler
+        if answer is None:
+            raise RuntimeError("The Answerer's stream ended without a final Answer")
+        return answer
+
+    async def _articles(self) -> list[ArticleListing]:
+        loop = asyncio.get_running_loop()
+        rows = await loop.run_in_executor(self._executor, self._list_sources)
+        return [ArticleListing(*row) for row in rows]
+
+    async def _keep_typing(self, context: ContextTypes.DEFAULT_TYPE, chat_id: int) -> None:
+        """Show "typing…" until cancelled; it is cosmetic, so a failure is only logged."""
+        try:
+            while True:
+                await context.bot.send_chat_action(chat_id, ChatAction.TYPING)
+                await asyncio.sleep(TYPING_REFRESH)
+        except TelegramError as error:
+            log.debug("Typing indicator for chat %s failed: %s", chat_id, error)
+
+    async def _admit(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> bool:
+        """Whether this user may use the bot here; refuse politely, once per chat, if not."""
+        user = update.effective_user
+        chat = update.effective_chat
+        if self._access.allows(user.id if user else None, chat.id if chat else None):
+            return True
+        log.info("Refused user %s in chat %s (not on the allowlist)", user.id if user else None,
+                 chat.id if chat else None)
+        if chat is not None and self._state.first_refusal(chat.id):
+            message = update.effective_message
+            await send_html(context.bot, chat.id, texts.REFUSAL, reply_to=message.message_id if message else None)
+        return False
+
+    @asynccontextmanager
+    async def _chat_turn(self, chat_id: int) -> AsyncIterator[None]:
+        """One question at a time per chat; the lock is dropped once nobody waits for it."""
+        lock, users = self._chat_locks.setdefault(chat_id, (asyncio.Lock(), [0]))
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if users[0] == 0:
+                del self._chat_locks[chat_id]

@@ -1,0 +1,143 @@
+"""The generative Answerer: retrieve, prompt a chat model with numbered passages, stream, check citations.
+
+Refusal never rests on the model alone (small models invent answers when the passages hold none):
+retrieval judged too weak by the gate, an answer that cites nothing, and an answer that only says it
+found nothing all become the same "not found in the articles" reply, in the question's language,
+listing the nearest passages.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Sequence
+from functools import partial
+
+from langchain_core.language_models import BaseChatModel
+
+from index.errors import LLMError
+from retrieval.citations import CitationRewriter, cited_sources
+from retrieval.conversation import rewrite_question
+from retrieval.llm import LLM_FAILURES
+from retrieval.prompts import (
+    NOT_FOUND_TEXT,
+    Excerpt,
+    Language,
+    SentenceScorer,
+    build_messages,
+    detect_language,
+    fold,
+    score_by_overlap,
+    select_excerpts,
+)
+from retrieval.types import Answer, Passage, Retriever, Turn
+
+Gate = Callable[[str, list[Passage]], bool]
+"""Whether the passages can support an answer to the question (e.g. `retrieval.grounding.is_supported`)."""
+
+Rewriter = Callable[[str, list[Turn]], str]
+"""Turns a follow-up question into a standalone one using the recent turns."""
+
+# The model saying it found nothing, in either language (accents folded).
+_REFUSAL_RE = re.compile(
+    r"khong (tim thay|co thong tin|chua thong tin|de cap|neu)|khong the tra loi"
+    r"|not found|no information|(do|does) not (contain|mention|say|include)|cannot answer|not mentioned"
+)
+_SENTENCE_BREAK_RE = re.compile(r"[.!?](?:\s|$)")
+_CITATION_RE = re.compile(r"\[[\d,\s]*\]")
+
+
+def _is_refusal(text: str) -> bool:
+    """True when the answer says nothing (citations alone) or is one sentence saying it found nothing."""
+    folded = fold(_CITATION_RE.sub("", text)).strip()
+    if not any(char.isalnum() for char in folded):
+        return True
+    sentences = [s for s in _SENTENCE_BREAK_RE.split(folded) if s and s.strip()]
+    return len(sentences) <= 1 and bool(_REFUSAL_RE.search(folded))
+
+
+def not_found_answer(excerpts: Sequence[Excerpt], language: Language) -> Answer:
+    """The honest "not in the articles" reply, listing the nearest passages as its sources."""
+    return Answer(
+        text=NOT_FOUND_TEXT[language],
+        found=False,
+        sources=[excerpt.to_source(n) for n, excerpt in enumerate(excerpts, 1)],
+    )
+
+
+class GenerativeAnswerer:
+    """Answers from the retrieved passages with a chat model (local llama.cpp or OpenAI-compatible).
+
+    `excerpt_words` limits each passage in the prompt to its best sentences (the local model on two
+    cores must read a prompt of a few hundred tokens to answer within seconds); None sends whole
+    passages. `prompt_passages` caps how many of the `top_k` passages the model reads.
+    """
+
+    def __init__(
+        self,
+        retriever: Retriever,
+        chat_model: BaseChatModel,
+        *,
+        top_k: int = 5,
+        gate: Gate | None = None,
+        rewriter: Rewriter | None = None,
+        history_turns: int = 4,
+        excerpt_words: int | None = None,
+        prompt_passages: int | None = None,
+        nearest: int = 3,
+        scorer: SentenceScorer = score_by_overlap,
+    ) -> None:
+        self.retriever = retriever
+        self.chat_model = chat_model
+        self.top_k = top_k
+        self.gate = gate
+        self.rewriter = rewriter or partial(rewrite_question, chat_model=chat_model, history_turns=history_turns)
+        self.history_turns = history_turns
+        self.excerpt_words = excerpt_words
+        self.prompt_passages = prompt_passages
+        self.nearest = nearest
+        self.scorer = scorer
+
+    def answer(self, question: str, history: list[Turn] | None = None) -> Answer:
+        """The checked answer, without streaming."""
+        final = None
+        for item in self.stream(question, history):
+            if isinstance(item, Answer):
+                final = item
+        assert final is not None, "stream() always ends with an Answer"
+        return final
+
+    def stream(self, question: str, history: list[Turn] | None = None) -> Iterator[str | Answer]:
+        """Yield answer fragments as the model writes them (citations already renumbered), then the Answer.
+
+        The fragments are provisional: when the answer turns out unsupported, the final Answer is the
+        "not found" reply instead, and front-ends should show the final Answer's text.
+        """
+        language = detect_language(question)
+        recent = list(history or [])[-self.history_turns :] if self.history_turns else []
+        standalone = self.rewriter(question, recent) if recent else question
+        passages = self.retriever.retrieve(standalone, self.top_k)
+        excerpts = select_excerpts(passages[: self.prompt_passages], standalone, self.excerpt_words, self.scorer)
+        if not passages or (self.gate is not None and not self.gate(standalone, passages)):
+            yield not_found_answer(excerpts[: self.nearest], language)
+            return
+
+        rewriter = CitationRewriter(len(excerpts))
+        parts: list[str] = []
+        try:
+            for chunk in self.chat_model.stream(build_messages(standalone, excerpts, language)):
+                text = rewriter.feed(chunk.content if isinstance(chunk.content, str) else "")
+                if text:
+                    parts.append(text)
+                    yield text
+        except LLM_FAILURES as error:
+            raise LLMError(f"The language model failed: {error}") from error
+        if tail := rewriter.finish():
+            parts.append(tail)
+            yield tail
+
+        text = "".join(parts).strip()
+        if not rewriter.cited or _is_refusal(text):
+            yield not_found_answer(excerpts[: self.nearest], language)
+            return
+        sources = cited_sources([excerpt.to_source(n) for n, excerpt in enumerate(excerpts, 1)], rewriter.cited)
+        yield Answer(text=text, found=True, sources=sources)

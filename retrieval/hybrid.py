@@ -1,0 +1,303 @@
+"""Hybrid retrieval: BM25 (as written and accent-folded) plus dense search, fused with weights per kind of question.
+
+Measured on this project's data (bench/retrieval_quality.py), BM25 is the backbone and dense search only
+helps with a small weight, except for English questions, where dense search is the only bridge to the
+Vietnamese articles. Questions typed without diacritics go to the accent-folded BM25 field. Chunk hits
+are then turned into passages: adjacent chunks of one article merged into one span, near-duplicates
+dropped, date and source filters applied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+import numpy as np
+
+from retrieval.lexical import Field, LexicalIndex
+from retrieval.text import QueryKind, STOPWORDS_EN, detect_query_kind, is_number, tokenize
+from retrieval.types import Passage, SearchFilters
+
+Fusion = Literal["rrf", "score"]
+
+
+class StoredArticle(Protocol):
+    article_id: str
+    title: str
+    date: str | None
+    source: str | None
+    text: str
+
+
+class StoredChunk(Protocol):
+    chunk_id: int
+    article_id: str
+    ordinal: int
+    start: int
+    end: int
+
+
+class ChunkStore(Protocol):
+    """The part of `index.store.IndexStore` that retrieval reads."""
+
+    def articles(self) -> Sequence[StoredArticle]: ...
+
+    def article(self, article_id: str) -> StoredArticle: ...
+
+    def chunk(self, chunk_id: int) -> StoredChunk: ...
+
+    def search(self, query_vectors: np.ndarray, k: int) -> list[list[tuple[int, float]]]: ...
+
+
+class QueryEmbedder(Protocol):
+    """The part of `index.embedding.Embedder` that retrieval uses."""
+
+    def embed_queries(self, texts: list[str]) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class Route:
+    """How much each ranked list counts for one kind of question (0 leaves a list out)."""
+
+    plain: float
+    folded: float
+    dense: float
+
+
+# Chosen on XQuAD-vi (300 questions; the same without diacritics; 100 translated into English):
+# see the issue for the figures and bench/retrieval_quality.py to measure again.
+DEFAULT_ROUTES: dict[QueryKind, Route] = {
+    "vi": Route(plain=1.0, folded=0.3, dense=0.3),
+    "vi_plain": Route(plain=0.0, folded=1.0, dense=0.3),
+    "en": Route(plain=0.0, folded=0.3, dense=1.0),
+}
+
+
+@dataclass
+class _Candidate:
+    chunk_id: int
+    score: float
+    dense: float | None
+
+
+@dataclass
+class _Group:
+    """Chunks of one article that touch each other, becoming one passage."""
+
+    article_id: str
+    start: int
+    end: int
+    first_ordinal: int
+    last_ordinal: int
+    score: float
+    dense: float | None
+    chunk_ids: list[int]
+
+
+class HybridRetriever:
+    """Implements `retrieval.types.Retriever` over an index store, an embedder and a lexical index."""
+
+    def __init__(
+        self,
+        store: ChunkStore,
+        embedder: QueryEmbedder | None,
+        lexical: LexicalIndex,
+        *,
+        routes: dict[QueryKind, Route] | None = None,
+        fusion: Fusion = "rrf",
+        rrf_k: int = 60,
+        depth: int = 50,
+        duplicate_jaccard: float = 0.8,
+    ) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.lexical = lexical
+        self.routes = dict(DEFAULT_ROUTES if routes is None else routes)
+        self.fusion = fusion
+        self.rrf_k = rrf_k
+        self.depth = depth
+        self.duplicate_jaccard = duplicate_jaccard
+        self._article_meta: dict[str, tuple[str | None, str | None]] | None = None
+
+    def retrieve(self, query: str, k: int, filters: SearchFilters | None = None) -> list[Passage]:
+        """The `k` best passages for `query`, best first, within `filters`."""
+        if k <= 0 or not query.strip():
+            return []
+        candidates = self.rank_chunks(query, filters)
+        return self._passages(candidates, k)
+
+    def rank_chunks(self, query: str, filters: SearchFilters | None = None) -> list[_Candidate]:
+        """Fused chunk candidates, best first (the step before merging into passages)."""
+        kind = detect_query_kind(query)
+        route = self.routes[kind]
+        allowed_articles = self._allowed_articles(filters)
+        mask = None if allowed_articles is None else self.lexical.article_mask(allowed_articles)
+        lists: list[tuple[float, list[tuple[int, float]]]] = []
+        if route.plain > 0:
+            lists.append((route.plain, self.lexical.search(query, self.depth, field="plain", allowed=mask)))
+        if route.folded > 0:
+            tokens = _entity_tokens(query) if kind == "en" else None
+            hits = self.lexical.search(query, self.depth, field="folded", allowed=mask, tokens=tokens)
+            lists.append((route.folded, hits))
+        dense_hits: list[tuple[int, float]] = []
+        if route.dense > 0 and self.embedder is not None:
+            dense_hits = self._dense(query, allowed_articles)
+            lists.append((route.dense, dense_hits))
+        fused = self._fuse(lists)
+        dense_of = dict(dense_hits)
+        ranked = sorted(fused.items(), key=lambda item: (-item[1], item[0]))
+        return [_Candidate(cid, score, dense_of.get(cid)) for cid, score in ranked]
+
+    def _dense(self, query: str, allowed_articles: set[str] | None) -> list[tuple[int, float]]:
+        vector = self.embedder.embed_queries([query])
+        # FAISS cannot filter, so a filtered search looks deeper and drops what the filter refuses.
+        depth = self.depth if allowed_articles is None else self.depth * 8
+        hits = self.store.search(vector, depth)[0]
+        if allowed_articles is None:
+            return hits
+        article_of = self.lexical.article_of
+        return [(cid, s) for cid, s in hits if article_of(cid) in allowed_articles][: self.depth]
+
+    def _fuse(self, lists: list[tuple[float, list[tuple[int, float]]]]) -> dict[int, float]:
+        fused: dict[int, float] = {}
+        for weight, hits in lists:
+            if not hits:
+                continue
+            if self.fusion == "rrf":
+                contributions = [(cid, weight / (self.rrf_k + rank)) for rank, (cid, _) in enumerate(hits, 1)]
+            else:
+                scores = np.array([s for _, s in hits], dtype=np.float64)
+                low, high = float(scores.min()), float(scores.max())
+                span = high - low if high > low else 1.0
+                contributions = [(cid, weight * (s - low) / span) for cid, s in hits]
+            for cid, value in contributions:
+                fused[cid] = fused.get(cid, 0.0) + value
+        return fused
+
+    def _allowed_articles(self, filters: SearchFilters | None) -> set[str] | None:
+        if filters is None or (filters.date_from is None and filters.date_to is None and not filters.sources):
+            return None
+        if self._article_meta is None:
+            self._article_meta = {a.article_id: (a.date, a.source) for a in self.store.articles()}
+        wanted_sources = {s.casefold() for s in filters.sources}
+        allowed = set()
+        for article_id, (date, source) in self._article_meta.items():
+            if filters.date_from and (date is None or date[:10] < filters.date_from):
+                continue
+            if filters.date_to and (date is None or date[:10] > filters.date_to):
+                continue
+            if wanted_sources and (source is None or source.casefold() not in wanted_sources):
+                continue
+            allowed.add(article_id)
+        return allowed
+
+    def _passages(self, candidates: list[_Candidate], k: int) -> list[Passage]:
+        groups: list[_Group] = []
+        passages: list[Passage] = []
+        for candidate in candidates:
+            chunk = self.store.chunk(candidate.chunk_id)
+            if _merge_into(groups, chunk, candidate):
+                continue
+            groups.append(_Group(chunk.article_id, chunk.start, chunk.end, chunk.ordinal, chunk.ordinal,
+                                 candidate.score, candidate.dense, [chunk.chunk_id]))
+            # Enough groups to fill k after dropping duplicates: stop reading lower-ranked chunks.
+            if len(groups) >= k * 2:
+                break
+        for group in _consolidate(groups):
+            passage = self._passage(group)
+            if not any(_near_duplicate(passage, kept, self.duplicate_jaccard) for kept in passages):
+                passages.append(passage)
+            if len(passages) == k:
+                break
+        return passages
+
+    def _passage(self, group: _Group) -> Passage:
+        article = self.store.article(group.article_id)
+        return Passage(
+            article_id=article.article_id,
+            title=article.title,
+            date=article.date,
+            source=article.source,
+            text=article.text[group.start : group.end],
+            start=group.start,
+            end=group.end,
+            score=group.score,
+            chunk_ids=tuple(sorted(group.chunk_ids)),
+            dense_score=group.dense,
+        )
+
+
+def _merge_into(groups: list[_Group], chunk: StoredChunk, candidate: _Candidate) -> bool:
+    """Merge a chunk into a group of the same article that it overlaps or follows; False if none."""
+    for group in groups:
+        if group.article_id != chunk.article_id:
+            continue
+        adjacent = chunk.ordinal in (group.first_ordinal - 1, group.last_ordinal + 1)
+        overlapping = chunk.start <= group.end and chunk.end >= group.start
+        if adjacent or overlapping:
+            group.start, group.end = min(group.start, chunk.start), max(group.end, chunk.end)
+            group.first_ordinal = min(group.first_ordinal, chunk.ordinal)
+            group.last_ordinal = max(group.last_ordinal, chunk.ordinal)
+            group.chunk_ids.append(chunk.chunk_id)
+            if candidate.dense is not None:
+                group.dense = candidate.dense if group.dense is None else max(group.dense, candidate.dense)
+            return True
+    return False
+
+
+def _consolidate(groups: list[_Group]) -> list[_Group]:
+    """Join groups of one article that a later chunk made touch (chunks 3 and 5, then 4), keeping rank order."""
+    kept: list[_Group] = []
+    for group in groups:
+        for earlier in kept:
+            touching = (
+                earlier.article_id == group.article_id
+                and group.first_ordinal <= earlier.last_ordinal + 1
+                and earlier.first_ordinal <= group.last_ordinal + 1
+            )
+            if touching:
+                earlier.start, earlier.end = min(earlier.start, group.start), max(earlier.end, group.end)
+                earlier.first_ordinal = min(earlier.first_ordinal, group.first_ordinal)
+                earlier.last_ordinal = max(earlier.last_ordinal, group.last_ordinal)
+                earlier.chunk_ids.extend(group.chunk_ids)
+                if group.dense is not None:
+                    earlier.dense = group.dense if earlier.dense is None else max(earlier.dense, group.dense)
+                break
+        else:
+            kept.append(group)
+    return kept
+
+
+def _near_duplicate(passage: Passage, kept: Passage, threshold: float) -> bool:
+    """Same article and overlapping span, or nearly the same words (a republished story)."""
+    if passage.article_id == kept.article_id:
+        return passage.start < kept.end and kept.start < passage.end
+    a = set(tokenize(passage.text, fold=True))
+    b = set(tokenize(kept.text, fold=True))
+    if not a or not b:
+        return False
+    return len(a & b) / len(a | b) >= threshold
+
+
+def _entity_tokens(query: str) -> list[str]:
+    """For an English question: the folded tokens worth matching in Vietnamese text (names, numbers).
+
+    English function words would match unrelated Vietnamese syllables once folded (`the` ~ `thế`),
+    so only numbers and capitalised words (names) are kept.
+    """
+    words = query.split()
+    kept: list[str] = []
+    for position, word in enumerate(words):
+        tokens = tokenize(word, fold=True)
+        stripped = word.strip("\"'“”‘’«»()[]{}.,;:!?")
+        capitalised = bool(stripped) and stripped[0].isupper() and (position > 0 or stripped.lower() not in STOPWORDS_EN)
+        for token in tokens:
+            if is_number(token) or (capitalised and token not in STOPWORDS_EN):
+                kept.append(token)
+    return kept
+
+
+def field_for(kind: QueryKind) -> Field:
+    """The BM25 field that serves a kind of question on its own."""
+    return "plain" if kind == "vi" else "folded"
