@@ -14,6 +14,7 @@ import os
 import shutil
 import sqlite3
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -133,9 +134,11 @@ def sync_index(paths: Iterable[Path], index_dir: Path, embedder: Embedder, setti
         articles, chunks = _prepare(
             [wanted[i] for i in summary.added + summary.updated], settings, summary
         )
+        generation = index_dir.parent / f"{index_dir.name}.{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}.building"
+        generation.mkdir(parents=True)
         vectors = _embed(chunks, articles, embedder, progress)
         summary.chunks_embedded = len(chunks)
-        _write_generation(index_dir, current, summary.unchanged, articles, chunks, vectors, hashes, embedder, settings, summary)
+        _write_generation(generation, index_dir, current, summary.unchanged, articles, chunks, vectors, hashes, embedder, settings, summary)
         if current is not None:
             current.close()
     summary.seconds = time.perf_counter() - started
@@ -197,11 +200,9 @@ def _embed(chunks: list[Chunk], articles: dict[str, Article], embedder: Embedder
     return np.concatenate(parts)
 
 
-def _write_generation(index_dir: Path, current: IndexStore | None, keep: list[str], articles: dict[str, Article],
+def _write_generation(generation: Path, index_dir: Path, current: IndexStore | None, keep: list[str], articles: dict[str, Article],
                       chunks: list[Chunk], vectors: np.ndarray, hashes: dict[str, str], embedder: Embedder,
                       settings: ChunkSettings, summary: SyncSummary) -> None:
-    generation = index_dir.parent / f"{index_dir.name}.{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.building"
-    generation.mkdir(parents=True)
     database = sqlite3.connect(generation / DATABASE)
     database.executescript(SCHEMA)
     vector_index = new_vector_index(embedder.identity.dim, settings.index_type)

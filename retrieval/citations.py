@@ -146,3 +146,48 @@ def check_citations(text: str, candidates: Sequence[Source]) -> CheckedText:
     """Remove citations with no candidate behind them and renumber the rest with their sources."""
     rewritten, cited = renumber_citations(text, len(candidates))
     return CheckedText(rewritten.strip(), cited_sources(candidates, cited))
+
+
+_CITATION_GROUP_RE = re.compile(r"\[[\d,\s]*\]")
+_NUMBER_RE = re.compile(r"\d+(?:[.,]\d+)*")
+_WORD_RE = re.compile(r"\w+", re.UNICODE)
+_SENTENCE_START_RE = re.compile(r"(?:^|[.!?:]\s+|\n)(\w+)")
+
+
+def _number_values(text: str) -> set[str]:
+    """Numbers written any way (74.127, 74,127, 74127; 09 and 9) reduced to their digits."""
+    return {re.sub(r"\D", "", n).lstrip("0") or "0" for n in _NUMBER_RE.findall(text)}
+
+
+def _names(text: str) -> set[str]:
+    """Capitalised words that do not open a sentence: the names an answer puts forward."""
+    openers = {m.start(1) for m in _SENTENCE_START_RE.finditer(text)}
+    return {m.group() for m in _WORD_RE.finditer(text) if m.group()[0].isupper() and m.start() not in openers}
+
+
+def is_grounded(answer: str, question: str, cited: Sequence[Source], *, check_names: bool = True) -> bool:
+    """Whether the answer says something the question did not, backed by the passages it cites.
+
+    Small models echo the question with a citation ("Giá vàng hôm nay là [1].") or bring figures
+    and names from elsewhere (even from the prompt's worked example). So an answer must add a word
+    to the question, and every number it adds, and every name when `check_names` (Vietnamese
+    answers; an English answer translates names), must appear in a cited passage, title or date.
+    """
+    from retrieval.prompts import fold  # prompts imports nothing from here; kept local to stay a leaf
+
+    body = _CITATION_GROUP_RE.sub(" ", answer)
+    support_text = " ".join(f"{s.title} {s.date or ''} {s.text}" for s in cited)
+    support = fold(support_text)
+    question_folded = fold(question)
+    question_words = set(_WORD_RE.findall(question_folded))
+    added = [w for w in _WORD_RE.findall(fold(body)) if w not in question_words]
+    if not added:
+        return False
+    support_numbers = _number_values(support_text.replace("-", " ").replace("/", " "))
+    question_numbers = _number_values(question)
+    if not (_number_values(body) - question_numbers) <= support_numbers:
+        return False
+    if check_names:
+        support_words = set(_WORD_RE.findall(support)) | question_words
+        return all(fold(name) in support_words for name in _names(body))
+    return True

@@ -1,9 +1,9 @@
 """The generative Answerer: retrieve, prompt a chat model with numbered passages, stream, check citations.
 
 Refusal never rests on the model alone (small models invent answers when the passages hold none):
-retrieval judged too weak by the gate, an answer that cites nothing, and an answer that only says it
-found nothing all become the same "not found in the articles" reply, in the question's language,
-listing the nearest passages.
+retrieval judged too weak by the gate, an answer that cites nothing, an answer that only says it found
+nothing, and one whose new figures or names are not in the passages it cites all become the same
+"not found in the articles" reply, in the question's language, listing the nearest passages.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from functools import partial
 from langchain_core.language_models import BaseChatModel
 
 from index.errors import LLMError
-from retrieval.citations import CitationRewriter, cited_sources
+from retrieval.citations import CitationRewriter, cited_sources, is_grounded
 from retrieval.conversation import rewrite_question
 from retrieval.llm import LLM_FAILURES
 from retrieval.prompts import (
@@ -26,6 +26,7 @@ from retrieval.prompts import (
     build_messages,
     detect_language,
     fold,
+    prompt_prefix,
     score_by_overlap,
     select_excerpts,
 )
@@ -97,6 +98,12 @@ class GenerativeAnswerer:
         self.nearest = nearest
         self.scorer = scorer
 
+    def warm_up(self) -> None:
+        """Let a local model cache the fixed start of every prompt now, so the first answer is as fast as later ones."""
+        warm_up = getattr(self.chat_model, "warm_up", None)
+        if warm_up is not None:
+            warm_up(prompt_prefix())
+
     def answer(self, question: str, history: list[Turn] | None = None) -> Answer:
         """The checked answer, without streaming."""
         final = None
@@ -136,8 +143,9 @@ class GenerativeAnswerer:
             yield tail
 
         text = "".join(parts).strip()
-        if not rewriter.cited or _is_refusal(text):
+        sources = cited_sources([excerpt.to_source(n) for n, excerpt in enumerate(excerpts, 1)], rewriter.cited)
+        supported = sources and not _is_refusal(text)
+        if not supported or not is_grounded(text, standalone, sources, check_names=language == "vi"):
             yield not_found_answer(excerpts[: self.nearest], language)
             return
-        sources = cited_sources([excerpt.to_source(n) for n, excerpt in enumerate(excerpts, 1)], rewriter.cited)
         yield Answer(text=text, found=True, sources=sources)

@@ -104,6 +104,9 @@ class LlamaCppChatModel(BaseChatModel):
     max_tokens: int = 256
     temperature: float = 0.0
     seed: int = 0
+    # Two slots, each with its own prompt cache: the answer prompt and the follow-up rewrite prompt
+    # then never evict each other's cached prefix.
+    n_parallel: int = 2
 
     _server: Any = PrivateAttr(default=None)
     _load_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
@@ -129,7 +132,7 @@ class LlamaCppChatModel(BaseChatModel):
             params = xllamacpp.CommonParams()
             params.model.path = str(path)
             params.n_ctx = self.n_ctx
-            params.n_parallel = 1  # one answer at a time; more would split the two cores
+            params.n_parallel = self.n_parallel
             params.cpuparams.n_threads = self.n_threads
             params.cpuparams_batch.n_threads = self.n_threads
             params.sampling.temp = self.temperature
@@ -142,6 +145,16 @@ class LlamaCppChatModel(BaseChatModel):
                 self._server = xllamacpp.Server(params)
             except (RuntimeError, ValueError) as error:
                 raise LLMError(f"llama.cpp could not load {path}: {error}") from error
+
+    def warm_up(self, messages: list[BaseMessage]) -> None:
+        """Process `messages` once so llama.cpp caches them: the first question then costs what later ones do."""
+        self.load()
+        request = self._request(messages, None, stream=False)
+        request["max_tokens"] = 1
+        try:
+            self._server.handle_chat_completions(request)
+        except (RuntimeError, ValueError) as error:
+            raise LLMError(f"llama.cpp failed: {error}") from error
 
     def _request(self, messages: list[BaseMessage], stop: list[str] | None, stream: bool) -> dict[str, Any]:
         request: dict[str, Any] = {

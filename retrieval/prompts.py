@@ -32,14 +32,14 @@ Quy tắc:
 # One worked example, sent as a previous exchange: small models copy a format far better than they
 # follow a description of it. It is fixed text, so llama.cpp caches it with the system text.
 _EXAMPLE_PASSAGES = """<passages>
-[1] Hội nghị tổng kết công tác năm 2020 (2020-12-30)
-Năm 2020, toàn tỉnh kết nạp 950 đảng viên mới.
+[1] Khánh thành cầu Bình An (2021-05-10)
+Cầu Bình An dài 1.250 m, vốn đầu tư 320 tỷ đồng.
 
-[2] Tỉnh A sơ kết công tác xây dựng Đảng (2021-01-05)
-Đến cuối năm 2020, Đảng bộ tỉnh A có 1.200 đảng viên.
+[2] Tỉnh B tổng kết giao thông nông thôn (2020-12-28)
+Năm 2020, tỉnh B hoàn thành 45 km đường giao thông nông thôn.
 </passages>"""
-_EXAMPLE_QUESTION = "Đảng bộ tỉnh A có bao nhiêu đảng viên năm 2020?"
-_EXAMPLE_ANSWER = "Đến cuối năm 2020, Đảng bộ tỉnh A có 1.200 đảng viên [2]."
+_EXAMPLE_QUESTION = "Năm 2020 tỉnh B làm được bao nhiêu km đường nông thôn?"
+_EXAMPLE_ANSWER = "Năm 2020, tỉnh B hoàn thành 45 km đường giao thông nông thôn [2]."
 
 _ANSWER_IN: dict[Language, str] = {
     "vi": "Trả lời bằng tiếng Việt, ghi [n] sau mỗi ý.",

