@@ -86,6 +86,11 @@ def _usage(response: dict[str, Any]) -> UsageMetadata | None:
     )
 
 
+def _metadata(response: dict[str, Any]) -> dict[str, Any]:
+    """llama.cpp's own timings (prompt tokens and tokens/s, cached tokens), kept for benchmarks."""
+    return {"timings": response["timings"]} if "timings" in response else {}
+
+
 _DONE = object()
 
 
@@ -184,7 +189,7 @@ class LlamaCppChatModel(BaseChatModel):
         if "error" in response:
             raise LLMError(f"llama.cpp failed: {response['error']}")
         content = response["choices"][0]["message"].get("content") or ""
-        message = AIMessage(content=content, usage_metadata=_usage(response))
+        message = AIMessage(content=content, usage_metadata=_usage(response), response_metadata=_metadata(response))
         return ChatResult(generations=[ChatGeneration(message=message)])
 
     def _stream(
@@ -225,9 +230,9 @@ class LlamaCppChatModel(BaseChatModel):
                         if run_manager:
                             run_manager.on_llm_new_token(text)
                         yield ChatGenerationChunk(message=AIMessageChunk(content=text))
-                usage = _usage(item)
-                if usage:
-                    yield ChatGenerationChunk(message=AIMessageChunk(content="", usage_metadata=usage))
+                if "timings" in item or "usage" in item:
+                    chunk = AIMessageChunk(content="", usage_metadata=_usage(item), response_metadata=_metadata(item))
+                    yield ChatGenerationChunk(message=chunk)
         finally:
             stopped.set()
             worker.join()

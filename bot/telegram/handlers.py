@@ -106,32 +106,28 @@ class BotHandlers:
         if not await self._admit(update, context):
             return
         articles = await self._articles()
-        await send_html(context.bot, update.effective_chat.id, texts.greeting(len(articles), context.bot.username),
-                        reply_to=update.effective_message.message_id)
+        await self._reply(update, context, texts.greeting(len(articles), context.bot.username))
 
     async def show_help(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """/help: commands, groups, buttons and limits."""
         if not await self._admit(update, context):
             return
-        await send_html(context.bot, update.effective_chat.id,
-                        texts.help_text(context.bot.username, self._max_input_chars, self._limiter.limit),
-                        reply_to=update.effective_message.message_id)
+        await self._reply(update, context,
+                          texts.help_text(context.bot.username, self._max_input_chars, self._limiter.limit))
 
     async def sources(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """/sources: the indexed articles."""
         if not await self._admit(update, context):
             return
         articles = await self._articles()
-        await send_html(context.bot, update.effective_chat.id, sources_list_html(articles),
-                        reply_to=update.effective_message.message_id)
+        await self._reply(update, context, sources_list_html(articles))
 
     async def new_conversation(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """/new: forget this chat's conversation."""
         if not await self._admit(update, context):
             return
         self._state.clear_history(update.effective_chat.id)
-        await send_html(context.bot, update.effective_chat.id, texts.NEW_CONVERSATION,
-                        reply_to=update.effective_message.message_id)
+        await self._reply(update, context, texts.NEW_CONVERSATION)
 
     async def ask(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """/ask QUESTION: the way to ask in a group without mentioning the bot."""
@@ -139,7 +135,7 @@ class BotHandlers:
         question = command_argument(message.text)
         if not question:
             if await self._admit(update, context):
-                await send_html(context.bot, message.chat_id, texts.ASK_USAGE, reply_to=message.message_id)
+                await self._reply(update, context, texts.ASK_USAGE)
             return
         await self._answer_question(update, context, message, question)
 
@@ -153,7 +149,7 @@ class BotHandlers:
             return
         if not question:
             if await self._admit(update, context):
-                await send_html(context.bot, message.chat_id, texts.EMPTY_QUESTION, reply_to=message.message_id)
+                await self._reply(update, context, texts.EMPTY_QUESTION)
             return
         await self._answer_question(update, context, message, question)
 
@@ -185,7 +181,7 @@ class BotHandlers:
                 return
         if not await self._admit(update, context):
             return
-        await send_html(context.bot, message.chat_id, texts.TEXT_ONLY, reply_to=message.message_id)
+        await self._reply(update, context, texts.TEXT_ONLY)
 
     # --- buttons ---
 
@@ -249,8 +245,7 @@ class BotHandlers:
         decision = self._limiter.check(user_id)
         if not decision.allowed:
             if decision.notify:
-                await send_html(context.bot, message.chat_id, texts.rate_limited(self._limiter.limit, decision.retry_in),
-                                reply_to=message.message_id)
+                await self._reply(update, context, texts.rate_limited(self._limiter.limit, decision.retry_in))
             return
         question, cut = truncate_input(question, self._max_input_chars)
         notices = [n for n in (notice, texts.input_cut(self._max_input_chars) if cut else None) if n]
@@ -296,6 +291,11 @@ class BotHandlers:
         if answer is None:
             raise RuntimeError("The Answerer's stream ended without a final Answer")
         return answer
+
+    async def _reply(self, update: Update, context: ContextTypes.DEFAULT_TYPE, markup: str) -> None:
+        """Answer the update's message with HTML, as a reply to it."""
+        message = update.effective_message
+        await send_html(context.bot, message.chat_id, markup, reply_to=message.message_id)
 
     async def _articles(self) -> list[ArticleListing]:
         loop = asyncio.get_running_loop()
