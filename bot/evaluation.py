@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -88,7 +89,8 @@ def run_eval(settings: Settings, questions: Path, corpus: Path | None = None, an
     from bot.wiring import build_answerer, build_embedder, build_retriever, choose_answerer, chunk_settings, open_store
     from index.indexer import sync_index
 
-    console = console or Console()
+    # Piped output keeps the whole table on one line per row rather than wrapping at 80 columns.
+    console = console or (Console() if sys.stdout.isatty() else Console(width=200))
     status = Console(stderr=True)
     gold = load_questions(questions)
     if corpus is not None:
@@ -172,9 +174,9 @@ COLUMNS: list[tuple[str, Callable[[Summary], float | int]]] = [
     ("MRR@10", lambda s: s.mrr_at_10),
     ("correct", lambda s: s.correct),
     ("F1", lambda s: s.token_f1),
-    ("cit. P", lambda s: s.citation_precision),
-    ("cit. R", lambda s: s.citation_recall),
-    ("not found (unans.)", lambda s: s.not_found_when_unanswerable),
+    ("cit.P", lambda s: s.citation_precision),
+    ("cit.R", lambda s: s.citation_recall),
+    ("unans. not found", lambda s: s.not_found_when_unanswerable),
     ("p50 ms", lambda s: s.latency_p50_ms),
     ("p95 ms", lambda s: s.latency_p95_ms),
 ]
@@ -198,15 +200,18 @@ def failures(report: Report) -> list[QuestionResult]:
     return [r for r in report.results if (r.answerable and not r.correct) or (not r.answerable and r.found)]
 
 
-def print_report(console: Console, report: Report) -> None:
-    """The summary table (overall and per group), then the questions that failed."""
+def print_report(console: Console, report: Report, *, max_failures: int = 20) -> None:
+    """The summary table (overall and per group), then the first questions that failed."""
     table = Table("set", *(header for header, _ in COLUMNS), title=f"hoidap eval — {report.meta.get('answerer', '')}")
     for name, cells in _rows(report):
         table.add_row(name, *cells)
     console.print(table)
-    for result in failures(report):
+    failed = failures(report)
+    for result in failed[:max_failures]:
         verdict = "answered, expected not found" if not result.answerable else "not found" if not result.found else "wrong"
         console.print(f"  ✗ {result.id} ({verdict}): {result.question} → {_clip(result.answer)}", highlight=False)
+    if len(failed) > max_failures:
+        console.print(f"  … and {len(failed) - max_failures} more failed questions (listed in the Markdown report)")
 
 
 def _clip(text: str, limit: int = 140) -> str:

@@ -15,7 +15,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from index.chunking import split_into_sentences
 from retrieval.conversation import rewrite_question
@@ -38,10 +38,13 @@ _QUANTITY_CUES = ("bao nhieu", "may ", "so luong", "ty le", "how many", "how muc
 _TIME_CUES = ("khi nao", "nam nao", "bao gio", "luc nao", "ngay nao", "thang nao", "when", "what year", "which year",
               "what date")
 _UNIT_AFTER = re.compile(r"(?:bao nhieu|\bmay|how many|how much)\s+([^\s?,.]+(?:\s+[^\s?,.]+)?)")
+_VERB_BEFORE = re.compile(r"(\S+) (?:bao nhieu|may)\b")
+_APPROXIMATORS = frozenset("gan hon khoang tren duoi chung xap xi toi da".split())
 _YEAR = re.compile(r"^(1[89]\d\d|20\d\d)$")
 _NEAREST_SOURCES = 3
 _AGREEMENT_RATIO = 0.8  # other articles whose best sentence scores this close to the best are compared
 _MAX_DISAGREEING = 3
+_NEIGHBOUR_RATIO = 0.85
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,9 @@ class ScoredSentence:
     text: str
     score: float
     values: frozenset[str]
+    pair_share: float  # share of the question's word pairs found in the sentence or its context
+    answers_type: bool  # states a value of the kind asked (a count of the asked unit, a date)
+    ordinal: int  # position of the sentence in its passage
 
 
 @dataclass(frozen=True)
@@ -64,6 +70,7 @@ class _Question:
     asks_quantity: bool
     asks_time: bool
     unit: tuple[str, ...]  # folded syllables of what is counted, if the question says
+    verb: str | None  # folded word before "bao nhiêu" ("co" in "có bao nhiêu"), if any
     own_numbers: frozenset[str]  # numbers already in the question (a year asked about is no answer)
 
 
@@ -88,8 +95,9 @@ class ExtractiveAnswerer:
             return not_found(passages, language)
         disagreeing = _disagreeing(parsed, ranked)
         if len(disagreeing) > 1:
-            return _cite(disagreeing, language, lead=DISAGREE[language])
-        return _cite([ranked[0]], language)
+            chosen = [_with_neighbour(parsed, s, ranked) for s in disagreeing]
+            return _cite(chosen, language, lead=DISAGREE[language])
+        return _cite([_with_neighbour(parsed, ranked[0], ranked)], language)
 
     def stream(self, question: str, history: list[Turn] | None = None) -> Iterator[str | Answer]:
         """The whole answer text at once, then the `Answer` (extraction has nothing to stream)."""
@@ -107,25 +115,35 @@ def not_found(passages: Sequence[Passage], language: str) -> Answer:
 def score_sentences(question: _Question, passages: Sequence[Passage]) -> list[ScoredSentence]:
     """Every sentence of the passages with its score, best first (ties: earlier passage, earlier sentence)."""
     fold = question.kind != "vi"
-    units: list[tuple[int, Passage, int, int, list[str], list[str]]] = []
+    units: list[_Unit] = []
     for rank, passage in enumerate(passages):
         previous: list[str] = []
-        for start, end in split_into_sentences(passage.text):
+        for ordinal, (start, end) in enumerate(split_into_sentences(passage.text)):
             tokens = tokenize(passage.text[start:end], fold=fold, number_variants=False)
-            units.append((rank, passage, start, end, tokens, previous))
+            units.append(_Unit(rank, passage, ordinal, start, end, tokens, previous))
             previous = tokens
     if not units:
         return []
-    document_frequency = Counter(t for unit in units for t in set(unit[4]))
+    document_frequency = Counter(t for unit in units for t in set(unit.tokens))
     idf = {t: math.log(1 + len(units) / (1 + document_frequency[t])) for t in set(question.terms)}
-    scored = [_score(question, idf, len(passages), *unit) for unit in units]
+    scored = [_score(question, idf, len(passages), unit) for unit in units]
     return sorted(scored, key=lambda s: (-s.score, s.passage_rank, s.start))
 
 
-def _score(question: _Question, idf: dict[str, float], n_passages: int, rank: int, passage: Passage,
-           start: int, end: int, tokens: list[str], previous: list[str]) -> ScoredSentence:
-    own = set(tokens)
-    context = own | set(previous)
+@dataclass(frozen=True)
+class _Unit:
+    rank: int
+    passage: Passage
+    ordinal: int
+    start: int  # offsets in the passage text
+    end: int
+    tokens: list[str]
+    previous: list[str]  # the preceding sentence's tokens: news often names the subject there
+
+
+def _score(question: _Question, idf: dict[str, float], n_passages: int, unit: _Unit) -> ScoredSentence:
+    tokens, previous = unit.tokens, unit.previous
+    own, context = set(tokens), set(tokens) | set(previous)
     total = sum(idf.values()) or 1.0
     covered_own = sum(w for t, w in idf.items() if t in own) / total
     covered_context = sum(w for t, w in idf.items() if t in context) / total
@@ -134,15 +152,38 @@ def _score(question: _Question, idf: dict[str, float], n_passages: int, rank: in
     pair_share = sum(1 for p in pairs if p in context_pairs) / len(pairs) if pairs else 0.0
     score = 0.8 * covered_context + 0.2 * covered_own + 0.25 * pair_share
     values = _values(question, tokens)
+    answers_type = False
     if question.asks_quantity and values:
         score += 0.15
-        if question.unit and _counts_unit(tokens, question.unit):
+        counts_unit = bool(question.unit) and _counts_unit(tokens, question.unit)
+        answers_type = counts_unit or not question.unit
+        if counts_unit:
             score += 0.35
-    if question.asks_time and any(_YEAR.match(v) or "/" in v for v in values):
+        if question.verb and _number_after(tokens, question.verb):
+            score += 0.25  # "có bao nhiêu đảng viên" is answered by "có 3.463 đảng viên"
+    if question.asks_time and any(_YEAR.match(v) for v in values):
         score += 0.3
-    score += 0.1 * (1 - rank / max(n_passages, 1))  # retrieval's own order breaks near-ties
-    absolute_start, absolute_end = passage.start + start, passage.start + end
-    return ScoredSentence(rank, passage, absolute_start, absolute_end, passage.text[start:end], score, values)
+        answers_type = True
+    score += _year_agreement(question, unit)
+    score += 0.1 * (1 - unit.rank / max(n_passages, 1))  # retrieval's own order breaks near-ties
+    passage = unit.passage
+    return ScoredSentence(unit.rank, passage, passage.start + unit.start, passage.start + unit.end,
+                          passage.text[unit.start : unit.end], score, values, pair_share, answers_type, unit.ordinal)
+
+
+def _year_agreement(question: _Question, unit: _Unit) -> float:
+    """A bonus when the sentence, its context or its article's date has the year asked about; a penalty
+    when the sentence speaks of other years only (a 2018 figure does not answer a 2023 question)."""
+    asked = {n for n in question.own_numbers if _YEAR.match(n)}
+    if not asked:
+        return 0.0
+    years = {t for t in unit.tokens if _YEAR.match(t)}
+    around = years | {t for t in unit.previous if _YEAR.match(t)}
+    if unit.passage.date:
+        around.add(unit.passage.date[:4])
+    if asked & around:
+        return 0.15
+    return -0.2 if years else 0.0
 
 
 def _values(question: _Question, tokens: list[str]) -> frozenset[str]:
@@ -152,12 +193,28 @@ def _values(question: _Question, tokens: list[str]) -> frozenset[str]:
 
 
 def _counts_unit(tokens: list[str], unit: tuple[str, ...]) -> bool:
-    """True when some number in the sentence is followed, within two tokens, by what is counted."""
+    """True when a number in the sentence is near what is counted: just after it (`3.463 đảng viên`)
+    or shortly before it (`tổng số đảng viên toàn Đảng bộ tỉnh lên 74.127`)."""
+    folded = [fold_diacritics(t) for t in tokens]
+    width = len(unit)
+    for i, token in enumerate(folded):
+        if not is_number(token):
+            continue
+        for j in range(max(0, i - 8), min(len(folded), i + 3)):
+            if tuple(folded[j : j + width]) == unit:
+                return True
+    return False
+
+
+def _number_after(tokens: list[str], verb: str) -> bool:
+    """True when a number follows the question's verb (`có 3.463`), allowing `gần`/`hơn`/`khoảng` between."""
     folded = [fold_diacritics(t) for t in tokens]
     for i, token in enumerate(folded):
         if is_number(token):
-            window = folded[i + 1 : i + 3 + len(unit)]
-            if any(tuple(window[j : j + len(unit)]) == unit for j in range(0, 3)):
+            j = i - 1
+            while j >= 0 and folded[j] in _APPROXIMATORS:
+                j -= 1
+            if j >= 0 and folded[j] == verb:
                 return True
     return False
 
@@ -171,6 +228,7 @@ def _parse_question(question: str) -> _Question:
     else:
         terms = question_terms(question, fold=kind != "vi")
     unit: tuple[str, ...] = ()
+    verb_match = _VERB_BEFORE.search(folded)
     match = _UNIT_AFTER.search(folded)
     if match:
         words = match.group(1).split()
@@ -182,25 +240,52 @@ def _parse_question(question: str) -> _Question:
         asks_quantity=any(cue in padded for cue in _QUANTITY_CUES),
         asks_time=any(f" {cue} " in padded for cue in _TIME_CUES),
         unit=unit,
+        # "là" (is) before "bao nhiêu" names no action: "X là bao nhiêu" says nothing about "Y là 301".
+        verb=verb_match.group(1) if verb_match and kind != "en" and verb_match.group(1) != "la" else None,
         own_numbers=own_numbers,
     )
 
 
 def _disagreeing(question: _Question, ranked: list[ScoredSentence]) -> list[ScoredSentence]:
-    """Best sentences of different articles that state different figures for the same question."""
-    if not (question.asks_quantity or question.asks_time) or not ranked[0].values:
+    """Best sentences of different articles that state different figures for the same question.
+
+    Only sentences that answer the same thing are compared: close to the best score, stating a value
+    of the asked type (counting the asked unit when the question names one), and matching the
+    question's wording about as well as the best does.
+    """
+    if not (question.asks_quantity or question.asks_time) or not ranked[0].answers_type:
         return []
     best = ranked[0]
     chosen: dict[str, ScoredSentence] = {}
     for sentence in ranked:
         if sentence.score < _AGREEMENT_RATIO * best.score:
             break
-        if sentence.values and sentence.passage.article_id not in chosen:
+        comparable = sentence.answers_type and sentence.pair_share >= 0.5 * best.pair_share
+        if comparable and sentence.passage.article_id not in chosen:
             chosen[sentence.passage.article_id] = sentence
     picked = list(chosen.values())[:_MAX_DISAGREEING]
     if len({s.values for s in picked}) < 2:
         return []
     return picked
+
+
+def _with_neighbour(question: _Question, sentence: ScoredSentence, ranked: list[ScoredSentence]) -> ScoredSentence:
+    """Join the next or previous sentence when it also counts the asked unit and scores nearly as well:
+    the two together answer (`... kết nạp 527/600 đảng viên. ... toàn Đảng bộ khối có 3.463 đảng viên ...`)."""
+    if not (question.unit and sentence.answers_type):
+        return sentence
+    neighbours = [
+        s for s in ranked
+        if s.passage_rank == sentence.passage_rank and abs(s.ordinal - sentence.ordinal) == 1
+        and s.answers_type and s.score >= _NEIGHBOUR_RATIO * sentence.score
+    ]
+    if not neighbours:
+        return sentence
+    other = neighbours[0]
+    passage = sentence.passage
+    start, end = min(sentence.start, other.start), max(sentence.end, other.end)
+    text = passage.text[start - passage.start : end - passage.start]
+    return replace(sentence, start=start, end=end, text=text, values=sentence.values | other.values)
 
 
 def _cite(sentences: list[ScoredSentence], language: str, *, lead: str | None = None) -> Answer:

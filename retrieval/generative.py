@@ -43,6 +43,7 @@ _REFUSAL_RE = re.compile(
     r"khong (tim thay|co thong tin|chua thong tin|de cap|neu)|khong the tra loi"
     r"|not found|no information|(do|does) not (contain|mention|say|include)|cannot answer|not mentioned"
 )
+_ENGLISH_BUDGET_FACTOR = 3
 _SENTENCE_BREAK_RE = re.compile(r"[.!?](?:\s|$)")
 _CITATION_RE = re.compile(r"\[[\d,\s]*\]")
 
@@ -98,6 +99,20 @@ class GenerativeAnswerer:
         self.nearest = nearest
         self.scorer = scorer
 
+    def _excerpts(self, question: str, passages: list[Passage], language: Language) -> list[Excerpt]:
+        """What the model reads: the best sentences of the first `prompt_passages` passages."""
+        budget, count = self.excerpt_words, self.prompt_passages
+        if budget is not None and language == "en":
+            # An English question shares no words with a Vietnamese article, so picking sentences by
+            # word overlap is blind (and e5 ranks single sentences poorly across languages): give
+            # the model a larger part of the best passage instead, and only that one.
+            budget, count = budget * _ENGLISH_BUDGET_FACTOR, 1
+        return select_excerpts(passages[:count], question, budget, self.scorer)
+
+    def _not_found(self, question: str, passages: list[Passage], language: Language) -> Answer:
+        nearest = select_excerpts(passages[: self.nearest], question, self.excerpt_words, self.scorer)
+        return not_found_answer(nearest, language)
+
     def warm_up(self) -> None:
         """Let a local model cache the fixed start of every prompt now, so the first answer is as fast as later ones."""
         warm_up = getattr(self.chat_model, "warm_up", None)
@@ -123,11 +138,11 @@ class GenerativeAnswerer:
         recent = list(history or [])[-self.history_turns :] if self.history_turns else []
         standalone = self.rewriter(question, recent) if recent else question
         passages = self.retriever.retrieve(standalone, self.top_k)
-        excerpts = select_excerpts(passages[: self.prompt_passages], standalone, self.excerpt_words, self.scorer)
         if not passages or (self.gate is not None and not self.gate(standalone, passages)):
-            yield not_found_answer(excerpts[: self.nearest], language)
+            yield self._not_found(standalone, passages, language)
             return
 
+        excerpts = self._excerpts(standalone, passages, language)
         rewriter = CitationRewriter(len(excerpts))
         parts: list[str] = []
         try:
@@ -144,8 +159,8 @@ class GenerativeAnswerer:
 
         text = "".join(parts).strip()
         sources = cited_sources([excerpt.to_source(n) for n, excerpt in enumerate(excerpts, 1)], rewriter.cited)
-        supported = sources and not _is_refusal(text)
+        supported = bool(sources) and not _is_refusal(text)
         if not supported or not is_grounded(text, standalone, sources, check_names=language == "vi"):
-            yield not_found_answer(excerpts[: self.nearest], language)
+            yield self._not_found(standalone, passages, language)
             return
         yield Answer(text=text, found=True, sources=sources)

@@ -17,9 +17,12 @@ from dataclasses import dataclass
 
 from retrieval.text import (
     QUESTION_WORDS_FOLDED,
-    STOPWORDS_VI_FOLDED,
+    STOPWORDS_EN,
+    STOPWORDS_VI,
     QueryKind,
+    content_tokens,
     detect_query_kind,
+    english_to_vietnamese_terms,
     fold_diacritics,
     is_number,
     tokenize,
@@ -48,29 +51,47 @@ class Support:
 
 def question_terms(question: str, *, fold: bool) -> list[str]:
     """The question's content syllables in order (question words and function words left out)."""
-    tokens = tokenize(question, fold=fold, number_variants=False)
-    return [t for t in tokens if (fold_diacritics(t) if not fold else t) not in STOPWORDS_VI_FOLDED | QUESTION_WORDS_FOLDED]
+    return content_tokens(question, fold=fold)
 
 
 def required_terms(question: str) -> list[str]:
-    """Folded tokens of the names and numbers in a question: capitalised words not opening it, and numbers."""
+    """Folded tokens of the names and numbers in a question: capitalised words not opening it, and numbers.
+
+    English words the glossary knows (`Party`, `Committee`) are common nouns written with a capital,
+    not names, and are not required.
+    """
     required: list[str] = []
     for position, word in enumerate(question.split()):
         stripped = word.strip("\"'“”‘’«»()[]{}.,;:!?")
         if not stripped:
             continue
-        for token in tokenize(stripped, fold=True, number_variants=False):
-            if is_number(token) or (position > 0 and stripped[0].isupper()):
-                if token not in QUESTION_WORDS_FOLDED and token not in STOPWORDS_VI_FOLDED:
-                    required.append(token)
-    return required
+        capitalised = position > 0 and stripped[0].isupper()
+        for token in tokenize(stripped, number_variants=False):
+            if is_number(token):
+                required.append(token)
+            elif capitalised and not _common_word(token):
+                required.append(fold_diacritics(token))
+    return list(dict.fromkeys(required))
+
+
+def _common_word(token: str) -> bool:
+    return (
+        token in STOPWORDS_VI
+        or token in STOPWORDS_EN
+        or token in QUESTION_WORDS_FOLDED
+        or bool(english_to_vietnamese_terms(token))
+    )
 
 
 def support(question: str, passages: Sequence[Passage]) -> Support:
     """Measure the support the passages give the question (best of the first few passages)."""
     kind = detect_query_kind(question)
     fold = kind != "vi"  # accented questions match accented text: `giá` is not `gia`
-    terms = question_terms(question, fold=fold)
+    if kind == "en":
+        # English words never occur in the articles; their Vietnamese glossary equivalents may.
+        terms = english_to_vietnamese_terms(question) + required_terms(question)
+    else:
+        terms = question_terms(question, fold=fold)
     pairs = list(zip(terms, terms[1:]))
     required = required_terms(question)
     best: tuple[float, float, float, tuple[str, ...]] | None = None

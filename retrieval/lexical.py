@@ -47,6 +47,7 @@ class IndexedArticle(Protocol):
 
     article_id: str
     title: str
+    source: str | None
 
 
 class ChunkSource(Protocol):
@@ -93,10 +94,14 @@ class LexicalIndex:
 
     @classmethod
     def from_store(cls, store: ChunkSource) -> LexicalIndex:
-        """Index every chunk of the store, its article's title prepended (titles name the topic)."""
-        titles = {a.article_id: a.title for a in store.articles()}
+        """Index every chunk of the store with its article's title and source prepended.
+
+        The title names the topic; the outlet often names the province (`Báo Quảng Ngãi`), which
+        cleaning takes out of the text.
+        """
+        heads = {a.article_id: "\n".join(filter(None, (a.title, a.source))) for a in store.articles()}
         chunks = store.chunks()
-        texts = [f"{titles.get(c.article_id, '')}\n{c.text}" for c in chunks]
+        texts = [f"{heads.get(c.article_id, '')}\n{c.text}" for c in chunks]
         return cls.build([c.chunk_id for c in chunks], texts, [c.article_id for c in chunks])
 
     def save(self, directory: Path) -> None:

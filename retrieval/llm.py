@@ -154,17 +154,18 @@ class LlamaCppChatModel(BaseChatModel):
     def warm_up(self, messages: list[BaseMessage]) -> None:
         """Process `messages` once so llama.cpp caches them: the first question then costs what later ones do."""
         self.load()
-        request = self._request(messages, None, stream=False)
-        request["max_tokens"] = 1
+        request = self._request(messages, None, stream=False, max_tokens=1)
         try:
             self._server.handle_chat_completions(request)
         except (RuntimeError, ValueError) as error:
             raise LLMError(f"llama.cpp failed: {error}") from error
 
-    def _request(self, messages: list[BaseMessage], stop: list[str] | None, stream: bool) -> dict[str, Any]:
+    def _request(
+        self, messages: list[BaseMessage], stop: list[str] | None, stream: bool, max_tokens: int | None = None
+    ) -> dict[str, Any]:
         request: dict[str, Any] = {
             "messages": [_to_openai_message(m) for m in messages],
-            "max_tokens": self.max_tokens,
+            "max_tokens": max_tokens or self.max_tokens,
             "temperature": self.temperature,
             "seed": self.seed,
             "cache_prompt": True,
@@ -183,7 +184,8 @@ class LlamaCppChatModel(BaseChatModel):
     ) -> ChatResult:
         self.load()
         try:
-            response = self._server.handle_chat_completions(self._request(messages, stop, stream=False))
+            request = self._request(messages, stop, stream=False, max_tokens=kwargs.get("max_tokens"))
+            response = self._server.handle_chat_completions(request)
         except (RuntimeError, ValueError) as error:
             raise LLMError(f"llama.cpp failed: {error}") from error
         if "error" in response:
@@ -210,7 +212,8 @@ class LlamaCppChatModel(BaseChatModel):
 
         def generate() -> None:
             try:
-                self._server.handle_chat_completions(self._request(messages, stop, stream=True), on_chunk)
+                request = self._request(messages, stop, stream=True, max_tokens=kwargs.get("max_tokens"))
+                self._server.handle_chat_completions(request, on_chunk)
             except (RuntimeError, ValueError) as error:
                 tokens.put(LLMError(f"llama.cpp failed: {error}"))
             finally:

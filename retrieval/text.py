@@ -59,6 +59,23 @@ def has_diacritics(text: str) -> bool:
     return fold_diacritics(text) != text
 
 
+# Vietnamese writes the tone of an open `oa`, `oe`, `uy` on either vowel: `hoà`/`hòa`, `uỷ`/`ủy` (both
+# styles occur in the same newspaper). Tokens use one form, the mark on the first vowel, so they match.
+_OPEN_DIPHTHONG = re.compile(r"(?:(o)([àáảãạèéẻẽẹ])|(?<!q)(u)([ỳýỷỹỵ]))(?![^\W\d_])")
+
+
+@lru_cache(maxsize=None)
+def _move_tone(first: str, second: str) -> str:
+    decomposed = unicodedata.normalize("NFD", second)
+    base, marks = decomposed[0], decomposed[1:]
+    return unicodedata.normalize("NFC", first + marks) + base
+
+
+def normalize_tone_marks(text: str) -> str:
+    """Put the tone of open `oa`/`oe`/`uy` on the first vowel: `hoà` -> `hòa`, `thuỷ` -> `thủy`, not `quý`."""
+    return _OPEN_DIPHTHONG.sub(lambda m: _move_tone(m.group(1) or m.group(3), m.group(2) or m.group(4)), text)
+
+
 def _digits_only(token: str) -> str:
     return "".join(c for c in token if c.isdigit())
 
@@ -70,8 +87,7 @@ def tokenize(text: str, *, fold: bool = False, number_variants: bool = True) -> 
     (`74127`, `878`), so a question typed either way matches the article.
     """
     text = unicodedata.normalize("NFC", text).lower()
-    if fold:
-        text = fold_diacritics(text)
+    text = fold_diacritics(text) if fold else normalize_tone_marks(text)
     tokens = _TOKEN_RE.findall(text)
     if not number_variants:
         return tokens
@@ -96,25 +112,30 @@ def is_vietnamese_syllable(token: str) -> bool:
     return _SYLLABLE_RE.fullmatch(folded) is not None
 
 
-# Function words of Vietnamese, folded (so they serve questions with and without diacritics).
-# Used to score sentences and question coverage, where they would otherwise match everywhere.
-STOPWORDS_VI_FOLDED: frozenset[str] = frozenset(
+# Function words and question words of Vietnamese, for scoring sentences and question coverage
+# (where they would match everywhere). Accented, for questions typed with diacritics.
+STOPWORDS_VI: frozenset[str] = frozenset(
     """
-    va cua la cac nhung co duoc trong cho voi nay do da dang se thi ma de tu mot o ve theo khi
-    khong ra vao lai nen cung nhu den tai bi rang nhung hay hoac ay kia day do cung cung con
-    rat qua nhieu it moi tat ca chi vi bang nguoi ong ba anh chi em toi chung ho minh
-    thuoc tren duoi sau truoc giua ngoai len xuong nua van deu
+    và của là các những có được trong cho với này đó đã đang sẽ thì mà để từ một ở về theo khi
+    không ra vào lại nên cũng như đến tại do bị rằng nhưng hay hoặc ấy kia đây cùng còn rất quá
+    nhiều ít mới tất cả chỉ vì bằng ông bà anh chị em tôi chúng họ mình thuộc trên dưới sau trước
+    giữa ngoài lên xuống nữa vẫn đều
     """.split()
 )
-
-# Question words and time words that a question carries but an answer sentence need not.
+QUESTION_WORDS_VI: frozenset[str] = frozenset(
+    "bao nhiêu mấy gì nào ai đâu sao thế vậy chưa hả à ư nhỉ hôm nay hiện bây giờ lúc".split()
+)
+# Folded, only the words whose folded form is not also a common content syllable: `dang` is both
+# đang and Đảng, `so` both số and so, `qua` both quá and quả (kết quả), so those are never dropped.
+STOPWORDS_VI_FOLDED: frozenset[str] = frozenset(
+    "va cua la cac duoc nhung mot voi thi nay rang hoac nhu cung se ma da o ve den khong cho de theo".split()
+)
 QUESTION_WORDS_FOLDED: frozenset[str] = frozenset(
     """
-    bao nhieu may gi nao ai dau sao the vay khong chua hay a u nhi
-    hom nay hien nay luc bay gio
+    bao nhieu gi nao ai sao vay chua nhi hom nay hien
     what which who whom whose when where why how many much is are was were do does did
-    the a an of in on at to for by with from and or that this these those it its there their
-    be been being has have had as about into than then so can could would should will shall
+    a an of in on at to for by with from and or that this these those it its there their
+    be been being has have had as about into than then can could would should will shall
     according today now currently
     """.split()
 )
@@ -129,12 +150,16 @@ STOPWORDS_EN: frozenset[str] = frozenset(
 )
 
 
-def content_tokens(text: str) -> list[str]:
-    """Folded tokens of `text` without function words or question words: what a question is about."""
-    return [
-        t for t in tokenize(text, fold=True, number_variants=False)
-        if t not in STOPWORDS_VI_FOLDED and t not in QUESTION_WORDS_FOLDED
-    ]
+def content_tokens(text: str, *, fold: bool) -> list[str]:
+    """Tokens of `text` without function words or question words, in order: what a question is about.
+
+    With `fold`, tokens are accent-folded (for questions typed without diacritics, or English).
+    """
+    if fold:
+        dropped = STOPWORDS_VI_FOLDED | QUESTION_WORDS_FOLDED
+    else:
+        dropped = STOPWORDS_VI | QUESTION_WORDS_VI | QUESTION_WORDS_FOLDED
+    return [t for t in tokenize(text, fold=fold, number_variants=False) if t not in dropped]
 
 
 # Vietnamese words that are never English words: a question holding them is Vietnamese whatever

@@ -80,7 +80,8 @@ def to_telegram_html(answer: Answer, *, notice: str | None = None, quote_chars: 
         blocks.append(f"<i>{escape(notice)}</i>")
     blocks.append(escape(answer.text.strip()))
     if answer.sources:
-        lines = ["<b>Nguồn:</b>"]
+        # A "not found" answer may still list the closest passages; say they are only that.
+        lines = ["<b>Nguồn:</b>" if answer.found else "<b>Nguồn gần nhất (không chứa câu trả lời):</b>"]
         for source in answer.sources:
             lines.append(_source_heading(source))
             lines.append(f"<i>“{escape(short_quote(source.text, quote_chars))}”</i>")

@@ -17,7 +17,7 @@ import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import Executor
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, MessageEntity, Update
 from telegram.constants import ChatAction, ChatType
@@ -251,7 +251,9 @@ class BotHandlers:
         notices = [n for n in (notice, texts.input_cut(self._max_input_chars) if cut else None) if n]
         chat_id = message.chat_id
         async with self._chat_turn(chat_id):
-            typing = asyncio.create_task(self._keep_typing(context, chat_id))
+            answered = asyncio.Event()
+            # Not cancelled but told to stop: cancelling a request mid-flight would drop its connection.
+            context.application.create_task(self._keep_typing(context, chat_id, answered))
             try:
                 history = self._state.history(chat_id, self._history_turns)
                 reply = StreamingReply(context.bot, chat_id, message.message_id, interval=self._stream_interval)
@@ -261,7 +263,7 @@ class BotHandlers:
                 await reply.finish(markup, answer_keyboard(answer_id, bool(answer.sources)))
                 self._state.add_turn(chat_id, question, answer.text, keep=self._history_turns)
             finally:
-                typing.cancel()
+                answered.set()
 
     async def _run_answerer(self, question: str, history: list[Turn],
                             on_text: Callable[[str], Awaitable[None]]) -> Answer:
@@ -277,12 +279,19 @@ class BotHandlers:
                 loop.call_soon_threadsafe(queue.put_nowait, _DONE)
 
         work = loop.run_in_executor(self._executor, produce)
-        text, answer = "", None
-        while (item := await queue.get()) is not _DONE:
-            if isinstance(item, Answer):
-                answer = item
-            elif isinstance(item, str):
-                text += item
+        text, answer, done = "", None, False
+        while not done:
+            items = [await queue.get()]
+            while not queue.empty():  # take everything already produced: no draft for a finished answer
+                items.append(queue.get_nowait())
+            for item in items:
+                if item is _DONE:
+                    done = True
+                elif isinstance(item, Answer):
+                    answer = item
+                elif isinstance(item, str):
+                    text += item
+            if answer is None and not done:
                 try:
                     await on_text(text)
                 except TelegramError as error:  # a draft is cosmetic: the final answer still goes out
@@ -302,12 +311,13 @@ class BotHandlers:
         rows = await loop.run_in_executor(self._executor, self._list_sources)
         return [ArticleListing(*row) for row in rows]
 
-    async def _keep_typing(self, context: ContextTypes.DEFAULT_TYPE, chat_id: int) -> None:
-        """Show "typing…" until cancelled; it is cosmetic, so a failure is only logged."""
+    async def _keep_typing(self, context: ContextTypes.DEFAULT_TYPE, chat_id: int, done: asyncio.Event) -> None:
+        """Show "typing…" until `done` is set; it is cosmetic, so a failure is only logged."""
         try:
-            while True:
+            while not done.is_set():
                 await context.bot.send_chat_action(chat_id, ChatAction.TYPING)
-                await asyncio.sleep(TYPING_REFRESH)
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(done.wait(), TYPING_REFRESH)
         except TelegramError as error:
             log.debug("Typing indicator for chat %s failed: %s", chat_id, error)
 

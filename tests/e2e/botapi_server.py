@@ -155,6 +155,7 @@ class SentMessage:
     reply_markup: dict[str, Any] | None
     date: int
     at: float = field(default_factory=time.monotonic)  # when the server accepted it (for latencies)
+    updated_at: float = field(default_factory=time.monotonic)  # when it last changed (edits)
     edits: int = 0
     history: list[str] = field(default_factory=list)  # earlier visible texts (drafts)
 
@@ -274,7 +275,10 @@ class BotApiServer:
         if request.match_info["token"] != self.token:
             return web.json_response({"ok": False, "error_code": 401, "description": "Unauthorized"}, status=401)
         method = request.match_info["method"]
-        params = await _read_params(request)
+        try:
+            params = await _read_params(request)
+        except ConnectionResetError:  # the client gave up on this request: nobody to answer
+            return web.Response(status=499)
         with self._lock:
             self.calls.append((method, params))
             fault = self._take_fault(method)
@@ -448,6 +452,7 @@ class BotApiServer:
             record.text, record.raw, record.parse_mode = text, str(params.get("text", "")), params.get("parse_mode")
             record.reply_markup = markup
             record.edits += 1
+            record.updated_at = time.monotonic()
             data["text"] = text
             data["edit_date"] = int(time.time())
             if markup:
@@ -467,6 +472,7 @@ class BotApiServer:
                                     "of the message")
             record.reply_markup = markup
             record.edits += 1
+            record.updated_at = time.monotonic()
             data["reply_markup"] = markup
             self._changed.notify_all()
             return data

@@ -60,6 +60,11 @@ def test_not_found_answer_has_no_sources_block_and_a_notice_is_shown_first() -> 
                     "Không tìm thấy thông tin này trong các bài báo.")
 
 
+def test_closest_sources_of_a_not_found_answer_are_labelled_as_such() -> None:
+    text = visible(to_telegram_html(Answer("Không tìm thấy thông tin này.", False, [source(1, "Đoạn gần nhất.")])))
+    assert "Nguồn gần nhất (không chứa câu trả lời):\n[1]" in text and "Nguồn:" not in text
+
+
 def test_short_quote_cuts_at_a_word_and_dates_read_vietnamese() -> None:
     quote = short_quote("Trong 9 tháng đầu năm, Đảng ủy Khối Các cơ quan tỉnh đã tập trung lãnh đạo", 40)
     assert quote == "Trong 9 tháng đầu năm, Đảng ủy Khối Các…"

@@ -1,0 +1,121 @@
+"""The real CLI over a real index of the bundled articles: `hoidap ask --json` and `hoidap chat`."""
+
+from __future__ import annotations
+
+import json
+
+import pexpect
+import pytest
+
+from index.store import IndexStore
+from tests.conftest import HOIDAP, cli_env, run_cli
+
+pytestmark = pytest.mark.e2e
+
+ARTICLE_2023 = "004_8775d9b0c7bf92f4"
+ARTICLE_2018 = "001_f6c7d3c508b4bd76"
+ARTICLE_2016 = "003_e35ce0b84459139b"
+QUESTION = "Tổng số đảng viên toàn Đảng bộ tỉnh năm 2023 là bao nhiêu?"
+
+
+def ask(settings, question: str) -> dict:
+    result = run_cli(["ask", "--json", question], settings)
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stdout  # exactly one JSON object, nothing else on stdout
+    return json.loads(lines[0])
+
+
+def check_sources(settings, reply: dict) -> None:
+    """Every cited passage is the exact span of its cleaned article, numbered 1..n."""
+    store = IndexStore.open(settings.index_dir)
+    assert [s["n"] for s in reply["sources"]] == list(range(1, len(reply["sources"]) + 1))
+    for source in reply["sources"]:
+        assert set(source) == {"n", "article_id", "title", "date", "source", "text", "start", "end", "score"}
+        article = store.article(source["article_id"])
+        assert article.text[source["start"]:source["end"]] == source["text"]
+        assert source["title"] == article.title and source["date"] == article.date
+    store.close()
+
+
+@pytest.mark.parametrize("question", [
+    QUESTION,
+    "Tong so dang vien toan Dang bo tinh nam 2023 la bao nhieu?",
+    "What was the total number of Party members in the provincial Party Committee in 2023?",
+])
+def test_party_members_2023_answered_with_citation(built_index_settings, question: str) -> None:
+    reply = ask(built_index_settings, question)
+    assert reply["found"] is True
+    assert "74.127" in reply["answer"]
+    assert "[1]" in reply["answer"] or "[2]" in reply["answer"]
+    cited = [s for s in reply["sources"] if "74.127" in s["text"]]
+    assert cited and cited[0]["article_id"] == ARTICLE_2023 and cited[0]["date"] == "2023-09-29"
+    check_sources(built_index_settings, reply)
+
+
+def test_gold_price_is_not_found(built_index_settings) -> None:
+    reply = ask(built_index_settings, "Giá vàng hôm nay là bao nhiêu?")
+    assert reply["found"] is False
+    assert "74.127" not in reply["answer"]
+    check_sources(built_index_settings, reply)
+
+
+def test_disagreeing_articles_are_both_named(built_index_settings) -> None:
+    reply = ask(built_index_settings, "Đảng bộ Khối các cơ quan tỉnh có bao nhiêu đảng viên?")
+    assert reply["found"] is True
+    assert "3.463" in reply["answer"] and "3.500" in reply["answer"]
+    cited = {s["article_id"] for s in reply["sources"]}
+    assert {ARTICLE_2018, ARTICLE_2016} <= cited
+    assert "2018" in reply["answer"] and "2016" in reply["answer"]
+    check_sources(built_index_settings, reply)
+
+
+def test_plain_text_ask_shows_answer_and_sources(built_index_settings) -> None:
+    result = run_cli(["ask", QUESTION], built_index_settings)
+    assert result.returncode == 0, result.stderr
+    assert "74.127" in result.stdout and "[1]" in result.stdout
+    assert "\x1b[" not in result.stdout  # piped: no colour codes
+
+
+def test_chat_in_a_terminal(built_index_settings) -> None:
+    env = cli_env(built_index_settings, TERM="xterm-256color")
+    child = pexpect.spawn(HOIDAP[0], HOIDAP[1:] + ["chat"], env=env, encoding="utf-8", timeout=180,
+                          cwd=str(built_index_settings.data_dir.parent), dimensions=(50, 200))
+    try:
+        child.expect("hỏi> ")
+        child.sendline("/help")
+        child.expect("/sources")
+        child.expect("hỏi> ")
+        child.sendline(QUESTION)
+        child.expect("74.127")
+        child.expect("hỏi> ")
+        child.sendline("/sources")
+        child.expect("nâng tổng số đảng viên toàn Đảng bộ tỉnh lên 74.127 đồng chí")
+        child.expect("hỏi> ")
+        child.sendline("/reset")
+        child.expect("Conversation cleared")
+        child.expect("hỏi> ")
+        child.sendeof()
+        child.expect("Bye")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert child.exitstatus == 0
+
+
+def test_chat_piped_is_plain_and_understands_follow_ups(built_index_settings) -> None:
+    script = "\n".join([QUESTION, "còn năm 2018 thì sao?", "/sources", "/reset", "/nope", ""])
+    result = run_cli(["chat"], built_index_settings, input=script)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "\x1b[" not in out
+    assert "74.127" in out
+    follow_up = out.split("74.127", 1)[1]
+    assert "3.463" in follow_up  # the 2018 article's figure, from the rewritten question
+    assert "Unknown command /nope" in out and "Bye" in out
+
+
+def test_empty_question_is_refused_cleanly(built_index_settings) -> None:
+    result = run_cli(["ask", "   "], built_index_settings)
+    assert result.returncode == 1 and "empty" in result.stderr and "Traceback" not in result.stderr
+
