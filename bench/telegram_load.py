@@ -130,11 +130,9 @@ def main() -> int:
         results: list[tuple[str, float]] = []
         with BotThread(application, settings):
             users = [server.user(10_000 + i, f"Người {i}") for i in range(args.users)]
-            threads = [
-                threading.Thread(target=simulate, args=(user, [pool[(i + k) % len(pool)] for k in range(args.questions)],
-                                                        args.timeout, results))
-                for i, user in enumerate(users)
-            ]
+            asks = [[pool[(i + k) % len(pool)] for k in range(args.questions)] for i in range(args.users)]
+            threads = [threading.Thread(target=simulate, args=(user, asks[i], args.timeout, results))
+                       for i, user in enumerate(users)]
             started = time.monotonic()
             for thread in threads:
                 thread.start()

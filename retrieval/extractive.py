@@ -15,12 +15,21 @@ import math
 import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from itertools import takewhile
 from dataclasses import dataclass, replace
 
 from index.chunking import split_into_sentences
 from retrieval.conversation import rewrite_question
 from retrieval.grounding import is_supported, question_terms, required_terms
-from retrieval.text import QueryKind, detect_query_kind, english_to_vietnamese_terms, fold_diacritics, is_number, tokenize
+from retrieval.text import (
+    STOPWORDS_VI_FOLDED,
+    QueryKind,
+    detect_query_kind,
+    english_to_vietnamese_terms,
+    fold_diacritics,
+    is_number,
+    tokenize,
+)
 from retrieval.types import Answer, Passage, Retriever, Source, Turn
 
 NOT_FOUND = {
@@ -38,13 +47,15 @@ _QUANTITY_CUES = ("bao nhieu", "may ", "so luong", "ty le", "how many", "how muc
 _TIME_CUES = ("khi nao", "nam nao", "bao gio", "luc nao", "ngay nao", "thang nao", "when", "what year", "which year",
               "what date")
 _UNIT_AFTER = re.compile(r"(?:bao nhieu|\bmay|how many|how much)\s+([^\s?,.]+(?:\s+[^\s?,.]+)?)")
-_VERB_BEFORE = re.compile(r"(\S+) (?:bao nhieu|may)\b")
+_VERB_BEFORE = re.compile(r"(\w+) (?:bao nhieu|may)\b")
 _APPROXIMATORS = frozenset("gan hon khoang tren duoi chung xap xi toi da".split())
+_PERCENT_UNITS = {("phan", "tram"), ("phan",), ("ty", "le")}
 _YEAR = re.compile(r"^(1[89]\d\d|20\d\d)$")
 _NEAREST_SOURCES = 3
 _AGREEMENT_RATIO = 0.8  # other articles whose best sentence scores this close to the best are compared
 _MAX_DISAGREEING = 3
 _NEIGHBOUR_RATIO = 0.85
+_LENGTH_DISCOUNT = 0.005
 
 
 @dataclass(frozen=True)
@@ -91,7 +102,7 @@ class ExtractiveAnswerer:
         if not passages or not is_supported(standalone, passages):
             return not_found(passages, language)
         ranked = score_sentences(parsed, passages)
-        if not ranked:
+        if not ranked or not _covers_asked_year(parsed, ranked[0]):
             return not_found(passages, language)
         disagreeing = _disagreeing(parsed, ranked)
         if len(disagreeing) > 1:
@@ -166,6 +177,8 @@ def _score(question: _Question, idf: dict[str, float], n_passages: int, unit: _U
         answers_type = True
     score += _year_agreement(question, unit)
     score += 0.1 * (1 - unit.rank / max(n_passages, 1))  # retrieval's own order breaks near-ties
+    # A long sentence covers many words by its length alone; past 30 tokens it is discounted.
+    score /= 1 + _LENGTH_DISCOUNT * max(0, len(tokens) - 30)
     passage = unit.passage
     return ScoredSentence(unit.rank, passage, passage.start + unit.start, passage.start + unit.end,
                           passage.text[unit.start : unit.end], score, values, pair_share, answers_type, unit.ordinal)
@@ -186,6 +199,19 @@ def _year_agreement(question: _Question, unit: _Unit) -> float:
     return -0.2 if years else 0.0
 
 
+def _covers_asked_year(question: _Question, sentence: ScoredSentence) -> bool:
+    """A year the question asks about must appear in the answer's passage or be its article's year:
+    a 2018 figure is no answer to a question about 2014."""
+    asked = {n for n in question.own_numbers if _YEAR.match(n)}
+    if not asked:
+        return True
+    passage = sentence.passage
+    years = {t for t in tokenize(passage.text, number_variants=False) if _YEAR.match(t)}
+    if passage.date:
+        years.add(passage.date[:4])
+    return bool(asked & years)
+
+
 def _values(question: _Question, tokens: list[str]) -> frozenset[str]:
     """The numbers a sentence states that the question did not already contain (digits only)."""
     numbers = {"".join(c for c in t if c.isdigit()) for t in tokens if is_number(t)}
@@ -196,6 +222,8 @@ def _counts_unit(tokens: list[str], unit: tuple[str, ...]) -> bool:
     """True when a number in the sentence is near what is counted: just after it (`3.463 đảng viên`)
     or shortly before it (`tổng số đảng viên toàn Đảng bộ tỉnh lên 74.127`)."""
     folded = [fold_diacritics(t) for t in tokens]
+    if unit in _PERCENT_UNITS:
+        return any(is_number(t) and t.endswith("%") for t in folded)
     width = len(unit)
     for i, token in enumerate(folded):
         if not is_number(token):
@@ -222,17 +250,23 @@ def _number_after(tokens: list[str], verb: str) -> bool:
 def _parse_question(question: str) -> _Question:
     kind = detect_query_kind(question)
     folded = " ".join(tokenize(question, fold=True, number_variants=False))
+    # Punctuation kept, so that "..., bao nhiêu người" does not make the word before the comma a verb.
+    folded_raw = fold_diacritics(question.lower())
     padded = f" {folded} "
     if kind == "en":
         terms = english_to_vietnamese_terms(question) + required_terms(question)
     else:
         terms = question_terms(question, fold=kind != "vi")
     unit: tuple[str, ...] = ()
-    verb_match = _VERB_BEFORE.search(folded)
+    verb_match = _VERB_BEFORE.search(folded_raw)
     match = _UNIT_AFTER.search(folded)
     if match:
         words = match.group(1).split()
-        unit = tuple(english_to_vietnamese_terms(" ".join(words))[:2]) if kind == "en" else tuple(words[:2])
+        if kind == "en":
+            unit = tuple(english_to_vietnamese_terms(" ".join(words))[:2])
+        else:
+            # "bao nhiêu người bị khai trừ": the unit is "người", not "người bị".
+            unit = tuple(takewhile(lambda w: w not in STOPWORDS_VI_FOLDED and w != "bi", words[:2]))
     own_numbers = frozenset("".join(c for c in t if c.isdigit()) for t in tokenize(question) if is_number(t))
     return _Question(
         kind=kind,

@@ -100,7 +100,8 @@ class GenerativeAnswerer:
         self.scorer = scorer
 
     def _excerpts(self, question: str, passages: list[Passage], language: Language) -> list[Excerpt]:
-        """What the model reads: the best sentences of the first `prompt_passages` passages."""
+        """What the model reads: the best sentences of the first `prompt_passages` passages for `question`
+        (the standalone question, whose `language` may differ from the user's after a rewrite)."""
         budget, count = self.excerpt_words, self.prompt_passages
         if budget is not None and language == "en":
             # An English question shares no words with a Vietnamese article, so picking sentences by
@@ -142,7 +143,7 @@ class GenerativeAnswerer:
             yield self._not_found(standalone, passages, language)
             return
 
-        excerpts = self._excerpts(standalone, passages, language)
+        excerpts = self._excerpts(standalone, passages, detect_language(standalone))
         rewriter = CitationRewriter(len(excerpts))
         parts: list[str] = []
         try:

@@ -225,6 +225,9 @@ weaknesses=han che|achieved=dat|reached=dat|target=chi tieu|targets=chi tieu|pla
 vietnam=viet nam|vietnamese=viet nam|province's=tinh|party's=dang|war=chien tranh|land=dat
 tourism=du lich|tourists=khach du lich|export=xuat khau|exports=xuat khau|import=nhap khau
 farmers=nong dan|workers=cong nhan|youth=thanh nien|women=phu nu|union=cong doan hoi|front=mat tran
+mass=dan|commission=ban|share=ty le|merge=sap nhap|merged=sap nhap|secretary's=bi thu|nine=9
+january=thang 1|february=thang 2|march=thang 3|april=thang 4|may=thang 5|june=thang 6|july=thang 7
+august=thang 8|september=thang 9|october=thang 10|november=thang 11|december=thang 12
 """
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from telegram import BotCommand, Update
-from telegram.error import BadRequest, NetworkError
+from telegram.error import BadRequest, InvalidToken, NetworkError
 from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, CallbackQueryHandler, CommandHandler, \
     MessageHandler, filters
 
@@ -201,6 +201,18 @@ async def _start_updates(application: Application, settings: Settings) -> str:
     return "long polling"
 
 
+async def _initialize(application: Application, settings: Settings) -> None:
+    """Connect (getMe); a wrong token or an unreachable API becomes one clear message."""
+    try:
+        await application.initialize()
+    except InvalidToken as error:
+        raise HoidapError("Telegram refused the token in HOIDAP_TELEGRAM_TOKEN: check it with @BotFather "
+                          "(/mybots, API Token).") from error
+    except NetworkError as error:
+        raise HoidapError(f"Cannot reach the Telegram Bot API at {settings.telegram_api_url} ({error}): check "
+                          "the network or HOIDAP_TELEGRAM_API_URL.") from error
+
+
 async def serve(application: Application, settings: Settings, stop: asyncio.Event,
                 announce: Callable[[str], None] | None = None) -> None:
     """Run the bot until `stop` is set, then finish the updates in hand and release everything.
@@ -208,7 +220,7 @@ async def serve(application: Application, settings: Settings, stop: asyncio.Even
     `announce` receives one line once the bot is up (its @username and how it receives updates).
     """
     try:
-        await application.initialize()
+        await _initialize(application, settings)
         if application.post_init:
             await application.post_init(application)
         how = await _start_updates(application, settings)

@@ -40,6 +40,12 @@ TYPING_REFRESH = 4.5  # Telegram shows "typing…" for 5 s per chat action
 _DONE = object()
 
 
+def replies_to_bot(message: Message, bot_id: int) -> bool:
+    """Whether the message answers one of the bot's own messages."""
+    replied = message.reply_to_message
+    return replied is not None and replied.from_user is not None and replied.from_user.id == bot_id
+
+
 def addressed_question(message: Message, bot_id: int, bot_username: str | None) -> str | None:
     """The question in `message` if it is meant for the bot, else None.
 
@@ -55,9 +61,7 @@ def addressed_question(message: Message, bot_id: int, bot_username: str | None) 
             or (entity.type == MessageEntity.TEXT_MENTION and entity.user is not None and entity.user.id == bot_id)
             for entity, value in entities.items()
         )
-        replied = message.reply_to_message is not None and message.reply_to_message.from_user is not None \
-            and message.reply_to_message.from_user.id == bot_id
-        if not (mentioned or replied):
+        if not (mentioned or replies_to_bot(message, bot_id)):
             return None
     if bot_username:
         text = re.sub(rf"@{re.escape(bot_username)}\b", " ", text, flags=re.IGNORECASE)
@@ -173,11 +177,8 @@ class BotHandlers:
         """Stickers, photos, voice…: say the bot reads text (in groups only when addressed)."""
         message = update.effective_message
         if message.chat.type != ChatType.PRIVATE:
-            to_bot = message.reply_to_message is not None and message.reply_to_message.from_user is not None \
-                and message.reply_to_message.from_user.id == context.bot.id
             mention = f"@{context.bot.username}".lower()
-            in_caption = mention in (message.caption or "").lower()
-            if not (to_bot or in_caption):
+            if not (replies_to_bot(message, context.bot.id) or mention in (message.caption or "").lower()):
                 return
         if not await self._admit(update, context):
             return

@@ -6,6 +6,7 @@ the test needs only the provisioned GGUF (`hoidap models fetch --llm`), not a bu
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 
 import pytest
@@ -14,11 +15,12 @@ from bot.settings import BUNDLED_CORPUS, Settings
 from index.chunking import split_into_chunks
 from index.cleaning import clean_article
 from index.documents import Article
+from index.errors import LLMError
 from index.loading import load_documents
 from index.models import resolve_llm_path
 from retrieval.generative import GenerativeAnswerer
 from retrieval.lexical import LexicalIndex
-from retrieval.llm import LlamaCppChatModel, load_local_chat_model
+from retrieval.llm import LlamaCppChatModel, load_local_chat_model, openai_chat_model
 from retrieval.types import Answer, Passage, SearchFilters
 
 pytestmark = [pytest.mark.e2e, pytest.mark.llm]
@@ -85,3 +87,27 @@ def test_the_local_llm_does_not_answer_what_the_articles_do_not_say(answerer: Ge
     assert not answer.found
     assert answer.text.startswith("Không tìm thấy")
     assert answer.sources  # the nearest passages are still listed
+
+
+def test_the_openai_adapter_answers_through_a_real_openai_compatible_server(retriever: CorpusRetriever, model: LlamaCppChatModel) -> None:
+    """llama.cpp's own HTTP server speaks the OpenAI API: the same answerer runs over HTTP with a key."""
+    import xllamacpp
+
+    key = secrets.token_hex(16)
+    params = xllamacpp.CommonParams()
+    params.model.path = model.model_path
+    params.n_ctx = 2048
+    params.cpuparams.n_threads = model.n_threads
+    params.cpuparams_batch.n_threads = model.n_threads
+    params.verbosity = 0
+    params.api_keys = [key]
+    server = xllamacpp.Server(params)
+    chat_model = openai_chat_model(model="local", base_url=f"{server.listening_address}/v1", api_key=key, max_tokens=96, temperature=0.0)
+    assert key not in repr(chat_model)
+    answer = GenerativeAnswerer(retriever, chat_model, excerpt_words=40, prompt_passages=2).answer(QUESTION)
+    assert answer.found and "74.127" in answer.text
+    assert answer.sources[0].date is not None and answer.sources[0].date.startswith("2023")
+
+    wrong_key = openai_chat_model(model="local", base_url=f"{server.listening_address}/v1", api_key="wrong")
+    with pytest.raises(LLMError, match="language model failed"):
+        GenerativeAnswerer(retriever, wrong_key, excerpt_words=40, prompt_passages=2).answer(QUESTION)

@@ -27,6 +27,7 @@ from pydantic import SecretStr
 from bot.settings import Settings
 from bot.telegram.app import build_application
 from bot.telegram.formatting import ArticleListing
+from index.errors import HoidapError
 from retrieval.types import Answer, Source, Turn
 from tests.conftest import HOIDAP, cli_env
 from tests.e2e.botapi_server import BotApiServer, BotThread, SentMessage, TestUser, parse_html
@@ -142,7 +143,8 @@ def test_question_answered_with_citations_by_the_real_answerer(tmp_path: Path, s
     articles = [ArticleListing(a.title, a.date, a.source, a.n_chunks) for a in components.store.articles()]
     with running_bot(settings, components.answerer, articles):
         lan = server.user(101, "Lan")
-        question = lan.say("Ai dẫn đầu đoàn công tác Tỉnh ủy Tiền Giang đến làm việc với Đảng ủy Khối Các cơ quan tỉnh?")
+        question = lan.say("Ai dẫn đầu đoàn công tác Tỉnh ủy Tiền Giang đến làm việc với Đảng ủy Khối "
+                           "Các cơ quan tỉnh?")
         reply = lan.wait_reply(question, timeout=120, where=lambda m: bool(m.buttons()))  # drafts may come first
         lan.press(reply, reply.button("src:")["callback_data"])
         passages = server.wait_for(lambda: next(iter(server.replies_to(101, reply.message_id)), None))
@@ -425,6 +427,14 @@ def test_webhook_mode_checks_the_secret_token(tmp_path: Path, server: BotApiServ
     assert "[1]" in reply.text
     assert forged.status_code == 403
     assert len(server.messages_in(119)) == 1
+
+
+def test_a_wrong_token_is_one_clear_error(tmp_path: Path, server: BotApiServer) -> None:
+    settings = bot_settings(tmp_path, server, telegram_token="7000000001:AAE-not-the-right-one")
+    application = build_application(settings, ScriptedAnswerer(), lambda: ARTICLES)
+    with pytest.raises(HoidapError, match="Telegram refused the token in HOIDAP_TELEGRAM_TOKEN"):
+        BotThread(application, settings).start()
+    assert server.calls == []  # the server accepted nothing under the wrong token
 
 
 def test_server_rejects_what_telegram_rejects() -> None:
