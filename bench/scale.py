@@ -12,7 +12,8 @@ model. For each size and index type it prints, warm, p50/p95 in milliseconds of:
 - `answer`: the full extractive answer (retrieval included);
 
 and, for HNSW (M=32, efConstruction 80, as index/store.py builds it), recall@10 against the exact
-flat search for efSearch 64, 96 (the default) and 128, with the vector search time at each.
+flat search for efSearch 64, 96 (the default), 128, 256 and 512, with the vector search time at each.
+`--vectors lineage` draws the synthetic vectors the other way bench/synthetic.py offers.
 
     .venv/bin/python bench/scale.py [--sizes 1000,10000,100000,1000000] [--queries 200] [--work-dir DIR]
 """
@@ -45,7 +46,7 @@ from retrieval.hybrid import HybridRetriever  # noqa: E402
 from retrieval.lexical import LexicalIndex  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-EF_SEARCH = (64, 96, 128)
+EF_SEARCH = (64, 96, 128, 256, 512)
 DEPTH = 50
 
 
@@ -81,9 +82,9 @@ def p(times: list[float]) -> str:
 
 
 def run_size(n_chunks: int, kinds: list[str], settings: Settings, embedder, queries: list[str],
-             query_vectors: np.ndarray, work_dir: Path) -> None:
+             query_vectors: np.ndarray, work_dir: Path, vectors: str) -> None:
     started = time.perf_counter()
-    dirs = build_synthetic_index(work_dir, n_chunks, embedder, hnsw="hnsw" in kinds, report=print)
+    dirs = build_synthetic_index(work_dir, n_chunks, embedder, hnsw="hnsw" in kinds, vectors=vectors, report=print)
     print(f"  corpus ready in {time.perf_counter() - started:.0f}s")
     exact: list[set[int]] | None = None
     lexical: LexicalIndex | None = None
@@ -121,6 +122,8 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000,10000,100000,1000000")
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--kinds", default="flat,hnsw")
+    parser.add_argument("--vectors", choices=["copies", "lineage"], default="copies",
+                        help="how synthetic vectors are drawn (see bench/synthetic.py)")
     parser.add_argument("--work-dir", type=Path, default=Path(tempfile.gettempdir()) / "hoidap-bench",
                         help="synthetic indexes are cached here (1M chunks take ~6 GB)")
     args = parser.parse_args()
@@ -133,7 +136,7 @@ def main() -> None:
           f"top_k {settings.top_k}")
     print(f"  {'chunks':>9} {'index':<5} {'':>6} p50     p95     |          p50     p95 |        p50     p95")
     for size in (int(s) for s in args.sizes.split(",")):
-        run_size(size, args.kinds.split(","), settings, embedder, queries, query_vectors, args.work_dir)
+        run_size(size, args.kinds.split(","), settings, embedder, queries, query_vectors, args.work_dir, args.vectors)
 
 
 if __name__ == "__main__":

@@ -168,26 +168,23 @@ def _names(text: str) -> set[str]:
 def is_grounded(answer: str, question: str, cited: Sequence[Source], *, check_names: bool = True) -> bool:
     """Whether the answer says something the question did not, backed by the passages it cites.
 
-    Small models echo the question with a citation ("Giá vàng hôm nay là [1].") or bring figures
-    and names from elsewhere (even from the prompt's worked example). So an answer must add a word
-    to the question, and every number it adds, and every name when `check_names` (Vietnamese
-    answers; an English answer translates names), must appear in a cited passage, title or date.
+    Small models echo the question with a citation ("Giá vàng hôm nay là [1]."), bring figures and
+    names from elsewhere (even from the prompt's worked example), or pin the question's year or
+    province on a passage about another ("năm 2018 là 74.127" citing the 2023 article). So an answer
+    must add a word to the question, and every number in it, and every name when `check_names`
+    (Vietnamese answers; an English answer translates names), must appear in a cited passage, its
+    title or its date, whether or not the question said it.
     """
     from retrieval.prompts import fold  # prompts imports nothing from here; kept local to stay a leaf
 
     body = _CITATION_GROUP_RE.sub(" ", answer)
     support_text = " ".join(f"{s.title} {s.date or ''} {s.text}" for s in cited)
-    support = fold(support_text)
-    question_folded = fold(question)
-    question_words = set(_WORD_RE.findall(question_folded))
-    added = [w for w in _WORD_RE.findall(fold(body)) if w not in question_words]
-    if not added:
+    question_words = set(_WORD_RE.findall(fold(question)))
+    if all(word in question_words for word in _WORD_RE.findall(fold(body))):
         return False
-    support_numbers = _number_values(support_text.replace("-", " ").replace("/", " "))
-    question_numbers = _number_values(question)
-    if not (_number_values(body) - question_numbers) <= support_numbers:
+    if not _number_values(body) <= _number_values(support_text.replace("-", " ").replace("/", " ")):
         return False
     if check_names:
-        support_words = set(_WORD_RE.findall(support)) | question_words
+        support_words = set(_WORD_RE.findall(fold(support_text)))
         return all(fold(name) in support_words for name in _names(body))
     return True

@@ -210,9 +210,11 @@ def rewrite_with_model(question: str, history: Sequence[Turn], chat_model: BaseC
 
 
 def _usable(rewrite: str, follow_up: FollowUp) -> bool:
-    """A model rewrite is kept only if it is one short question that carries the follow-up's new year."""
+    """A model rewrite is kept only if it is one short question carrying the follow-up's new year and name."""
     words = rewrite.split()
-    return 0 < len(words) <= _REWRITE_MAX_WORDS and all(year in rewrite for year in follow_up.years)
+    if not 0 < len(words) <= _REWRITE_MAX_WORDS or not all(year in rewrite for year in follow_up.years):
+        return False
+    return not _looks_like_name(follow_up.rest) or fold(follow_up.rest) in fold(rewrite)
 
 
 def rewrite_question(

@@ -118,7 +118,7 @@ STOPWORDS_VI: frozenset[str] = frozenset(
     """
     và của là các những có được trong cho với này đó đã đang sẽ thì mà để từ một ở về theo khi
     không ra vào lại nên cũng như đến tại do bị rằng nhưng hay hoặc ấy kia đây cùng còn rất quá
-    nhiều ít mới tất cả chỉ vì bằng ông bà anh chị em tôi chúng họ mình thuộc trên dưới sau trước
+    nhiều ít mới tất cả vì bằng ông bà anh chị em tôi chúng họ mình thuộc trên dưới sau trước
     giữa ngoài lên xuống nữa vẫn đều
     """.split()
 )
@@ -226,6 +226,9 @@ vietnam=viet nam|vietnamese=viet nam|province's=tinh|party's=dang|war=chien tran
 tourism=du lich|tourists=khach du lich|export=xuat khau|exports=xuat khau|import=nhap khau
 farmers=nong dan|workers=cong nhan|youth=thanh nien|women=phu nu|union=cong doan hoi|front=mat tran
 mass=dan|commission=ban|share=ty le|merge=sap nhap|merged=sap nhap|secretary's=bi thu|nine=9
+party member=dang vien|party members=dang vien|party committee=dang uy|party organization=to chuc dang
+party organizations=to chuc dang|party organisation=to chuc dang|party organisations=to chuc dang
+party cells=chi bo|party units=co so dang|new members=dang vien moi|party building=xay dung dang
 january=thang 1|february=thang 2|march=thang 3|april=thang 4|may=thang 5|june=thang 6|july=thang 7
 august=thang 8|september=thang 9|october=thang 10|november=thang 11|december=thang 12
 """
@@ -242,9 +245,20 @@ def _glossary() -> dict[str, tuple[str, ...]]:
 
 
 def english_to_vietnamese_terms(text: str) -> list[str]:
-    """Folded Vietnamese syllables for the English words of `text` that the glossary knows, in order."""
+    """Folded Vietnamese syllables for the English words of `text` that the glossary knows, in order.
+
+    Two-word phrases (`party members` -> `dang vien`) are looked up before single words.
+    """
     glossary = _glossary()
+    words = re.findall(r"[a-z']+", text.lower())
     terms: list[str] = []
-    for word in re.findall(r"[a-z']+", text.lower()):
-        terms.extend(glossary.get(word, ()))
+    i = 0
+    while i < len(words):
+        phrase = glossary.get(f"{words[i]} {words[i + 1]}") if i + 1 < len(words) else None
+        if phrase:
+            terms.extend(phrase)
+            i += 2
+            continue
+        terms.extend(glossary.get(words[i], ()))
+        i += 1
     return terms

@@ -95,3 +95,12 @@ QUESTION = "Tổng số đảng viên toàn Đảng bộ tỉnh năm 2023 là ba
 def test_is_grounded_needs_new_figures_and_names_to_be_in_the_cited_passage(answer: str, check_names: bool, grounded: bool) -> None:
     cited = [CANDIDATES[2]]
     assert is_grounded(answer, QUESTION, cited, check_names=check_names) is grounded
+
+
+def test_a_year_or_place_taken_from_the_question_must_also_be_in_the_cited_passage() -> None:
+    cited = [CANDIDATES[2]]  # the 2023 article
+    question_2018 = "Tổng số đảng viên toàn Đảng bộ tỉnh năm 2018 là bao nhiêu?"
+    assert not is_grounded("Tổng số đảng viên toàn Đảng bộ tỉnh năm 2018 là 74.127 đồng chí [1].", question_2018, cited)
+    assert not is_grounded("In 2018 the province had 74,127 party members [1].", question_2018, cited, check_names=False)
+    question_place = "Tổng số đảng viên toàn Đảng bộ tỉnh Quảng Ngãi năm 2023 là bao nhiêu?"
+    assert not is_grounded("Đảng bộ tỉnh Quảng Ngãi có 74.127 đảng viên [1].", question_place, cited)

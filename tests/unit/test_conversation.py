@@ -80,3 +80,10 @@ def test_a_standalone_question_never_calls_the_model() -> None:
     model = FakeListChatModel(responses=["should not be used", "unused"])
     assert rewrite_question("Giá vàng hôm nay là bao nhiêu?", _after(VI), chat_model=model) == "Giá vàng hôm nay là bao nhiêu?"
     assert model.i == 0
+
+
+def test_a_model_rewrite_that_drops_the_new_place_falls_back_to_the_rules() -> None:
+    model = FakeListChatModel(responses=[VI])  # the model ignored "Quảng Ngãi"
+    assert rewrite_question("thế còn Quảng Ngãi?", _after(VI), chat_model=model) == (
+        "Tổng số đảng viên toàn Đảng bộ tỉnh Quảng Ngãi năm 2023 là bao nhiêu?"
+    )
