@@ -151,7 +151,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sets", default=",".join(SETS), help="comma-separated: " + ", ".join(SETS))
     parser.add_argument("--work-dir", type=Path, default=None, help="where the indexes go (default: a temporary folder)")
-    parser.add_argument("--repeats", type=int, default=2, help="indexing runs per method (the fastest counts)")
+    parser.add_argument("--repeats", type=int, default=1, help="indexing runs per method (the fastest counts)")
     args = parser.parse_args()
     settings = Settings()
     embedder = build_embedder(settings)

@@ -7,6 +7,7 @@ wires them. The queries are real questions (the hand-written set and XQuAD-vi), 
 model. For each size and index type it prints, warm, p50/p95 in milliseconds of:
 
 - `vector`: the FAISS search alone (depth 50, what the hybrid retriever asks for);
+- `bm25 x2`: the lexical search alone, both fields (as written and accent-folded), depth 50;
 - `retrieve`: HybridRetriever.retrieve(question, top_k) — query embedding, BM25 (two fields), vector
   search, fusion, passage merging;
 - `answer`: the full extractive answer (retrieval included);
@@ -87,6 +88,7 @@ def run_size(n_chunks: int, kinds: list[str], settings: Settings, embedder, quer
     dirs = build_synthetic_index(work_dir, n_chunks, embedder, hnsw="hnsw" in kinds, vectors=vectors, report=print)
     print(f"  corpus ready in {time.perf_counter() - started:.0f}s")
     exact: list[set[int]] | None = None
+    exact_passages: list[set[tuple[str, int]]] | None = None
     lexical: LexicalIndex | None = None
     for kind in kinds:
         store = IndexStore.open(dirs[kind], model=embedder.identity)
@@ -99,14 +101,19 @@ def run_size(n_chunks: int, kinds: list[str], settings: Settings, embedder, quer
         rows = range(len(query_vectors))
         vector_ms, hits = timed(lambda i: store.search(query_vectors[i:i + 1], DEPTH)[0], list(rows))
         top10 = [{c for c, _ in h[:10]} for h in hits]
-        retrieve_ms, _ = timed(lambda q: retriever.retrieve(q, settings.top_k), queries)
+        bm25_ms, _ = timed(lambda q: [lexical.search(q, DEPTH, field=f) for f in ("plain", "folded")], queries)
+        retrieve_ms, retrieved = timed(lambda q: retriever.retrieve(q, settings.top_k), queries)
+        passages = [{(x.article_id, x.start) for x in r} for r in retrieved]
         answer_ms, answers = timed(lambda q: answerer.answer(q), queries)
         found = sum(a.found for a in answers) / len(answers)
-        print(f"  {n_chunks:>9,} {kind:<5} vector {p(vector_ms)} | retrieve {p(retrieve_ms)} | "
+        print(f"  {n_chunks:>9,} {kind:<5} vector {p(vector_ms)} | bm25 x2 {p(bm25_ms)} | retrieve {p(retrieve_ms)} | "
               f"answer {p(answer_ms)} | found {found:.2f} | RSS {rss_mb():,.0f} MB", flush=True)
         if kind == "flat":
-            exact = top10
+            exact, exact_passages = top10, passages
         elif exact is not None:
+            same = np.mean([len(a & b) / max(len(a), 1) for a, b in zip(exact_passages, passages)])
+            print(f"  {'':>9} hnsw: share of the hybrid retriever's top-{settings.top_k} passages also returned "
+                  f"with flat: {same:.3f}")
             for ef in EF_SEARCH:
                 store.set_search_depth(ef)
                 ms, hits = timed(lambda i: store.search(query_vectors[i:i + 1], 10)[0], list(rows))
@@ -134,7 +141,6 @@ def main() -> None:
     query_vectors = np.concatenate(vectors)
     print(f"{len(queries)} real questions; query embedding alone p50/p95 {p(embed_ms)} ms; {os.cpu_count()} CPUs; "
           f"top_k {settings.top_k}")
-    print(f"  {'chunks':>9} {'index':<5} {'':>6} p50     p95     |          p50     p95 |        p50     p95")
     for size in (int(s) for s in args.sizes.split(",")):
         run_size(size, args.kinds.split(","), settings, embedder, queries, query_vectors, args.work_dir, args.vectors)
 

@@ -58,24 +58,39 @@ def question_terms(question: str, *, fold: bool) -> list[str]:
     return content_tokens(question, fold=fold)
 
 
-def required_terms(question: str) -> list[str]:
-    """Folded tokens of the names and numbers in a question: capitalised words not opening it, and numbers.
+def required_names(question: str, *, fold: bool = True) -> list[tuple[str, ...]]:
+    """The names and numbers of a question, each as a token sequence: runs of capitalised words not
+    opening the question (`Bình Dương`), and numbers.
 
+    Folded by default; an accented question keeps its accents (`fold=False`) and is matched against
+    accented text. A name must appear as a whole: `Bình Dương` is not found in `phê bình ... đường`.
     English words the glossary knows (`Party`, `Committee`) are common nouns written with a capital,
-    not names, and are not required.
+    not names.
     """
-    required: list[str] = []
+    names: list[tuple[str, ...]] = []
+    run: list[str] = []
     for position, word in enumerate(question.split()):
         stripped = word.strip("\"'“”‘’«»()[]{}.,;:!?")
-        if not stripped:
-            continue
-        capitalised = position > 0 and stripped[0].isupper()
-        for token in tokenize(stripped, number_variants=False):
-            if is_number(token):
-                required.append(token)
-            elif capitalised and not _common_word(token):
-                required.append(fold_diacritics(token))
-    return list(dict.fromkeys(required))
+        tokens = tokenize(stripped, number_variants=False) if stripped else []
+        capitalised = position > 0 and bool(stripped) and stripped[0].isupper()
+        name_tokens = [t for t in tokens if not is_number(t) and not _common_word(t)] if capitalised else []
+        if name_tokens:
+            run.extend(fold_diacritics(t) if fold else t for t in name_tokens)
+        elif run:
+            names.append(tuple(run))
+            run = []
+        names.extend((t,) for t in tokens if is_number(t))
+        if run and stripped != word.rstrip("\"'“”‘’«»()[]{}.;:!?"):
+            names.append(tuple(run))  # a comma or a full stop ends the name
+            run = []
+    if run:
+        names.append(tuple(run))
+    return list(dict.fromkeys(names))
+
+
+def required_terms(question: str, *, fold: bool = True) -> list[str]:
+    """The tokens of `required_names`, flat."""
+    return list(dict.fromkeys(t for name in required_names(question, fold=fold) for t in name))
 
 
 def _common_word(token: str) -> bool:
@@ -104,7 +119,7 @@ def support(question: str, passages: Sequence[Passage], *, dense_threshold: floa
     pairs = list(zip(terms, terms[1:]))
     considered = passages[:PASSAGES_CONSIDERED]
     best = (0.0, 0.0, 0.0)
-    names_present: set[str] = set()
+    passage_tokens: list[list[str]] = []
     for passage in considered:
         # The date and the outlet count as part of the passage: "năm 2016" is answered by a 2016 article.
         text = "\n".join(filter(None, (passage.title, passage.source, passage.date, passage.text)))
@@ -112,10 +127,10 @@ def support(question: str, passages: Sequence[Passage], *, dense_threshold: floa
         coverage = _share(terms, set(tokens))
         pair_coverage = _share(pairs, set(zip(tokens, tokens[1:]))) if pairs else coverage
         best = max(best, (0.5 * coverage + 0.5 * pair_coverage, coverage, pair_coverage))
-        names_present.update(tokens if fold else tokenize(text, fold=True))
+        passage_tokens.append(tokens)
     lexical, coverage, pair_coverage = best
-    required = required_terms(question)
-    missing = tuple(t for t in required if t not in names_present)
+    required = required_names(question, fold=fold)
+    missing = tuple(" ".join(name) for name in required if not any(_contains(t, name) for t in passage_tokens))
     # A name spelt differently ("Clipper" for "Clippers") costs support; most names missing refute it.
     lexical -= MISSING_NAME_PENALTY * len(missing)
     dense_values = [p.dense_score for p in considered if p.dense_score is not None]
@@ -132,6 +147,11 @@ def support(question: str, passages: Sequence[Passage], *, dense_threshold: floa
 def is_supported(question: str, passages: Sequence[Passage], *, dense_threshold: float = DENSE_THRESHOLD) -> bool:
     """True when the passages are strong enough to answer `question` from (the answerers' gate)."""
     return support(question, passages, dense_threshold=dense_threshold).supported
+
+
+def _contains(tokens: list[str], name: tuple[str, ...]) -> bool:
+    width = len(name)
+    return any(tuple(tokens[i : i + width]) == name for i in range(len(tokens) - width + 1))
 
 
 def _share(items: Sequence, present: set) -> float:

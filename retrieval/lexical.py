@@ -14,7 +14,7 @@ import json
 from array import array
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -61,7 +61,9 @@ class ChunkSource(Protocol):
 class LexicalIndex:
     """BM25 scores of every chunk for a question, in the `plain` or the `folded` field."""
 
-    def __init__(self, chunk_ids: np.ndarray, fields: dict[Field, bm25s.BM25], article_ids: np.ndarray | None = None) -> None:
+    def __init__(
+        self, chunk_ids: np.ndarray, fields: dict[Field, bm25s.BM25], article_ids: np.ndarray | None = None
+    ) -> None:
         self.chunk_ids = np.asarray(chunk_ids, dtype=np.int64)
         # The article of each row, so that filters become a row mask without asking the store.
         self.article_ids = np.asarray(article_ids if article_ids is not None else [""] * len(self.chunk_ids), dtype=str)
@@ -152,10 +154,6 @@ class LexicalIndex:
         if allowed is not None:
             scores = np.where(allowed, scores, 0.0)
         return [(int(self.chunk_ids[i]), float(scores[i])) for i in top_rows(scores, k)]
-
-    def rows(self, chunk_ids: Iterable[int]) -> np.ndarray:
-        """Row positions of the given chunk ids (unknown ids are left out)."""
-        return np.array([self._row_of[c] for c in chunk_ids if c in self._row_of], dtype=np.int64)
 
     def article_of(self, chunk_id: int) -> str | None:
         """The article a chunk belongs to (None for an unknown chunk)."""

@@ -132,6 +132,11 @@ class LlamaCppChatModel(BaseChatModel):
             path = Path(self.model_path)
             if not path.is_file():
                 raise ModelFilesMissingError(f"No GGUF file at {path}: run `hoidap models fetch --llm`.")
+            # llama.cpp's OpenMP threads spin while they wait at each barrier. When the cores are shared
+            # (the bot embeds queries, other jobs run), a spinning thread keeps its partner from being
+            # scheduled: generation of the 1.5B model fell to 2-3 tokens/s under load, against 9-17 with
+            # passive waiting. libgomp reads this when xllamacpp loads it; a user's own value wins.
+            os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
             import xllamacpp
 
             params = xllamacpp.CommonParams()

@@ -63,6 +63,7 @@ _VIETNAMESE_WORDS = frozenset(
     "la bao nhieu gi ai nao cua nam tinh khong thi sao con dang vien tong so duoc nhung cac trong nguoi ngay "
     "nay co mot hai ba bon tai ve cho voi den tu hoi nghi uy ban chi bo khoi".split()
 )
+_ENGLISH_WEIGHT = 1.5
 _WORD_RE = re.compile(r"\w+", re.UNICODE)
 
 
@@ -79,14 +80,16 @@ def fold(text: str) -> str:
 
 
 def detect_language(text: str) -> Language:
-    """Vietnamese or English, the two languages answers are written in; Vietnamese when unsure."""
-    normalized = unicodedata.normalize("NFC", text)
-    if any(char == "đ" or char == "Đ" or (char.isalpha() and not char.isascii()) for char in normalized):
-        return "vi"
-    words = _WORD_RE.findall(normalized.lower())
+    """Vietnamese or English, the two languages answers are written in; Vietnamese when unsure.
+
+    Words with Vietnamese diacritics or frequent Vietnamese syllables (typed without accents) count
+    for Vietnamese; English function words and words with f, j, w or z count for English, a little
+    more, so that "what about Quảng Ngãi?" is English.
+    """
+    words = _WORD_RE.findall(unicodedata.normalize("NFC", text).lower())
+    vietnamese = sum(1 for word in words if not word.isascii() or word in _VIETNAMESE_WORDS)
     english = sum(1 for word in words if word in _ENGLISH_WORDS or _NON_VIETNAMESE_LETTERS & set(word))
-    vietnamese = sum(1 for word in words if word in _VIETNAMESE_WORDS)
-    return "en" if english > vietnamese else "vi"
+    return "en" if _ENGLISH_WEIGHT * english > vietnamese else "vi"
 
 
 @dataclass(frozen=True)
@@ -132,7 +135,7 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
 
 
 SentenceScorer = Callable[[str, list[str]], list[float]]
-"""Scores each sentence for a question (higher is more useful); injectable, e.g. with an embedder."""
+"""Scores each sentence for a question (higher is more useful); `score_by_overlap` unless injected."""
 
 _STOPWORDS = frozenset(
     "la cua va cac nhung mot co khong thi duoc trong cho voi den tu nay do da se bao nhieu gi ai nao sao the "

@@ -50,7 +50,9 @@ _LENGTH_DISCOUNT = 0.005
 _CONTEXT_WEIGHT = 0.45  # how much the previous sentence's words count towards covering the question
 _PAIR_WEIGHT = 0.5  # word pairs: Vietnamese words are mostly two syllables, so pairs are the real match
 _TIME_WORDS = frozenset("nam thang ngay quy tuan gio".split())
-_QUESTION_FILLERS = frozenset("su viec cai con loai".split())  # "sự kiện nào", "loại nào": the noun follows
+# "sự kiện nào", "loại nào": the noun is the word after these.
+_QUESTION_FILLERS = frozenset("sự việc cái con loại".split())
+_QUESTION_FILLERS_FOLDED = frozenset("su viec cai con loai".split())
 _FAMILY_NAMES = frozenset(
     "nguyen tran le pham hoang huynh phan vu vo dang bui do ho ngo duong ly thai truong dinh lam mai doan "
     "luong to trinh dao cao ha la chu quach kieu ta tong".split()
@@ -145,8 +147,7 @@ def _score(question: Question, idf: dict[str, float], n_passages: int, unit: _Un
         counts_unit = bool(question.unit) and _counts_unit(tokens, question.unit)
         # "bao nhiêu người bị khai trừ" is answered by "khai trừ 2": a number next to an asked word.
         beside_term = _number_beside(question, tokens, values, idf)
-        # The count must be of the asked thing: "khai trừ" (expelled) asked, "khai trừ" in the context.
-        answers_type = (counts_unit or beside_term or not question.unit) and bool(_qualifiers(question, idf) & context)
+        answers_type = counts_unit or beside_term or not question.unit
         score += 0.35 * counts_unit + 0.2 * beside_term
         if question.verb and _number_after(tokens, question.verb):
             score += 0.25  # "có bao nhiêu đảng viên" is answered by "có 3.463 đảng viên"
@@ -316,7 +317,7 @@ def parse_question(question: str) -> Question:
             # "bao nhiêu người bị khai trừ": the unit is "người", not "người bị".
             kept = takewhile(lambda w: w not in STOPWORDS_VI and w not in STOPWORDS_VI_FOLDED, words[:2])
             unit = tuple(fold_diacritics(w) for w in kept)
-    which = _which_noun(kind, folded_raw)
+    which = _which_noun(kind, question)
     own_numbers = frozenset("".join(c for c in t if c.isdigit()) for t in tokenize(question) if is_number(t))
     return Question(
         text=question,
@@ -335,13 +336,15 @@ def parse_question(question: str) -> Question:
     )
 
 
-def _which_noun(kind: QueryKind, folded_raw: str) -> tuple[str, ...]:
+def _which_noun(kind: QueryKind, question: str) -> tuple[str, ...]:
     """The noun a "which" question asks to name: `chỉ thị nào` -> (chi, thi); `which directive` -> (chi, thi)."""
+    lowered = question.lower()
     if kind == "en":
-        match = re.search(r"\b(?:which|what)\s+([a-z']+(?:\s+[a-z']+)?)", folded_raw)
+        match = re.search(r"\b(?:which|what)\s+([a-z']+(?:\s+[a-z']+)?)", lowered)
         return tuple(english_to_vietnamese_terms(match.group(1))[-2:]) if match else ()
-    match = re.search(r"(\w+)\s+(\w+)\s+nao\b", folded_raw)
+    # Accents tell "thị" (in chỉ thị) from "thì" (then); without them only the folded lists can.
+    match = re.search(r"(\w+)\s+(\w+)\s+(?:nào|nao)\b", lowered)
     if not match:
         return ()
-    words = [w for w in match.groups() if w not in STOPWORDS_VI_FOLDED and w not in _QUESTION_FILLERS]
-    return tuple(words[-2:])
+    dropped = STOPWORDS_VI | _QUESTION_FILLERS if kind == "vi" else STOPWORDS_VI_FOLDED | _QUESTION_FILLERS_FOLDED
+    return tuple(fold_diacritics(w) for w in match.groups() if w not in dropped)[-2:]

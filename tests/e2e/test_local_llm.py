@@ -10,6 +10,7 @@ import secrets
 from pathlib import Path
 
 import pytest
+from langchain_core.messages import HumanMessage
 
 from bot.settings import BUNDLED_CORPUS, Settings
 from index.chunking import split_into_chunks
@@ -111,3 +112,13 @@ def test_the_openai_adapter_answers_through_a_real_openai_compatible_server(retr
     wrong_key = openai_chat_model(model="local", base_url=f"{server.listening_address}/v1", api_key="wrong")
     with pytest.raises(LLMError, match="language model failed"):
         GenerativeAnswerer(retriever, wrong_key, excerpt_words=40, prompt_passages=2).answer(QUESTION)
+
+
+def test_leaving_a_stream_early_stops_generation_and_frees_the_model(model: LlamaCppChatModel) -> None:
+    messages = [HumanMessage(content="Kể tên 20 tỉnh của Việt Nam, mỗi tỉnh một dòng.")]
+    stream = model.stream(messages)
+    pieces = [next(stream).content for _ in range(3)]
+    stream.close()  # the reader went away: llama.cpp is told to stop at its next token
+    assert all(isinstance(piece, str) for piece in pieces)
+    reply = model.invoke([HumanMessage(content="Trả lời đúng một chữ: có")], max_tokens=4)
+    assert reply.content.strip()

@@ -13,8 +13,9 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 
-from index.errors import LLMError
+from index.errors import LLMError, ModelFilesMissingError
 from retrieval.generative import GenerativeAnswerer
+from retrieval.llm import LOCAL_SERVER_KEY_PLACEHOLDER, load_local_chat_model, openai_chat_model
 from retrieval.prompts import NOT_FOUND_TEXT, build_messages, detect_language, select_excerpts, sentence_spans
 from retrieval.types import Answer, Passage, SearchFilters, Turn
 
@@ -213,8 +214,29 @@ def test_sentence_spans_keep_numbers_whole_and_point_into_the_text() -> None:
         ("tong so dang vien toan dang bo tinh nam 2023 la bao nhieu", "vi"),
         ("What was the total number of party members in the province in 2023?", "en"),
         ("what about 2018?", "en"),
+        ("what about Quảng Ngãi?", "en"),
+        ("còn Quảng Ngãi thì sao?", "vi"),
         ("2019?", "vi"),
     ],
 )
 def test_detect_language(question: str, language: str) -> None:
     assert detect_language(question) == language
+
+
+def test_openai_adapter_streams_hides_its_key_and_needs_one_only_for_openai(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = openai_chat_model(model="gpt-4o-mini", api_key="sk-very-secret-key")
+    assert model.streaming and "sk-very-secret-key" not in repr(model)
+    local = openai_chat_model(model="qwen2.5", base_url="http://127.0.0.1:8080/v1")
+    assert local.openai_api_key.get_secret_value() == LOCAL_SERVER_KEY_PLACEHOLDER
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with pytest.raises(LLMError, match="HOIDAP_OPENAI_API_KEY"):
+        openai_chat_model(model="gpt-4o-mini")
+
+
+def test_local_adapter_reports_a_missing_or_broken_gguf(tmp_path: Path) -> None:
+    with pytest.raises(ModelFilesMissingError, match="hoidap models fetch --llm"):
+        load_local_chat_model(tmp_path / "absent.gguf")
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"GGUF" + bytes(4096))
+    with pytest.raises(LLMError, match="could not load"):
+        load_local_chat_model(broken)
