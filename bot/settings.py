@@ -27,7 +27,7 @@ class Settings(BaseSettings):
     embedding_precision: Literal["fp32", "bf16"] = "fp32"
     embedding_backend: Literal["onnx", "torch"] = "onnx"
     embedding_batch_size: int = Field(16, ge=1)
-    chunk_size: int = Field(160, ge=20, description="Target words per chunk.")
+    chunk_size: int = Field(220, ge=20, description="Target words per chunk.")
     chunk_overlap: int = Field(1, ge=0, description="Sentences shared by neighbouring chunks.")
     index_type: Literal["flat", "hnsw"] = "flat"
 

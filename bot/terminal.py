@@ -100,7 +100,7 @@ def run_chat(answerer: Answerer, answerer_name: str, *, history_turns: int = 4,
              history_file: Path | None = None, console: Console | None = None) -> None:
     """Read questions until Ctrl-D (or end of input), streaming each answer with its sources."""
     console = console or Console()
-    console.print(f"[bold]hoidap[/] ({answerer_name}) — /help for commands, Ctrl-D to leave.")
+    console.print(f"[bold]hoidap[/] ({answerer_name}) — /help for commands, Ctrl-D to leave.", highlight=False)
     history: list[Turn] = []
     last: Answer | None = None
     for line in _read_lines(history_file):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,8 +41,13 @@ def sync(settings: Settings, paths: list[Path] | None = None, *, rebuild: bool =
          index_dir: Path | None = None, progress=None) -> SyncSummary:
     """Index `paths` (default: the configured corpus) into the configured index directory."""
     embedder = build_embedder(settings)
-    return sync_index(paths or settings.corpus, index_dir or settings.index_dir, embedder,
-                      chunk_settings(settings), rebuild=rebuild, progress=progress)
+    index_dir = index_dir or settings.index_dir
+    summary = sync_index(paths or settings.corpus, index_dir, embedder, chunk_settings(settings),
+                         rebuild=rebuild, progress=progress)
+    store = IndexStore.open(index_dir)
+    lexical_index(store)  # pay for BM25 now rather than at the first question
+    store.close()
+    return summary
 
 
 @dataclass
@@ -60,11 +66,36 @@ def open_store(settings: Settings, embedder: Embedder, index_dir: Path | None = 
     return IndexStore.open(index_dir or settings.index_dir, model=embedder.identity)
 
 
-def build_retriever(store: IndexStore, embedder: Embedder) -> Retriever:
-    from retrieval.hybrid import HybridRetriever
+def lexical_index(store: IndexStore):
+    """The BM25 index of a store generation: loaded from its folder, or built once and saved there.
+
+    A generation never changes once written, so a lexical index saved inside it stays consistent with it.
+    """
     from retrieval.lexical import LexicalIndex
 
-    return HybridRetriever(store, embedder, LexicalIndex.from_store(store))
+    folder = store.directory / "lexical"
+    try:
+        lexical = LexicalIndex.load(folder)
+        if len(lexical) == store.manifest.n_chunks:
+            return lexical
+    except (OSError, ValueError) as reason:
+        log.info("building the lexical index (%s)", reason)
+    lexical = LexicalIndex.from_store(store)
+    partial = store.directory / f"lexical.{os.getpid()}.partial"
+    try:
+        shutil.rmtree(partial, ignore_errors=True)
+        lexical.save(partial)
+        os.replace(partial, folder)
+    except OSError as error:  # a read-only index still answers; it just rebuilds BM25 at each start
+        log.warning("could not save the lexical index in %s: %s", folder, error)
+        shutil.rmtree(partial, ignore_errors=True)
+    return lexical
+
+
+def build_retriever(store: IndexStore, embedder: Embedder) -> Retriever:
+    from retrieval.hybrid import HybridRetriever
+
+    return HybridRetriever(store, embedder, lexical_index(store))
 
 
 def choose_answerer(settings: Settings) -> str:

@@ -78,23 +78,24 @@ def test_plain_text_ask_shows_answer_and_sources(built_index_settings) -> None:
 
 
 def test_chat_in_a_terminal(built_index_settings) -> None:
-    env = cli_env(built_index_settings, TERM="xterm-256color")
+    # A real terminal answers cursor-position requests; pexpect does not, so tell prompt_toolkit not to ask.
+    env = cli_env(built_index_settings, TERM="xterm-256color", PROMPT_TOOLKIT_NO_CPR="1")
     child = pexpect.spawn(HOIDAP[0], HOIDAP[1:] + ["chat"], env=env, encoding="utf-8", timeout=180,
                           cwd=str(built_index_settings.data_dir.parent), dimensions=(50, 200))
     try:
-        child.expect("hỏi> ")
+        child.expect("hỏi>")
         child.sendline("/help")
         child.expect("/sources")
-        child.expect("hỏi> ")
+        child.expect("hỏi>")
         child.sendline(QUESTION)
         child.expect("74.127")
-        child.expect("hỏi> ")
+        child.expect("hỏi>")
         child.sendline("/sources")
         child.expect("nâng tổng số đảng viên toàn Đảng bộ tỉnh lên 74.127 đồng chí")
-        child.expect("hỏi> ")
+        child.expect("hỏi>")
         child.sendline("/reset")
         child.expect("Conversation cleared")
-        child.expect("hỏi> ")
+        child.expect("hỏi>")
         child.sendeof()
         child.expect("Bye")
         child.expect(pexpect.EOF)
