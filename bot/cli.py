@@ -124,6 +124,9 @@ def ask_command(
     question: Annotated[str, typer.Argument(help="The question, in Vietnamese (with or without diacritics) or English.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print exactly one JSON object.")] = False,
     answerer: Annotated[Optional[str], typer.Option(help="extractive, local or openai (default: the setting).")] = None,
+    since: Annotated[Optional[str], typer.Option(help="Only articles dated on or after YYYY-MM-DD.")] = None,
+    until: Annotated[Optional[str], typer.Option(help="Only articles dated on or before YYYY-MM-DD.")] = None,
+    source: Annotated[Optional[list[str]], typer.Option(help="Only articles from this outlet (repeatable).")] = None,
 ) -> None:
     """Answer one question with its numbered sources."""
 
@@ -134,7 +137,7 @@ def ask_command(
         settings = _settings()
         if not question.strip():
             raise HoidapError("The question is empty.")
-        components = build_components(settings, answerer=answerer)
+        components = build_components(settings, answerer=answerer, filters=_filters(since, until, source))
         result = components.answerer.answer(question)
         if as_json:
             sys.stdout.write(json.dumps(result.to_dict(), ensure_ascii=False) + "\n")
@@ -143,6 +146,23 @@ def ask_command(
         return 0
 
     _run(action)
+
+
+def _filters(since: str | None, until: str | None, sources: list[str] | None):
+    """Search filters from the command line, with dates checked before any model loads."""
+    from datetime import date
+
+    from retrieval.types import SearchFilters
+
+    for value in (since, until):
+        if value is not None:
+            try:
+                date.fromisoformat(value)
+            except ValueError:
+                raise HoidapError(f"{value!r} is not a date; write it as YYYY-MM-DD.") from None
+    if not (since or until or sources):
+        return None
+    return SearchFilters(date_from=since, date_to=until, sources=tuple(sources or ()))
 
 
 @app.command("chat")

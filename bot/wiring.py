@@ -13,7 +13,7 @@ from index.embedding import Embedder, load_embedder
 from index.errors import HoidapError, ModelFilesMissingError
 from index.indexer import ChunkSettings, SyncSummary, sync_index
 from index.store import IndexStore
-from retrieval.types import Answerer, Retriever
+from retrieval.types import Answerer, Retriever, SearchFilters
 
 log = logging.getLogger(__name__)
 
@@ -92,10 +92,11 @@ def lexical_index(store: IndexStore):
     return lexical
 
 
-def build_retriever(store: IndexStore, embedder: Embedder) -> Retriever:
-    from retrieval.hybrid import HybridRetriever
+def build_retriever(store: IndexStore, embedder: Embedder, filters: SearchFilters | None = None) -> Retriever:
+    from retrieval.hybrid import FilteredRetriever, HybridRetriever
 
-    return HybridRetriever(store, embedder, lexical_index(store))
+    retriever = HybridRetriever(store, embedder, lexical_index(store))
+    return FilteredRetriever(retriever, filters) if filters else retriever
 
 
 def choose_answerer(settings: Settings) -> str:
@@ -145,10 +146,11 @@ def build_answerer(settings: Settings, retriever: Retriever, name: str | None = 
     return GenerativeAnswerer(retriever, chat_model, top_k=settings.top_k, gate=is_supported, compact=name == "local")
 
 
-def build_components(settings: Settings, *, answerer: str | None = None, index_dir: Path | None = None) -> Components:
+def build_components(settings: Settings, *, answerer: str | None = None, index_dir: Path | None = None,
+                     filters: SearchFilters | None = None) -> Components:
     """Load model, index, retriever and answerer for a front-end."""
     embedder = build_embedder(settings)
     store = open_store(settings, embedder, index_dir)
-    retriever = build_retriever(store, embedder)
+    retriever = build_retriever(store, embedder, filters)
     name = answerer or choose_answerer(settings)
     return Components(settings, embedder, store, retriever, build_answerer(settings, retriever, name), name)

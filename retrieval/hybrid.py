@@ -319,3 +319,14 @@ def _entity_tokens(query: str) -> list[str]:
             if is_number(token) or (capitalised and token not in STOPWORDS_EN):
                 kept.append(token)
     return kept
+
+
+class FilteredRetriever:
+    """A Retriever that always applies the same filters (a date range or outlets chosen by the user)."""
+
+    def __init__(self, inner: HybridRetriever, filters: SearchFilters) -> None:
+        self.inner = inner
+        self.filters = filters
+
+    def retrieve(self, query: str, k: int, filters: SearchFilters | None = None) -> list[Passage]:
+        return self.inner.retrieve(query, k, filters or self.filters)
