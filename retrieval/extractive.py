@@ -125,18 +125,30 @@ def _disagreeing(question: Question, ranked: list[ScoredSentence]) -> list[Score
 
 
 def _with_neighbour(question: Question, sentence: ScoredSentence, ranked: list[ScoredSentence]) -> ScoredSentence:
-    """Join the next or previous sentence when it also counts the asked unit and scores nearly as well:
-    the two together answer (`... kết nạp 527/600 đảng viên. ... toàn Đảng bộ khối có 3.463 đảng viên ...`)."""
+    """Join the sentence before when the answer needs it, or the one next to it when both count.
+
+    The sentence before is joined when it holds most of what the answer shares with the question
+    (`Bên cạnh những thuận lợi, Đảng ủy Khối các cơ quan tỉnh có những khó khăn...` then `Số lượng
+    đảng viên đông (gần 3.500 đảng viên)...`): alone, the figure would not say whose it is. A neighbour
+    is also joined when it too counts the asked unit and scores nearly as well: the two together
+    answer (`... kết nạp 527/600 đảng viên. ... toàn Đảng bộ khối có 3.463 đảng viên ...`).
+    """
+    same_passage = [s for s in ranked if s.passage_rank == sentence.passage_rank]
+    if sentence.needs_context:
+        before = [s for s in same_passage if s.ordinal == sentence.ordinal - 1]
+        if before:
+            return _joined(sentence, before[0])
     if not (question.unit and sentence.answers_type):
         return sentence
     neighbours = [
-        s for s in ranked
-        if s.passage_rank == sentence.passage_rank and abs(s.ordinal - sentence.ordinal) == 1
-        and s.answers_type and s.score >= _NEIGHBOUR_RATIO * sentence.score
+        s for s in same_passage
+        if abs(s.ordinal - sentence.ordinal) == 1 and s.answers_type and s.score >= _NEIGHBOUR_RATIO * sentence.score
     ]
-    if not neighbours:
-        return sentence
-    other = neighbours[0]
+    return _joined(sentence, neighbours[0]) if neighbours else sentence
+
+
+def _joined(sentence: ScoredSentence, other: ScoredSentence) -> ScoredSentence:
+    """The two adjacent sentences as one quotation (their exact span in the article), scored as `sentence`."""
     passage = sentence.passage
     start, end = min(sentence.start, other.start), max(sentence.end, other.end)
     text = passage.text[start - passage.start : end - passage.start]

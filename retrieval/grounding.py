@@ -7,7 +7,9 @@ single syllables and by adjacent pairs (Vietnamese words are mostly two syllable
 not be satisfied by `đánh giá` and `vàng` found apart). Names and numbers of the question should be in
 the passages: each one missing costs support, and most of them missing refutes it. English questions
 share few words with Vietnamese articles, so for them the dense similarity of the question to the
-passage decides (a threshold specific to the embedding model), with the same rule for names.
+passage decides (a threshold specific to the embedding model), with the same rule for names. A
+Vietnamese question that paraphrases its passage may pass on a lower lexical share when the dense
+similarity is very high and no name is missing.
 Thresholds were calibrated with `bench/retrieval_quality.py --grounding`.
 """
 
@@ -38,6 +40,13 @@ LEXICAL_THRESHOLDS: dict[QueryKind, float] = {"vi": 0.4, "vi_plain": 0.45}
 DENSE_THRESHOLD = 0.75
 MISSING_NAME_PENALTY = 0.2
 PASSAGES_CONSIDERED = 3
+# A Vietnamese question that paraphrases its passage ("Điều gì khiến Priestley được công nhận...") shares
+# few word pairs with it; when the dense model finds the passage very close and no name is missing, a
+# lower lexical floor is enough. Measured with multilingual-e5-small: XQuAD-vi questions pass 89% -> 92%,
+# while the foreign ones (XQuAD against the party news and back) and the bundled unanswerable and
+# near-miss questions pass exactly as before (3% / 5% / 0%); their dense similarity stays below 0.85.
+CORROBORATED_LEXICAL = 0.3
+CORROBORATING_DENSE = 0.86
 
 
 @dataclass(frozen=True)
@@ -102,12 +111,14 @@ def _common_word(token: str) -> bool:
     )
 
 
-def support(question: str, passages: Sequence[Passage], *, dense_threshold: float = DENSE_THRESHOLD) -> Support:
+def support(question: str, passages: Sequence[Passage], *, dense_threshold: float = DENSE_THRESHOLD,
+            corroborating_dense: float = CORROBORATING_DENSE) -> Support:
     """Measure the support the first few passages give the question, and decide.
 
     Lexical coverage is that of the best single passage; the names and numbers of the question may be
     spread over the passages (a question about 2018 and 2019 is answered by two articles).
-    `dense_threshold` is specific to the embedding model (the default is multilingual-e5-small's).
+    `dense_threshold` and `corroborating_dense` are specific to the embedding model (the defaults are
+    multilingual-e5-small's).
     """
     kind = detect_query_kind(question)
     fold = kind != "vi"  # accented questions match accented text: `giá` is not `gia`
@@ -140,13 +151,16 @@ def support(question: str, passages: Sequence[Passage], *, dense_threshold: floa
     elif kind == "en":
         supported = dense is not None and dense >= dense_threshold
     else:
-        supported = lexical >= LEXICAL_THRESHOLDS[kind]
+        corroborated = not missing and dense is not None and dense >= corroborating_dense
+        supported = lexical >= LEXICAL_THRESHOLDS[kind] or (corroborated and lexical >= CORROBORATED_LEXICAL)
     return Support(kind, coverage, pair_coverage, lexical, dense, missing, supported)
 
 
-def is_supported(question: str, passages: Sequence[Passage], *, dense_threshold: float = DENSE_THRESHOLD) -> bool:
+def is_supported(question: str, passages: Sequence[Passage], *, dense_threshold: float = DENSE_THRESHOLD,
+                 corroborating_dense: float = CORROBORATING_DENSE) -> bool:
     """True when the passages are strong enough to answer `question` from (the answerers' gate)."""
-    return support(question, passages, dense_threshold=dense_threshold).supported
+    return support(question, passages, dense_threshold=dense_threshold,
+                   corroborating_dense=corroborating_dense).supported
 
 
 def _contains(tokens: list[str], name: tuple[str, ...]) -> bool:

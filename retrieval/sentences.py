@@ -3,10 +3,13 @@
 A sentence scores by how much of the question it covers (syllables weighted by their rarity among the
 candidate sentences, plus adjacent pairs: Vietnamese words are mostly two syllables), with the previous
 sentence as context (news often names the subject in one sentence and gives the figure in the next).
-Bonuses go to what the question asks for: a number for `bao nhiêu`/`how many`, more when it is next to
-the thing counted (`3.463 đảng viên`) or to an asked word (`khai trừ 2`); a date for `khi nào`; a
-person's name for `ai`/`who`; `Chỉ thị 05` for `chỉ thị nào`. A sentence about another year than the
-asked one loses. Everything here is deterministic and pure.
+Bonuses go to evidence of what the question asks for (found by `retrieval.answer_types`): a count for
+`bao nhiêu`/`how many`, more when it stands just before the thing counted (`gần 3.500 đảng viên`) or
+beside an asked word (`khai trừ 2`), never a label (`Chỉ thị 17`) or a date; a year or a date for
+`khi nào`/`năm nào`; a person's name for `ai`/`who`; a place for `ở đâu`/`where`; `Chỉ thị 05` for
+`chỉ thị nào`; more when the evidence stands near the question's rarer words. A sentence about another
+year than the asked one loses. A sentence that shares with the question mostly what the sentence
+before it says is marked as needing it. Everything here is deterministic and pure.
 """
 
 from __future__ import annotations
@@ -19,6 +22,17 @@ from dataclasses import dataclass
 from itertools import takewhile
 
 from index.chunking import split_into_sentences
+from retrieval.answer_types import (
+    Words,
+    count_positions,
+    counted_unit,
+    digits,
+    labelled_positions,
+    new_name_positions,
+    person_positions,
+    place_positions,
+    time_positions,
+)
 from retrieval.grounding import question_terms, required_terms
 from retrieval.text import (
     STOPWORDS_EN,
@@ -29,12 +43,16 @@ from retrieval.text import (
     english_to_vietnamese_terms,
     fold_diacritics,
     is_number,
+    normalize_tone_marks,
     tokenize,
 )
 from retrieval.types import Passage
 
-_QUANTITY_CUES = ("bao nhieu", "so luong", "ty le", "how many", "how much", "what percentage", "what number",
-                  "total number", "number of")
+_QUANTITY_CUES = ("bao nhieu", "how many", "how much", "what percentage", "what number")
+# "số lượng", "tỷ lệ", "number of" ask for a figure only when nothing else is asked: "số lượng học sinh
+# thuộc sắc tộc nào" asks which ethnic group.
+_QUANTITY_NOUNS = ("so luong", "ty le", "total number", "number of")
+_OTHER_QUESTION_WORDS = re.compile(r"\b(?:nao|gi|ai|which|who|where|when)\b")
 # "mấy" (how many) folds to "may", which is also "máy" (machine): typed without accents it only counts
 # after the words that introduce a count.
 _MAY = re.compile(r"\bmấy\b|\b(?:co|la|duoc|so|trong) may\b")
@@ -42,10 +60,8 @@ _TIME_CUES = ("khi nao", "nam nao", "bao gio", "luc nao", "ngay nao", "thang nao
               "when", "what year", "which year", "what date")
 _UNIT_AFTER = re.compile(r"(?:bao nhiêu|bao nhieu|mấy|how many|how much)\s+([^\s?,.]+(?:\s+[^\s?,.]+){0,2})")
 _VERB_BEFORE = re.compile(r"(\w+) (?:bao nhieu|may)\b")
-_NUMBER_WORDS = frozenset("hai ba bốn tư sáu bảy tám chín mười mươi trăm nghìn ngàn triệu tỷ tỉ".split())
 _APPROXIMATORS = frozenset("gan hon khoang tren duoi chung xap xi toi da".split())
-_PERCENT_UNITS = {("phan", "tram"), ("phan",), ("ty", "le")}
-_YEAR = re.compile(r"^(1[89]\d\d|20\d\d)$")
+_YEAR = re.compile(r"^(1[89]\d\d|20\d\d)$")  # a year a question asks about (not any 4-digit number)
 _LENGTH_DISCOUNT = 0.005
 _CONTEXT_WEIGHT = 0.45  # how much the previous sentence's words count towards covering the question
 _PAIR_WEIGHT = 0.5  # word pairs: Vietnamese words are mostly two syllables, so pairs are the real match
@@ -53,11 +69,8 @@ _TIME_WORDS = frozenset("nam thang ngay quy tuan gio".split())
 # "sự kiện nào", "loại nào": the noun is the word after these.
 _QUESTION_FILLERS = frozenset("sự việc cái con loại".split())
 _QUESTION_FILLERS_FOLDED = frozenset("su viec cai con loai".split())
-_FAMILY_NAMES = frozenset(
-    "nguyen tran le pham hoang huynh phan vu vo dang bui do ho ngo duong ly thai truong dinh lam mai doan "
-    "luong to trinh dao cao ha la chu quach kieu ta tong".split()
-)
-_DATE = re.compile(r"\b\d{1,2}[/-]\d{1,2}(?:[/-]\d{2,4})?\b(?![%,.]?\d|%)")
+_STANDALONE = 0.5  # a sentence covering less than this share of what it and its predecessor cover needs it
+_NEAR = 6  # words between a typed value and a question word for it to count as "near"
 
 
 @dataclass(frozen=True)
@@ -74,6 +87,8 @@ class Question:
     verb: str | None  # folded word before "bao nhiêu" ("co" in "có bao nhiêu"), if any
     which: tuple[str, ...]  # folded syllables of the noun in "chỉ thị nào" / "which directive", if any
     asks_who: bool  # "ai", "người nào", "who": a person's name is the answer
+    asks_where: bool  # "ở đâu", "nơi nào", "where": a place is the answer
+    words: frozenset[str]  # every folded syllable of the question: a name it already holds is no answer
     own_numbers: frozenset[str]  # numbers already in the question (a year asked about is no answer)
 
 
@@ -91,6 +106,7 @@ class ScoredSentence:
     pair_share: float  # share of the question's word pairs found in the sentence or its context
     answers_type: bool  # states a value of the kind asked (a count of the asked unit, a date)
     ordinal: int  # position of the sentence in its passage
+    needs_context: bool = False  # most of what it shares with the question is in the sentence before
 
 
 def score_sentences(question: Question, passages: Sequence[Passage]) -> list[ScoredSentence]:
@@ -100,14 +116,16 @@ def score_sentences(question: Question, passages: Sequence[Passage]) -> list[Sco
     for rank, passage in enumerate(passages):
         previous: list[str] = []
         for ordinal, (start, end) in enumerate(split_into_sentences(passage.text)):
-            tokens = tokenize(passage.text[start:end], fold=fold, number_variants=False)
-            units.append(_Unit(rank, passage, ordinal, start, end, tokens, previous))
+            words = Words.of(passage.text[start:end])
+            tokens = words.folded if fold else [normalize_tone_marks(w) for w in words.lower]
+            units.append(_Unit(rank, passage, ordinal, start, end, tokens, previous, words))
             previous = tokens
     if not units:
         return []
     document_frequency = Counter(t for unit in units for t in set(unit.tokens))
     idf = {t: math.log(1 + len(units) / (1 + document_frequency[t])) for t in set(question.terms)}
-    scored = [_score(question, idf, len(passages), unit) for unit in units]
+    qualifiers = _qualifiers(question, idf)
+    scored = [_score(question, idf, qualifiers, len(passages), unit) for unit in units]
     return sorted(scored, key=lambda s: (-s.score, s.passage_rank, s.start))
 
 
@@ -118,11 +136,13 @@ class _Unit:
     ordinal: int
     start: int  # offsets in the passage text
     end: int
-    tokens: list[str]
+    tokens: list[str]  # matched against the question's terms (folded unless it is accented Vietnamese)
     previous: list[str]  # the preceding sentence's tokens: news often names the subject there
+    words: Words
 
 
-def _score(question: Question, idf: dict[str, float], n_passages: int, unit: _Unit) -> ScoredSentence:
+def _score(question: Question, idf: dict[str, float], qualifiers: set[str], n_passages: int,
+           unit: _Unit) -> ScoredSentence:
     tokens, previous = unit.tokens, unit.previous
     own, context = set(tokens), set(tokens) | set(previous)
     total = sum(idf.values()) or 1.0
@@ -133,34 +153,73 @@ def _score(question: Question, idf: dict[str, float], n_passages: int, unit: _Un
     pair_share = sum(1 for p in pairs if p in context_pairs) / len(pairs) if pairs else 0.0
     score = _CONTEXT_WEIGHT * covered_context + (1 - _CONTEXT_WEIGHT) * covered_own + _PAIR_WEIGHT * pair_share
     text = unit.passage.text[unit.start : unit.end]
-    values = _values(question, tokens)
-    if question.asks_quantity:
-        # "ngày 29/9" is a date, not a count.
-        values = values - {_digits(n) for date in _DATE.findall(text) for n in re.split(r"[/-]", date)}
-    if question.which and _names_after(tokens, question.which):
-        score += 0.3  # "chỉ thị nào" is answered by "Chỉ thị 05"
-    if question.asks_who and _person_names(text) - _person_names(question.text):
-        score += 0.3
-    answers_type = False
-    if question.asks_quantity and values:
-        score += 0.15
-        counts_unit = bool(question.unit) and _counts_unit(tokens, question.unit)
-        # "bao nhiêu người bị khai trừ" is answered by "khai trừ 2": a number next to an asked word.
-        beside_term = _number_beside(question, tokens, values, idf)
-        answers_type = counts_unit or beside_term or not question.unit
-        score += 0.35 * counts_unit + 0.2 * beside_term
-        if question.verb and _number_after(tokens, question.verb):
-            score += 0.25  # "có bao nhiêu đảng viên" is answered by "có 3.463 đảng viên"
-    if question.asks_time and values:
-        answers_type = True
-        score += 0.3 if any(_YEAR.match(v) for v in values) or not question.asks_year else 0.1
-    score += _year_agreement(question, unit)
+    anchors = [i for i, t in enumerate(tokens) if t in qualifiers]
+    evidence = _evidence(question, unit.words, text, anchors)
+    score += evidence.bonus + _year_agreement(question, unit)
     score += 0.1 * (1 - unit.rank / max(n_passages, 1))  # retrieval's own order breaks near-ties
     # A long sentence covers many words by its length alone; past 30 tokens it is discounted.
     score /= 1 + _LENGTH_DISCOUNT * max(0, len(tokens) - 30)
     passage = unit.passage
-    return ScoredSentence(unit.rank, passage, passage.start + unit.start, passage.start + unit.end,
-                          passage.text[unit.start : unit.end], score, values, pair_share, answers_type, unit.ordinal)
+    return ScoredSentence(unit.rank, passage, passage.start + unit.start, passage.start + unit.end, text, score,
+                          evidence.values, pair_share, evidence.answers_type, unit.ordinal,
+                          needs_context=covered_own < _STANDALONE * covered_context)
+
+
+@dataclass(frozen=True)
+class _Evidence:
+    bonus: float
+    values: frozenset[str]  # the asked values the sentence states (counts, times), digits only
+    answers_type: bool
+
+
+def _evidence(question: Question, words: Words, text: str, anchors: list[int]) -> _Evidence:
+    """What the sentence offers of the kind of answer asked for, and how plainly.
+
+    A count of the asked unit (`gần 3.500 đảng viên`) or beside an asked word (`khai trừ 2`) for
+    `bao nhiêu`; a year or a date for `khi nào`; a person's name for `ai`; a place for `ở đâu`; a label
+    after the noun of `chỉ thị nào`. Evidence standing near the question's rarer words counts more:
+    a sentence often holds several numbers and names, and the asked one is the one beside its subject.
+    """
+    bonus = 0.0
+    answers_type = False
+    values = frozenset(digits(w) or w for w in words.lower if is_number(w) and digits(w) not in question.own_numbers)
+    if question.asks_quantity:
+        counts = count_positions(words, text, question.own_numbers)
+        values = frozenset(digits(words.lower[i]) or words.lower[i] for i in counts)
+        if counts:
+            counted = counted_unit(words, counts, question.unit) if question.unit else 0
+            beside = _near(counts, anchors, 2)
+            answers_type = counted > 0 or beside or not question.unit
+            bonus += 0.15 + (0.35 if counted == 2 else 0.2 if counted == 1 else 0.0) + 0.2 * beside
+            if question.verb and _number_after(words.folded, counts, question.verb):
+                bonus += 0.25  # "có bao nhiêu đảng viên" is answered by "có 3.463 đảng viên"
+    elif question.asks_time:
+        times = time_positions(words, text, question.own_numbers, years_only=question.asks_year)
+        if times:
+            values = frozenset(digits(words.lower[i]) for i in times)
+            answers_type = True
+            bonus += 0.3 + 0.1 * _near(times, anchors, _NEAR)
+        elif values and not question.asks_year:
+            answers_type = True  # "trong 100 năm qua", "thế kỷ 19": a number may still tell when
+            bonus += 0.1
+    if question.asks_who:
+        persons = person_positions(words, question.words)
+        names = persons or new_name_positions(words, question.words)
+        if names:
+            bonus += (0.35 if persons else 0.1) + 0.1 * _near(names, anchors, _NEAR)
+    if question.asks_where:
+        places = place_positions(words, question.words)
+        names = places or new_name_positions(words, question.words)
+        if names:
+            bonus += (0.25 if places else 0.1) + 0.1 * _near(names, anchors, _NEAR)
+    if question.which and labelled_positions(words, question.which, question.words):
+        bonus += 0.3  # "chỉ thị nào" is answered by "Chỉ thị 05"
+    return _Evidence(bonus, values, answers_type)
+
+
+def _near(positions: list[int], anchors: list[int], window: int) -> bool:
+    """True when one of the positions lies within `window` words of an anchor (a question word)."""
+    return any(abs(p - a) <= window for p in positions for a in anchors)
 
 
 def _asked_years(question: Question) -> tuple[int, int] | None:
@@ -209,81 +268,14 @@ def _qualifiers(question: Question, idf: dict[str, float]) -> set[str]:
     }
 
 
-def _number_beside(question: Question, tokens: list[str], values: frozenset[str], idf: dict[str, float]) -> bool:
-    """True when a stated value (a number the question does not contain, not a date) stands within two
-    tokens of one of the question's rarer words, other than the unit, numbers and time words
-    (`khai trừ 2`, `kỷ luật 22 đảng viên`)."""
-    wanted = _qualifiers(question, idf)
-    for i, token in enumerate(tokens):
-        if (_digits(token) or token) in values:
-            window = tokens[max(0, i - 2) : i] + tokens[i + 1 : i + 3]
-            if any(w in wanted for w in window):
-                return True
-    return False
-
-
-def _names_after(tokens: list[str], noun: tuple[str, ...]) -> bool:
-    """True when the noun is followed, within two tokens, by a number (`chỉ thị số 05`)."""
-    folded = [fold_diacritics(t) for t in tokens]
-    width = len(noun)
-    for i in range(len(folded) - width + 1):
-        if tuple(folded[i : i + width]) == noun:
-            if any(is_number(t) for t in folded[i + width : i + width + 3]):
-                return True
-    return False
-
-
-def _person_names(text: str) -> set[str]:
-    """Vietnamese personal names in `text`: a family name and one to three more capitalised syllables."""
-    names = set()
-    words = re.findall(r"[^\W\d_]+", text)
-    for i, word in enumerate(words):
-        if word[0].isupper() and fold_diacritics(word.lower()) in _FAMILY_NAMES:
-            rest = list(takewhile(lambda w: w[0].isupper(), words[i + 1 : i + 4]))
-            if rest:
-                names.add(fold_diacritics(" ".join([word, *rest]).lower()))
-    return names
-
-
-def _digits(token: str) -> str:
-    return "".join(c for c in token if c.isdigit())
-
-
-def _values(question: Question, tokens: list[str]) -> frozenset[str]:
-    """The numbers a sentence states that the question did not already contain (digits only), and
-    numbers written as words (`hai đội`), which only accented text tells apart from other words."""
-    numbers = {_digits(t) for t in tokens if is_number(t)}
-    if question.kind == "vi":
-        numbers |= {t for t in tokens if t in _NUMBER_WORDS}
-    return frozenset(n for n in numbers if n and n not in question.own_numbers)
-
-
-def _counts_unit(tokens: list[str], unit: tuple[str, ...]) -> bool:
-    """True when a number in the sentence is near what is counted: just after it (`3.463 đảng viên`)
-    or shortly before it (`tổng số đảng viên toàn Đảng bộ tỉnh lên 74.127`)."""
-    folded = [fold_diacritics(t) for t in tokens]
-    if unit in _PERCENT_UNITS:
-        return any(is_number(t) and t.endswith("%") for t in folded)
-    width = len(unit)
-    for i, token in enumerate(folded):
-        if not (is_number(token) or tokens[i] in _NUMBER_WORDS):
-            continue
-        for j in range(max(0, i - 8), min(len(folded), i + 3)):
-            if tuple(folded[j : j + width]) == unit:
-                return True
-    return False
-
-
-def _number_after(tokens: list[str], verb: str) -> bool:
-    """True when a number follows the question's verb (`có 3.463`), allowing `gần`/`hơn`/`khoảng` between."""
-    folded = [fold_diacritics(t) for t in tokens]
-    for i, token in enumerate(folded):
-        if is_number(token):
-            j = i - 1
-            while j >= 0 and folded[j] in _APPROXIMATORS:
-                j -= 1
-            if j >= 0 and folded[j] == verb:
-                return True
+def _number_after(folded: list[str], counts: list[int], verb: str) -> bool:
+    """True when a count follows the question's verb (`có 3.463`), allowing `gần`/`hơn`/`khoảng` between."""
+    for i in counts:
+        j = i - 1
+        while j >= 0 and folded[j] in _APPROXIMATORS:
+            j -= 1
+        if j >= 0 and folded[j] == verb:
+            return True
     return False
 
 
@@ -324,16 +316,30 @@ def parse_question(question: str) -> Question:
         kind=kind,
         terms=terms,
         asks_quantity=any(cue in padded for cue in _QUANTITY_CUES) or bool(_MAY.search(question.lower()))
-        or bool(_MAY.search(folded)),
+        or bool(_MAY.search(folded))
+        or (any(cue in padded for cue in _QUANTITY_NOUNS) and not _OTHER_QUESTION_WORDS.search(folded)),
         asks_time=any(f" {cue} " in padded for cue in _TIME_CUES),
         asks_year=any(f" {cue} " in padded for cue in ("nam nao", "what year", "which year")),
         unit=unit,
         which=which,
         asks_who=kind != "en" and bool(re.search(r"\bai\b|nguoi nao", folded_raw)) or "who" in folded_raw.split(),
+        asks_where=_asks_where(kind, question),
+        words=frozenset(tokenize(question, fold=True, number_variants=False)),
         # "là" (is) before "bao nhiêu" names no action: "X là bao nhiêu" says nothing about "Y là 301".
         verb=verb_match.group(1) if verb_match and kind != "en" and verb_match.group(1) != "la" else None,
         own_numbers=own_numbers,
     )
+
+
+def _asks_where(kind: QueryKind, question: str) -> bool:
+    """`ở đâu`, `tại đâu`, `nơi nào`, `where`. Without accents `đâu` (where) and `đầu` (head, first) are
+    both `dau`, so only the phrases that introduce a place count there."""
+    lowered = question.lower()
+    if kind == "en":
+        return bool(re.search(r"\bwhere\b", lowered))
+    if kind == "vi":
+        return bool(re.search(r"\bđâu\b|\b(?:nơi|chỗ|địa điểm|địa phương|tỉnh|nước|thành phố) nào\b", lowered))
+    return bool(re.search(r"\b(?:o|tai|den|tu|nam o) dau\b|\b(?:noi|cho|dia diem|dia phuong) nao\b", lowered))
 
 
 def _which_noun(kind: QueryKind, question: str) -> tuple[str, ...]:

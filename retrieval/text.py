@@ -99,6 +99,15 @@ def tokenize(text: str, *, fold: bool = False, number_variants: bool = True) -> 
     return out
 
 
+def word_spans(text: str) -> list[tuple[int, int]]:
+    """`(start, end)` offsets of the tokens `tokenize` finds (numbers whole, no variants), in `text`.
+
+    Case and accents are kept by slicing `text` with them, so a caller can see `Chỉ thị 17` where
+    the tokens say `chỉ thị 17`. Offsets are those of the NFC form, the form articles are stored in.
+    """
+    return [match.span() for match in _TOKEN_RE.finditer(unicodedata.normalize("NFC", text))]
+
+
 def is_number(token: str) -> bool:
     """True for a numeric token such as `2023`, `74.127` or `87,8%`."""
     return bool(_NUMBER_RE.match(token))
