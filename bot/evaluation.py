@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -26,6 +27,9 @@ from rich.table import Table
 from bot.settings import Settings
 from index.errors import HoidapError, UnreadableFileError
 from retrieval.evaluation import K_MAX, RECALL_KS, EvalQuestion, QuestionResult, Report, Summary, evaluate, parse_question
+
+if TYPE_CHECKING:
+    from index.embedding import Embedder
 
 REPORTS_DIR = Path("reports")
 
@@ -86,8 +90,7 @@ def default_report_path(questions: Path, answerer: str) -> Path:
 def run_eval(settings: Settings, questions: Path, corpus: Path | None = None, answerer_name: str | None = None,
              index_dir: Path | None = None, out: Path | None = None, *, console: Console | None = None) -> Report:
     """Evaluate one question set: index the corpus if given, answer every question, write the reports."""
-    from bot.wiring import build_answerer, build_embedder, build_retriever, choose_answerer, chunk_settings, open_store
-    from index.indexer import sync_index
+    from bot.wiring import build_answerer, build_embedder, build_retriever, choose_answerer, open_store
 
     # Piped output keeps the whole table on one line per row rather than wrapping at 80 columns.
     console = console or (Console() if sys.stdout.isatty() else Console(width=200))
@@ -102,13 +105,7 @@ def run_eval(settings: Settings, questions: Path, corpus: Path | None = None, an
 
     embedder = build_embedder(settings)
     if corpus is not None:
-        with _ProgressBar(status, "indexing") as advance:
-            summary = sync_index([corpus], index_dir, embedder, chunk_settings(settings), progress=advance)
-        for skipped in summary.skipped:
-            status.print(f"skipped {skipped.path}: {skipped.reason}", highlight=False)
-        if summary.chunks_embedded:
-            status.print(f"indexed {summary.n_articles} articles ({summary.chunks_embedded} chunks) into {index_dir} "
-                         f"in {summary.seconds:.1f}s", highlight=False)
+        _index_corpus(settings, embedder, corpus, index_dir, status)
     store = open_store(settings, embedder, index_dir)
     _warn_missing_articles(status, gold, {a.article_id for a in store.articles()})
     retriever = build_retriever(store, embedder)
@@ -139,6 +136,20 @@ def run_eval(settings: Settings, questions: Path, corpus: Path | None = None, an
     print_report(console, report)
     console.print("reports: " + ", ".join(str(p) for p in paths), highlight=False)
     return report
+
+
+def _index_corpus(settings: Settings, embedder: Embedder, corpus: Path, index_dir: Path, status: Console) -> None:
+    """Sync the evaluation index with the corpus: embeds only what changed since the last run."""
+    from bot.wiring import chunk_settings
+    from index.indexer import sync_index
+
+    with _ProgressBar(status, "indexing") as advance:
+        summary = sync_index([corpus], index_dir, embedder, chunk_settings(settings), progress=advance)
+    for skipped in summary.skipped:
+        status.print(f"skipped {skipped.path}: {skipped.reason}", highlight=False)
+    if summary.chunks_embedded:
+        status.print(f"indexed {summary.n_articles} articles ({summary.chunks_embedded} chunks) into {index_dir} "
+                     f"in {summary.seconds:.1f}s", highlight=False)
 
 
 def _warn_missing_articles(console: Console, questions: list[EvalQuestion], indexed: set[str]) -> None:

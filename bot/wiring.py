@@ -128,14 +128,14 @@ def build_answerer(settings: Settings, retriever: Retriever, name: str | None = 
         return ExtractiveAnswerer(retriever, top_k=settings.top_k)
     from retrieval.generative import GenerativeAnswerer
     from retrieval.grounding import is_supported
-    from retrieval.llm import local_chat_model, openai_chat_model
+    from retrieval.llm import load_local_chat_model, openai_chat_model
 
     if name == "local":
         from index.models import resolve_llm_path
 
-        chat_model = local_chat_model(resolve_llm_path(settings.models_dir, settings.llm_model),
-                                      threads=settings.llm_threads, context=settings.llm_context,
-                                      max_tokens=settings.llm_max_tokens)
+        chat_model = load_local_chat_model(resolve_llm_path(settings.models_dir, settings.llm_model),
+                                           threads=settings.llm_threads, context=settings.llm_context,
+                                           max_tokens=settings.llm_max_tokens)
     elif name == "openai":
         if not settings.openai_base_url and not settings.openai_api_key:
             raise HoidapError("The openai answerer needs HOIDAP_OPENAI_BASE_URL and/or HOIDAP_OPENAI_API_KEY.")

@@ -30,6 +30,10 @@ _YEAR = re.compile(r"^(1\d\d\d|20\d\d)$")
 _RELATIVE = frozenset("truoc sau qua nay".split())
 _PERSON_TITLES = frozenset("ong ba anh chi ngai mr mrs ms dr".split())  # folded: ông, bà, anh, chị, ngài; "đồng chí" ends in "chí"
 _DATE = re.compile(r"\b\d{1,2}[/-]\d{1,2}(?:[/-]\d{2,4})?\b(?![%,.]?\d|%)")
+_DOCUMENT_NOUNS = frozenset(
+    ["chi thi", "nghi quyet", "quyet dinh", "nghi dinh", "thong tu", "ket luan", "quy dinh", "cong van",
+     "ke hoach", "thong bao", "huong dan", "chuong trinh", "dieu le"]
+)
 # Words before a capitalised name that make it a place (`tại Mỹ Tho`, `tỉnh Tiền Giang`, `ở Kraków`).
 _PLACE_CUES = frozenset(
     """
@@ -53,6 +57,7 @@ class Words:
     folded: list[str]
     cased: list[str]
     break_before: list[bool]
+    spans: list[tuple[int, int]]  # offsets of each word in the (NFC) sentence
 
     @classmethod
     def of(cls, text: str) -> Words:
@@ -61,15 +66,16 @@ class Words:
         cased = [text[start:end] for start, end in spans]
         gaps = [text[spans[i - 1][1] : start] if i else "" for i, (start, _) in enumerate(spans)]
         lower = [w.lower() for w in cased]
-        return cls(lower, [fold_diacritics(w) for w in lower], cased, [bool(g.strip()) for g in gaps])
+        return cls(lower, [fold_diacritics(w) for w in lower], cased, [bool(g.strip()) for g in gaps], spans)
 
     def __len__(self) -> int:
         return len(self.lower)
 
 
-def dates_in(text: str) -> set[str]:
-    """The numbers that make up the dates of a text (`29/9` -> {`29`, `9`}): they count nothing."""
-    return {n for date in _DATE.findall(text) for n in re.split(r"[/-]", date)}
+def date_positions(words: Words, text: str) -> set[int]:
+    """Positions of the words that make up dates (`29/9`, `15-5-2009`): they count nothing."""
+    ranges = [match.span() for match in _DATE.finditer(unicodedata.normalize("NFC", text))]
+    return {i for i, (start, end) in enumerate(words.spans) if any(a <= start and end <= b for a, b in ranges)}
 
 
 def digits(token: str) -> str:
@@ -81,20 +87,30 @@ def count_positions(words: Words, text: str, excluded: Iterable[str]) -> list[in
     """Positions of numbers that count something: not part of a date, not a time (`năm 2016`,
     `tháng 6`), not a label (`Chỉ thị 17`, `số 05`, `Apollo 11`: a number after a capitalised word
     inside the sentence), and not one of `excluded` (the question's own numbers)."""
-    not_counts = dates_in(text) | set(excluded)
+    excluded = set(excluded)
+    in_dates = date_positions(words, text)
     positions = []
     for i, word in enumerate(words.lower):
         if is_number(word):
-            if digits(word) in not_counts:
+            if digits(word) in excluded or i in in_dates:
                 continue
         elif word not in _SPELLED_COUNTS:
             continue
-        before = words.folded[i - 1] if i and not words.break_before[i] else ""
-        labelled = i > 1 and not words.break_before[i] and words.cased[i - 1][:1].isupper()
-        if before in _TIME_NOUNS or before in _LABEL_NOUNS or labelled:
-            continue
-        positions.append(i)
+        if not _is_label_or_time(words, i):
+            positions.append(i)
     return positions
+
+
+def _is_label_or_time(words: Words, i: int) -> bool:
+    """True for a number that names or dates rather than counts: after `ngày`/`tháng`/`năm`, after
+    `số`/`thứ`/`khóa`, after a document noun (`Quyết định 20`, `chỉ thị 05`), or after a capitalised
+    word inside the sentence (`Chỉ thị 17`, `Apollo 11`)."""
+    if i == 0 or words.break_before[i]:
+        return False
+    before = words.folded[i - 1]
+    pair = " ".join(words.folded[i - 2 : i]) if i > 1 and not words.break_before[i - 1] else ""
+    capitalised = i > 1 and words.cased[i - 1][:1].isupper()
+    return before in _TIME_NOUNS or before in _LABEL_NOUNS or pair in _DOCUMENT_NOUNS or capitalised
 
 
 def time_positions(words: Words, text: str, excluded: Iterable[str], *, years_only: bool) -> list[int]:
@@ -102,7 +118,7 @@ def time_positions(words: Words, text: str, excluded: Iterable[str], *, years_on
     `năm`/`quý`, the parts of dates (`29/10`) and spans back (`66 triệu năm trước`). With
     `years_only`, only years."""
     excluded = set(excluded)
-    in_dates = dates_in(text)
+    in_dates = date_positions(words, text)
     positions = []
     for i, word in enumerate(words.lower):
         if not is_number(word) or digits(word) in excluded:
@@ -113,7 +129,7 @@ def time_positions(words: Words, text: str, excluded: Iterable[str], *, years_on
             words.folded[j] in _TIME_NOUNS and j + 1 < len(words) and words.folded[j + 1] in _RELATIVE
             for j in range(i + 1, min(len(words), i + 3))
         )
-        if is_year or (not years_only and (after_time_noun or ago or digits(word) in in_dates)):
+        if is_year or (not years_only and (after_time_noun or ago or i in in_dates)):
             positions.append(i)
     return positions
 

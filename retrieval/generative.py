@@ -66,12 +66,20 @@ def not_found_answer(excerpts: Sequence[Excerpt], language: Language) -> Answer:
     )
 
 
+# The compact prompt of a small local model: the best ~40 words (one or two sentences) of the two
+# best passages, ~175-220 new prompt tokens, which Qwen2.5-1.5B reads in under 3 s on two cores.
+COMPACT_EXCERPT_WORDS = 40
+COMPACT_PROMPT_PASSAGES = 2
+
+
 class GenerativeAnswerer:
     """Answers from the retrieved passages with a chat model (local llama.cpp or OpenAI-compatible).
 
     `excerpt_words` limits each passage in the prompt to its best sentences (the local model on two
     cores must read a prompt of a few hundred tokens to answer within seconds); None sends whole
-    passages. `prompt_passages` caps how many of the `top_k` passages the model reads.
+    passages. `prompt_passages` caps how many of the `top_k` passages the model reads. `compact=True`
+    sets both for a small local model and rewrites follow-ups by rules rather than by a second,
+    slower model call; explicit values win.
     """
 
     def __init__(
@@ -83,6 +91,7 @@ class GenerativeAnswerer:
         gate: Gate | None = None,
         rewriter: Rewriter | None = None,
         history_turns: int = 4,
+        compact: bool = False,
         excerpt_words: int | None = None,
         prompt_passages: int | None = None,
         nearest: int = 3,
@@ -92,10 +101,11 @@ class GenerativeAnswerer:
         self.chat_model = chat_model
         self.top_k = top_k
         self.gate = gate
-        self.rewriter = rewriter or partial(rewrite_question, chat_model=chat_model, history_turns=history_turns)
+        rewrite_model = None if compact else chat_model
+        self.rewriter = rewriter or partial(rewrite_question, chat_model=rewrite_model, history_turns=history_turns)
         self.history_turns = history_turns
-        self.excerpt_words = excerpt_words
-        self.prompt_passages = prompt_passages
+        self.excerpt_words = excerpt_words if excerpt_words is not None or not compact else COMPACT_EXCERPT_WORDS
+        self.prompt_passages = prompt_passages if prompt_passages is not None or not compact else COMPACT_PROMPT_PASSAGES
         self.nearest = nearest
         self.scorer = scorer
 

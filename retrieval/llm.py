@@ -3,13 +3,18 @@
 - `openai_chat_model`: any OpenAI-compatible endpoint (OpenAI, vLLM, Ollama, llama.cpp server,
   LM Studio) through `langchain_openai.ChatOpenAI`.
 - `load_local_chat_model`: a GGUF file run in-process on the CPU by llama.cpp through `xllamacpp`,
-  wrapped as a `BaseChatModel` that streams tokens. xllamacpp installs as a prebuilt wheel in seconds,
-  whereas llama-cpp-python compiles llama.cpp for ~10 minutes on two cores on every new machine and CI
-  run; both run the same llama.cpp kernels (see notes in the llm helper's report for the figures).
+  wrapped as a `BaseChatModel` that streams tokens.
+
+Why xllamacpp rather than llama-cpp-python: its prebuilt wheel installs in ~2 s, while
+llama-cpp-python compiles llama.cpp for ~10 minutes on two cores on every new machine and CI run.
+The wheel is built for AVX2 only, yet on this 2-core AVX-512 machine it was not slower than the
+native build: Qwen2.5-1.5B Q4_K_M read up to ~70 prompt tokens/s and generated up to ~25 tokens/s
+(native llama.cpp: 73 and 11); the 0.5B model 174 and 48 (native: 141 and 26).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import queue
 import secrets
@@ -24,7 +29,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from pydantic import PrivateAttr
+from pydantic import PrivateAttr, SecretStr
 
 from index.errors import LLMError, ModelFilesMissingError
 
@@ -36,11 +41,16 @@ LOCAL_SERVER_KEY_PLACEHOLDER = "not-needed"
 LLM_FAILURES: tuple[type[BaseException], ...] = (openai.OpenAIError, LLMError)
 
 
+def local_runtime_available() -> bool:
+    """Whether the llama.cpp runtime (`xllamacpp`) is installed, without loading it."""
+    return importlib.util.find_spec("xllamacpp") is not None
+
+
 def openai_chat_model(
     *,
     model: str,
     base_url: str | None = None,
-    api_key: str | None = None,
+    api_key: SecretStr | str | None = None,
     max_tokens: int = 256,
     temperature: float = 0.1,
     timeout: float = 60.0,
@@ -52,6 +62,8 @@ def openai_chat_model(
     """
     from langchain_openai import ChatOpenAI
 
+    if isinstance(api_key, SecretStr):
+        api_key = api_key.get_secret_value()
     if api_key is None and base_url is None and not os.environ.get("OPENAI_API_KEY"):
         raise LLMError("The OpenAI answerer needs an API key: set HOIDAP_OPENAI_API_KEY (or HOIDAP_OPENAI_BASE_URL for a local server).")
     key = api_key if api_key is not None else (LOCAL_SERVER_KEY_PLACEHOLDER if base_url else None)

@@ -164,6 +164,9 @@ def score_by_overlap(question: str, sentences: list[str]) -> list[float]:
     return scores
 
 
+_LONG_SENTENCE_FACTOR = 1.5
+
+
 def _word_count(text: str) -> int:
     return len(text.split())
 
@@ -204,7 +207,9 @@ def select_excerpt(passage: Passage, question: str, budget_words: int, scorer: S
     i, j = _best_window(spans, scores, [_word_count(s) for s in sentences], budget_words)
     start, end = spans[i][0], spans[j - 1][1]
     if _word_count(passage.text[start:end]) > budget_words:
-        start, end = _clip_words(passage.text[start:end], start, question, budget_words, scorer)
+        # One sentence longer than the budget: keep up to 1.5 times the budget of it, since a cut
+        # tends to drop exactly the part the question does not name (who, how many).
+        start, end = _clip_words(passage.text[start:end], start, question, int(budget_words * _LONG_SENTENCE_FACTOR), scorer)
     return Excerpt(passage, passage.text[start:end], passage.start + start, passage.start + end)
 
 
@@ -220,8 +225,13 @@ def select_excerpts(
     return [select_excerpt(p, question, budget_words, scorer) for p in passages]
 
 
-def _header(n: int, excerpt: Excerpt, title_words: int = 14) -> str:
+def _header(n: int, excerpt: Excerpt, first_of_article: dict[str, int], title_words: int = 10) -> str:
+    """`[n] Title (date, source)`; a later excerpt of an article already shown points back to it,
+    which saves the local model ~25 prompt tokens (a third of a second) per repeat."""
     passage = excerpt.passage
+    earlier = first_of_article.setdefault(passage.article_id, n)
+    if earlier != n:
+        return f"[{n}] (cùng bài với [{earlier}])"
     title = " ".join(passage.title.split()[:title_words]) or passage.article_id
     details = ", ".join(part for part in (passage.date, passage.source) if part)
     return f"[{n}] {title}" + (f" ({details})" if details else "")
@@ -234,7 +244,10 @@ def _neutralise(text: str) -> str:
 
 def format_passages(excerpts: Sequence[Excerpt]) -> str:
     """The numbered passages, wrapped in the <passages> delimiters the system text refers to."""
-    blocks = [f"{_header(n, excerpt)}\n{_neutralise(excerpt.text.strip())}" for n, excerpt in enumerate(excerpts, 1)]
+    first_of_article: dict[str, int] = {}
+    blocks = [
+        f"{_header(n, excerpt, first_of_article)}\n{_neutralise(excerpt.text.strip())}" for n, excerpt in enumerate(excerpts, 1)
+    ]
     return "<passages>\n" + "\n\n".join(blocks) + "\n</passages>"
 
 

@@ -52,6 +52,7 @@ _QUANTITY_CUES = ("bao nhieu", "how many", "how much", "what percentage", "what 
 # "số lượng", "tỷ lệ", "number of" ask for a figure only when nothing else is asked: "số lượng học sinh
 # thuộc sắc tộc nào" asks which ethnic group.
 _QUANTITY_NOUNS = ("so luong", "ty le", "total number", "number of")
+_LABEL_ASKED = re.compile(r"(\w+(?: \w+)?) (?:so|thu) (?:may|bao nhieu)\b")
 _OTHER_QUESTION_WORDS = re.compile(r"\b(?:nao|gi|ai|which|who|where|when)\b")
 # "mấy" (how many) folds to "may", which is also "máy" (machine): typed without accents it only counts
 # after the words that introduce a count.
@@ -310,14 +311,20 @@ def parse_question(question: str) -> Question:
             kept = takewhile(lambda w: w not in STOPWORDS_VI and w not in STOPWORDS_VI_FOLDED, words[:2])
             unit = tuple(fold_diacritics(w) for w in kept)
     which = _which_noun(kind, question)
+    # "nghị quyết số mấy", "lần thứ bao nhiêu": a label is asked for, not a count.
+    label = _LABEL_ASKED.search(folded_raw)
+    if label:
+        which = tuple(w for w in label.group(1).split() if w not in STOPWORDS_VI_FOLDED)[-2:]
     own_numbers = frozenset("".join(c for c in t if c.isdigit()) for t in tokenize(question) if is_number(t))
     return Question(
         text=question,
         kind=kind,
         terms=terms,
-        asks_quantity=any(cue in padded for cue in _QUANTITY_CUES) or bool(_MAY.search(question.lower()))
-        or bool(_MAY.search(folded))
-        or (any(cue in padded for cue in _QUANTITY_NOUNS) and not _OTHER_QUESTION_WORDS.search(folded)),
+        asks_quantity=not label and (
+            any(cue in padded for cue in _QUANTITY_CUES) or bool(_MAY.search(question.lower()))
+            or bool(_MAY.search(folded))
+            or (any(cue in padded for cue in _QUANTITY_NOUNS) and not _OTHER_QUESTION_WORDS.search(folded))
+        ),
         asks_time=any(f" {cue} " in padded for cue in _TIME_CUES),
         asks_year=any(f" {cue} " in padded for cue in ("nam nao", "what year", "which year")),
         unit=unit,

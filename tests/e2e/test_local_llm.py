@@ -64,7 +64,7 @@ def model() -> LlamaCppChatModel:
 
 @pytest.fixture(scope="module")
 def answerer(retriever: CorpusRetriever, model: LlamaCppChatModel) -> GenerativeAnswerer:
-    answerer = GenerativeAnswerer(retriever, model, top_k=5, excerpt_words=40, prompt_passages=2)
+    answerer = GenerativeAnswerer(retriever, model, top_k=5, compact=True)  # as the local answerer is wired
     answerer.warm_up()
     return answerer
 

@@ -8,10 +8,11 @@ import pytest
 
 from retrieval.extractive import NOT_FOUND, ExtractiveAnswerer
 from retrieval.grounding import is_supported, required_names, required_terms, support
-from retrieval.hybrid import HybridRetriever
+from retrieval.hybrid import FilteredRetriever, HybridRetriever
 from retrieval.lexical import LexicalIndex
 from retrieval.sentences import parse_question
-from retrieval.types import Answer, Turn
+from retrieval.sentences import score_sentences
+from retrieval.types import Answer, Passage, SearchFilters, Turn
 from tests.unit.retrieval_fakes import FakeStore, HashingEmbedder, bundled_articles
 
 ARTICLE_2016 = "003_e35ce0b84459139b"
@@ -171,3 +172,95 @@ def test_question_reading() -> None:
     assert parse_question("Đảng ủy Khối thực hiện chỉ thị nào?").which == ("chi", "thi")
     # "máy tính" (computer) is not "mấy" (how many), even typed without accents.
     assert not parse_question("Thuat ngu cho nhiem vu giai quyet bang may tinh la gi?").asks_quantity
+
+
+# --- rules for choosing the sentence ------------------------------------------------------------------
+
+
+def test_count_of_the_asked_unit_beats_a_directive_number(retriever: HybridRetriever, store: FakeStore) -> None:
+    # Before 2017 only the 2016 article answers; its sentence citing "Chỉ thị 17" and "Quyết định 20"
+    # mentions "đảng viên" too, but only "gần 3.500 đảng viên" counts them.
+    until_2017 = FilteredRetriever(retriever, SearchFilters(date_to="2017-01-01"))
+    answer = ExtractiveAnswerer(until_2017, top_k=5, gate=FAKE_GATE).answer(
+        "Đảng bộ Khối các cơ quan tỉnh có bao nhiêu đảng viên?")
+    assert answer.found and "gần 3.500 đảng viên" in answer.text
+    assert "Chỉ thị 17" not in answer.text
+    assert answer.sources[0].article_id == ARTICLE_2016
+    _assert_sources_quote_articles(answer, store)
+
+
+def test_a_numbered_document_is_a_label_not_a_count(answerer: ExtractiveAnswerer) -> None:
+    question = parse_question("Tinh giản biên chế được thực hiện theo nghị quyết số mấy?")
+    assert not question.asks_quantity and question.which == ("nghi", "quyet")
+    assert "Nghị quyết 29" in answerer.answer("Tinh giản biên chế được thực hiện theo nghị quyết số mấy?").text
+
+
+def test_where_and_what_for_question_kinds() -> None:
+    assert parse_question("Sân nhà của Polonia nằm ở đâu?").asks_where
+    assert parse_question("San nha cua Polonia nam o dau?").asks_where
+    assert parse_question("Where is Polonia's home ground?").asks_where
+    # "đầu tiên" (first) folds to "dau tien": it asks no place.
+    assert not parse_question("Ai la nguoi dau tien phat hien ra oxi?").asks_where
+    # "số lượng ... sắc tộc nào" asks which group, not how many.
+    assert not parse_question("Sự xóa bỏ phân biệt chủng tộc dẫn đến sự gia tăng số lượng học sinh thuộc sắc tộc nào?"
+                              ).asks_quantity
+
+
+HARVARD = (
+    "Đại học được tổ chức thành mười một đơn vị học thuật riêng biệt - mười khoa và Viện Nghiên cứu Nâng cao "
+    "Radcliffe - với khuôn viên trên khắp vùng đô thị Boston: khuôn viên chính có diện tích 209 mẫu Anh (85 ha), "
+    "tập trung ở Harvard Yard ở Cambridge, cách Boston khoảng 3 dặm ( 5 km) về phía tây bắc; trường kinh doanh và "
+    "cơ sở thể thao, bao gồm Sân vận động Harvard, nằm bên kia sông Charles trong khu phố Allston của Boston và các "
+    "trường y tế, nha khoa và y tế công cộng nằm trong Khu Y tế Longwood. Khoản tài trợ trị giá 37,6 tỷ USD của Harvard là lớn nhất trong số các trường học thuật."
+)
+
+
+def _passage(text: str, *, offset: int = 100, dense: float | None = None) -> Passage:
+    return Passage(article_id="xquad", title="XQuAD", date=None, source=None, text=text,
+                   start=offset, end=offset + len(text), score=1.0, dense_score=dense)
+
+
+def test_a_sentence_that_needs_the_one_before_is_quoted_with_it() -> None:
+    # "lớn nhất" and "trường" match the last sentence, but what the question asks about (the city, the
+    # university) is in the sentence before: quoted alone, the answer would not hold "Boston".
+    question = "Trường đại học nằm ở thành phố lớn nào của Hoa Kỳ?"
+    passage = _passage(HARVARD)
+    ranked = score_sentences(parse_question(question), [passage])
+    assert ranked[0].text.startswith("Khoản tài trợ") and ranked[0].needs_context
+    answer = ExtractiveAnswerer(_Fixed([passage]), gate=lambda q, p: True).answer(question)
+    source = answer.sources[0]
+    assert "Boston" in answer.text and source.text == HARVARD
+    assert (" " * passage.start + HARVARD)[source.start : source.end] == source.text
+
+
+def test_a_sentence_covering_the_question_itself_stands_alone() -> None:
+    ranked = score_sentences(parse_question("Harvard có khoản tài trợ bao nhiêu?"), [_passage(HARVARD)])
+    assert ranked[0].text.startswith("Khoản tài trợ") and not ranked[0].needs_context
+
+
+class _Fixed:
+    """A retriever that returns the same passages for every question."""
+
+    def __init__(self, passages: list[Passage]) -> None:
+        self.passages = passages
+
+    def retrieve(self, query: str, k: int, filters: SearchFilters | None = None) -> list[Passage]:
+        return self.passages[:k]
+
+
+PRIESTLEY = (
+    "Oxi được phát hiện độc lập bởi Carl Wilhelm Scheele, tại Uppsala, vào năm 1773 hay sớm hơn, và Joseph "
+    "Priestley tại Wiltshire, vào năm 1774, nhưng Priestley thường được ưu tiên vì công trình của ông được xuất "
+    "bản trước. Tên oxi được phát minh vào năm 1777 bởi Antoine Lavoisier, người có các thí nghiệm với oxi gây "
+    "nghi vấn thuyết nhiệt tố về đốt lửa và ăn mòn nổi tiếng sau đó."
+)
+
+
+def test_gate_lets_a_close_paraphrase_pass_when_the_dense_model_agrees() -> None:
+    question = "Điều gì khiến Priestley được công nhận là người đầu tiên phát hiện ra oxi?"
+    close = support(question, [_passage(PRIESTLEY, dense=0.91)])
+    assert close.lexical < 0.4 and close.supported  # too few shared word pairs alone
+    assert not support(question, [_passage(PRIESTLEY, dense=0.8)]).supported
+    # A missing name still refutes, however close the dense model finds the passage.
+    assert not support("Điều gì khiến Dalton được công nhận là người đầu tiên phát hiện ra oxi?",
+                       [_passage(PRIESTLEY, dense=0.95)]).supported

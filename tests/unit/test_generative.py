@@ -240,3 +240,19 @@ def test_local_adapter_reports_a_missing_or_broken_gguf(tmp_path: Path) -> None:
     broken.write_bytes(b"GGUF" + bytes(4096))
     with pytest.raises(LLMError, match="could not load"):
         load_local_chat_model(broken)
+
+
+def test_a_second_excerpt_of_the_same_article_points_back_instead_of_repeating_the_header() -> None:
+    later = _passage("004", TEXT_2023, "Trên cơ sở các ý kiến", "chuyên môn, nghiệp vụ.", "Hội nghị sơ kết công tác xây dựng Đảng", "2023-09-29", 0.4)
+    user = build_messages(QUESTION, select_excerpts([P2023, P2018, later], QUESTION, 40), "vi")[-1].content
+    assert "[3] (cùng bài với [1])\n" in user
+    assert user.count("Hội nghị sơ kết công tác xây dựng Đảng (2023-09-29") == 1
+
+
+def test_compact_mode_rewrites_follow_ups_by_rules_and_trims_the_prompt() -> None:
+    answerer, model, retriever = _answerer(["Năm 2018 khối có 3.463 đảng viên [1]."], compact=True)
+    answer = answerer.answer("còn năm 2018 thì sao?", [Turn(QUESTION, "74.127 đồng chí [1].")])
+    assert retriever.queries == ["Tổng số đảng viên toàn Đảng bộ tỉnh năm 2018 là bao nhiêu?"]
+    assert len(model.prompts) == 1  # no model call for the rewrite
+    assert answer.found and answer.sources[0].article_id == "001"
+    assert (answerer.excerpt_words, answerer.prompt_passages) == (40, 2)
