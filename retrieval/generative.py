@@ -67,7 +67,7 @@ def not_found_answer(excerpts: Sequence[Excerpt], language: Language) -> Answer:
 
 
 # The compact prompt of a small local model: the best ~40 words (one or two sentences) of the two
-# best passages, ~175-220 new prompt tokens, which Qwen2.5-1.5B reads in under 3 s on two cores.
+# best passages: ~175-250 new prompt tokens, which Qwen2.5-1.5B reads in 2.5-3.5 s on two quiet cores.
 COMPACT_EXCERPT_WORDS = 40
 COMPACT_PROMPT_PASSAGES = 2
 
