@@ -121,13 +121,15 @@ def _local_runtime_available() -> bool:
 
 
 def build_answerer(settings: Settings, retriever: Retriever, name: str | None = None) -> Answerer:
+    from retrieval.grounding import CorpusGate
+
     name = name or choose_answerer(settings)
+    gate = CorpusGate(_corpus_idf(retriever))
     if name == "extractive":
         from retrieval.extractive import ExtractiveAnswerer
 
-        return ExtractiveAnswerer(retriever, top_k=settings.top_k)
+        return ExtractiveAnswerer(retriever, top_k=settings.top_k, gate=gate)
     from retrieval.generative import GenerativeAnswerer
-    from retrieval.grounding import is_supported
     from retrieval.llm import load_local_chat_model, openai_chat_model
 
     if name == "local":
@@ -143,7 +145,14 @@ def build_answerer(settings: Settings, retriever: Retriever, name: str | None = 
                                        api_key=settings.openai_api_key, max_tokens=settings.llm_max_tokens)
     else:
         raise HoidapError(f"Unknown answerer {name!r}: choose extractive, local or openai.")
-    return GenerativeAnswerer(retriever, chat_model, top_k=settings.top_k, gate=is_supported, compact=name == "local")
+    return GenerativeAnswerer(retriever, chat_model, top_k=settings.top_k, gate=gate, compact=name == "local")
+
+
+def _corpus_idf(retriever: Retriever):
+    """The indexed corpus's IDF (accent-folded) for the grounding gate, or None for a retriever without BM25."""
+    hybrid = getattr(retriever, "inner", retriever)  # a FilteredRetriever wraps the HybridRetriever
+    lexical = getattr(hybrid, "lexical", None)
+    return None if lexical is None else lexical.idf
 
 
 def build_components(settings: Settings, *, answerer: str | None = None, index_dir: Path | None = None,

@@ -206,6 +206,7 @@ def _write_generation(generation: Path, index_dir: Path, current: IndexStore | N
     database = sqlite3.connect(generation / DATABASE)
     database.executescript(SCHEMA)
     vector_index = new_vector_index(embedder.identity.dim, settings.index_type)
+    faiss.omp_set_num_threads(os.cpu_count() or 1)  # building HNSW uses every core (queries use one)
     next_id = 0
     if current is not None and keep:
         old_vectors = current.vectors()

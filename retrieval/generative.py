@@ -22,12 +22,12 @@ from retrieval.prompts import (
     NOT_FOUND_TEXT,
     Excerpt,
     Language,
-    SentenceScorer,
+    SentenceRanker,
     build_messages,
     detect_language,
     fold,
     prompt_prefix,
-    score_by_overlap,
+    rank_by_evidence,
     select_excerpts,
 )
 from retrieval.types import Answer, Passage, Retriever, Turn
@@ -43,7 +43,6 @@ _REFUSAL_RE = re.compile(
     r"khong (tim thay|co thong tin|chua thong tin|de cap|neu)|khong the tra loi"
     r"|not found|no information|(do|does) not (contain|mention|say|include)|cannot answer|not mentioned"
 )
-_ENGLISH_BUDGET_FACTOR = 3
 _SENTENCE_BREAK_RE = re.compile(r"[.!?](?:\s|$)")
 _CITATION_RE = re.compile(r"\[[\d,\s]*\]")
 
@@ -95,7 +94,7 @@ class GenerativeAnswerer:
         excerpt_words: int | None = None,
         prompt_passages: int | None = None,
         nearest: int = 3,
-        scorer: SentenceScorer = score_by_overlap,
+        ranker: SentenceRanker = rank_by_evidence,
     ) -> None:
         self.retriever = retriever
         self.chat_model = chat_model
@@ -107,21 +106,14 @@ class GenerativeAnswerer:
         self.excerpt_words = excerpt_words if excerpt_words is not None or not compact else COMPACT_EXCERPT_WORDS
         self.prompt_passages = prompt_passages if prompt_passages is not None or not compact else COMPACT_PROMPT_PASSAGES
         self.nearest = nearest
-        self.scorer = scorer
+        self.ranker = ranker
 
-    def _excerpts(self, question: str, passages: list[Passage], language: Language) -> list[Excerpt]:
-        """What the model reads: the best sentences of the first `prompt_passages` passages for `question`
-        (the standalone question, whose `language` may differ from the user's after a rewrite)."""
-        budget, count = self.excerpt_words, self.prompt_passages
-        if budget is not None and language == "en":
-            # An English question shares no words with a Vietnamese article, so picking sentences by
-            # word overlap is blind (and e5 ranks single sentences poorly across languages): give
-            # the model a larger part of the best passage instead, and only that one.
-            budget, count = budget * _ENGLISH_BUDGET_FACTOR, 1
-        return select_excerpts(passages[:count], question, budget, self.scorer)
+    def _excerpts(self, question: str, passages: list[Passage]) -> list[Excerpt]:
+        """What the model reads: the best sentences of the first `prompt_passages` passages."""
+        return select_excerpts(passages[: self.prompt_passages], question, self.excerpt_words, self.ranker)
 
     def _not_found(self, question: str, passages: list[Passage], language: Language) -> Answer:
-        nearest = select_excerpts(passages[: self.nearest], question, self.excerpt_words, self.scorer)
+        nearest = select_excerpts(passages[: self.nearest], question, self.excerpt_words, self.ranker)
         return not_found_answer(nearest, language)
 
     def warm_up(self) -> None:
@@ -153,7 +145,7 @@ class GenerativeAnswerer:
             yield self._not_found(standalone, passages, language)
             return
 
-        excerpts = self._excerpts(standalone, passages, detect_language(standalone))
+        excerpts = self._excerpts(standalone, passages)
         rewriter = CitationRewriter(len(excerpts))
         parts: list[str] = []
         try:

@@ -1,21 +1,35 @@
 """The gate that says whether retrieved passages can support an answer at all.
 
 Retrieval always returns *something*; a question about the price of gold, asked of articles about party
-building, must still get "not found". The gate looks at how much of what the question is about (its content
-words, without question words such as `bao nhiêu`/`là gì`/`how many`) the best passage covers, by
+building, must still get "not found". The gate measures how much of what the question is about (its
+content words, without question words such as `bao nhiêu`/`là gì`/`how many`) one passage covers, by
 single syllables and by adjacent pairs (Vietnamese words are mostly two syllables, so `giá vàng` must
-not be satisfied by `đánh giá` and `vàng` found apart). Names and numbers of the question should be in
-the passages: each one missing costs support, and most of them missing refutes it. English questions
-share few words with Vietnamese articles, so for them the dense similarity of the question to the
-passage decides (a threshold specific to the embedding model), with the same rule for names. A
-Vietnamese question that paraphrases its passage may pass on a lower lexical share when the dense
-similarity is very high and no name is missing.
-Thresholds were calibrated with `bench/retrieval_quality.py --grounding`.
+not be satisfied by `đánh giá` and `vàng` found apart).
+
+Words do not count alike: each is weighted by its inverse document frequency in the indexed corpus, so
+that `tỉnh`, `năm` or `kết quả`, found in almost every chunk, say little, while `xổ số` or `chủ tịch`,
+which the corpus never uses, weigh the most (a word unknown to the corpus cannot be supported by it).
+Without corpus statistics every word weighs the same.
+
+Three further rules refuse what coverage alone lets through:
+- names and numbers of the question must be in the passage that answers (its title, outlet and date
+  count as part of it: `Quảng Ngãi` is only in one article's outlet, `2023` only in another's date);
+  each one missing costs support, and most of them missing from every passage refutes it;
+- the question's *focus*, its rarest content word, must be in the passage;
+- a question about the reader's present (`hôm nay`, `hiện nay`, `bây giờ`, `today`, `current`) cannot be
+  answered by dated articles unless the passage itself speaks of the present.
+
+English questions share few words with Vietnamese articles, so for them the dense similarity of the
+question to the passage decides (a threshold specific to the embedding model), with the same rules for
+names and the present. A Vietnamese question that paraphrases its passage may pass on a lower lexical
+share when the dense similarity is very high and no name is missing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from retrieval.text import (
@@ -32,21 +46,26 @@ from retrieval.text import (
 )
 from retrieval.types import Passage
 
-# Calibrated on XQuAD-vi (answerable questions against their own corpus, versus the same questions
-# against the bundled party-news articles) and on eval/bundled/questions.jsonl. At these values, with
-# multilingual-e5-small: 89% / 84% / 78% of answerable XQuAD questions pass (vi / vi_plain / en) and
-# 2% / 4% / 2% of the foreign ones do.
+Idf = Callable[[str], float]
+"""Inverse document frequency of a folded token in the indexed corpus; 0 for a token it never uses."""
+
 LEXICAL_THRESHOLDS: dict[QueryKind, float] = {"vi": 0.4, "vi_plain": 0.45}
 DENSE_THRESHOLD = 0.75
 MISSING_NAME_PENALTY = 0.2
 PASSAGES_CONSIDERED = 3
-# A Vietnamese question that paraphrases its passage ("Điều gì khiến Priestley được công nhận...") shares
-# few word pairs with it; when the dense model finds the passage very close and no name is missing, a
-# lower lexical floor is enough. Measured with multilingual-e5-small: XQuAD-vi questions pass 89% -> 92%,
-# while the foreign ones (XQuAD against the party news and back) and the bundled unanswerable and
-# near-miss questions pass exactly as before (3% / 5% / 0%); their dense similarity stays below 0.85.
 CORROBORATED_LEXICAL = 0.3
 CORROBORATING_DENSE = 0.86
+# A word the corpus never uses weighs as much as the rarest word it does use, plus this.
+UNSEEN_BONUS = 0.0
+# Below this weight (relative to the heaviest word of the question) a word is not the question's focus.
+FOCUS_SHARE = 0.6
+
+# Words that place a question at the reader's present (folded; the English ones as typed).
+_PRESENT_VI = ("hom nay", "hien nay", "hien tai", "bay gio", "hom qua", "ngay mai", "tuan nay", "thang nay", "nam nay")
+_PRESENT_EN = ("today", "tonight", "tomorrow", "yesterday", "now", "current", "currently", "latest",
+               "this week", "this month", "this year")
+# What a passage must say to speak of its own present (folded).
+_PRESENT_IN_TEXT = ("hom nay", "hien nay", "hien tai", "bay gio", "ngay nay")
 
 
 @dataclass(frozen=True)
@@ -54,12 +73,14 @@ class Support:
     """How well the best passage covers the question, and the verdict."""
 
     kind: QueryKind
-    coverage: float  # share of the question's content syllables found in the passage
-    pair_coverage: float  # share of adjacent content-syllable pairs found in the passage
-    lexical: float  # (coverage + pair coverage) / 2, less a penalty per missing name: what the threshold sees
+    coverage: float  # weighted share of the question's content syllables found in the best passage
+    pair_coverage: float  # weighted share of adjacent content-syllable pairs found in the best passage
+    lexical: float  # (coverage + pair coverage) / 2, less a penalty per name missing from that passage
     dense: float | None  # best dense similarity among the passages, when known
     missing_names: tuple[str, ...]  # names and numbers of the question found in none of the passages
     supported: bool
+    missing_focus: bool = False  # the best passage lacks the question's rarest content word
+    present_time: bool = False  # the question asks about the present and no passage speaks of it
 
 
 def question_terms(question: str, *, fold: bool) -> list[str]:
@@ -102,6 +123,29 @@ def required_terms(question: str, *, fold: bool = True) -> list[str]:
     return list(dict.fromkeys(t for name in required_names(question, fold=fold) for t in name))
 
 
+def asks_present(question: str) -> bool:
+    """True when the question is about the reader's present (`giá vàng hôm nay`, `current secretary`)."""
+    folded = " ".join(tokenize(question, fold=True, number_variants=False))
+    return any(re.search(rf"\b{phrase}\b", folded) for phrase in _PRESENT_VI + _PRESENT_EN)
+
+
+def speaks_of_present(text: str) -> bool:
+    """True when a passage itself speaks of its present (`hiện nay`, `ngày nay`)."""
+    folded = " ".join(tokenize(text, fold=True, number_variants=False))
+    return any(re.search(rf"\b{phrase}\b", folded) for phrase in _PRESENT_IN_TEXT)
+
+
+def term_weights(terms: Sequence[str], idf: Idf | None) -> dict[str, float]:
+    """Each term's weight: its corpus IDF, the highest weight for a term the corpus never uses, or 1
+    for every term when there are no corpus statistics. Numbers always weigh as a rare word."""
+    distinct = list(dict.fromkeys(terms))
+    if idf is None:
+        return {t: 1.0 for t in distinct}
+    known = {t: idf(fold_diacritics(t)) for t in distinct}
+    ceiling = max([v for v in known.values() if v > 0], default=1.0) + UNSEEN_BONUS
+    return {t: (v if v > 0 else ceiling) for t, v in known.items()}
+
+
 def _common_word(token: str) -> bool:
     return (
         token in STOPWORDS_VI
@@ -111,12 +155,13 @@ def _common_word(token: str) -> bool:
     )
 
 
-def support(question: str, passages: Sequence[Passage], *, dense_threshold: float = DENSE_THRESHOLD,
-            corroborating_dense: float = CORROBORATING_DENSE) -> Support:
+def support(question: str, passages: Sequence[Passage], *, idf: Idf | None = None,
+            dense_threshold: float = DENSE_THRESHOLD, corroborating_dense: float = CORROBORATING_DENSE) -> Support:
     """Measure the support the first few passages give the question, and decide.
 
-    Lexical coverage is that of the best single passage; the names and numbers of the question may be
-    spread over the passages (a question about 2018 and 2019 is answered by two articles).
+    Lexical coverage is that of the best single passage, weighted by `idf` when given, less a penalty
+    for each name or number of the question that passage lacks; the names of a question comparing two
+    years may still be spread over two passages, but most of them missing from all refutes it.
     `dense_threshold` and `corroborating_dense` are specific to the embedding model (the defaults are
     multilingual-e5-small's).
     """
@@ -127,40 +172,84 @@ def support(question: str, passages: Sequence[Passage], *, dense_threshold: floa
         terms = english_to_vietnamese_terms(question) + required_terms(question)
     else:
         terms = question_terms(question, fold=fold)
-    pairs = list(zip(terms, terms[1:]))
+    weights = term_weights(terms, idf)
+    pairs = list(dict.fromkeys(zip(terms, terms[1:])))
+    focus = _focus(weights, idf)
+    required = required_names(question, fold=fold)
     considered = passages[:PASSAGES_CONSIDERED]
-    best = (0.0, 0.0, 0.0)
+    best: tuple[float, float, float, bool, int] = (-math.inf, 0.0, 0.0, True, 0)
     passage_tokens: list[list[str]] = []
     for passage in considered:
         # The date and the outlet count as part of the passage: "năm 2016" is answered by a 2016 article.
-        text = "\n".join(filter(None, (passage.title, passage.source, passage.date, passage.text)))
-        tokens = tokenize(text, fold=fold)
-        coverage = _share(terms, set(tokens))
-        pair_coverage = _share(pairs, set(zip(tokens, tokens[1:]))) if pairs else coverage
-        best = max(best, (0.5 * coverage + 0.5 * pair_coverage, coverage, pair_coverage))
+        tokens = tokenize(_context(passage), fold=fold)
+        present = set(tokens)
+        coverage = _weighted_share(weights, present)
+        pair_weights = {pair: (weights[pair[0]] + weights[pair[1]]) / 2 for pair in pairs}
+        pair_coverage = _weighted_share(pair_weights, set(zip(tokens, tokens[1:]))) if pairs else coverage
+        absent = sum(1 for name in required if not _contains(tokens, name))
+        lexical = 0.5 * coverage + 0.5 * pair_coverage - MISSING_NAME_PENALTY * absent
+        best = max(best, (lexical, coverage, pair_coverage, any(t not in present for t in focus), absent))
         passage_tokens.append(tokens)
-    lexical, coverage, pair_coverage = best
-    required = required_names(question, fold=fold)
+    lexical, coverage, pair_coverage, missing_focus, absent_from_best = best
     missing = tuple(" ".join(name) for name in required if not any(_contains(t, name) for t in passage_tokens))
-    # A name spelt differently ("Clipper" for "Clippers") costs support; most names missing refute it.
-    lexical -= MISSING_NAME_PENALTY * len(missing)
     dense_values = [p.dense_score for p in considered if p.dense_score is not None]
     dense = max(dense_values) if dense_values else None
-    if not passages or 2 * len(missing) > len(required):
+    present_time = asks_present(question) and not any(speaks_of_present(p.text) for p in considered)
+    if not passages or 2 * len(missing) > len(required) or present_time:
         supported = False
     elif kind == "en":
         supported = dense is not None and dense >= dense_threshold
+    elif missing_focus:
+        supported = False
     else:
-        corroborated = not missing and dense is not None and dense >= corroborating_dense
+        corroborated = not absent_from_best and dense is not None and dense >= corroborating_dense
         supported = lexical >= LEXICAL_THRESHOLDS[kind] or (corroborated and lexical >= CORROBORATED_LEXICAL)
-    return Support(kind, coverage, pair_coverage, lexical, dense, missing, supported)
+    return Support(kind, coverage, pair_coverage, max(lexical, 0.0), dense, missing, supported,
+                   missing_focus, present_time)
 
 
-def is_supported(question: str, passages: Sequence[Passage], *, dense_threshold: float = DENSE_THRESHOLD,
-                 corroborating_dense: float = CORROBORATING_DENSE) -> bool:
+def is_supported(question: str, passages: Sequence[Passage], *, idf: Idf | None = None,
+                 dense_threshold: float = DENSE_THRESHOLD, corroborating_dense: float = CORROBORATING_DENSE) -> bool:
     """True when the passages are strong enough to answer `question` from (the answerers' gate)."""
-    return support(question, passages, dense_threshold=dense_threshold,
+    return support(question, passages, idf=idf, dense_threshold=dense_threshold,
                    corroborating_dense=corroborating_dense).supported
+
+
+class CorpusGate:
+    """`is_supported` bound to the statistics of one indexed corpus: the gate the answerers take."""
+
+    def __init__(self, idf: Idf | None, *, dense_threshold: float = DENSE_THRESHOLD,
+                 corroborating_dense: float = CORROBORATING_DENSE) -> None:
+        self.idf = idf
+        self.dense_threshold = dense_threshold
+        self.corroborating_dense = corroborating_dense
+
+    def __call__(self, question: str, passages: Sequence[Passage]) -> bool:
+        return is_supported(question, passages, idf=self.idf, dense_threshold=self.dense_threshold,
+                            corroborating_dense=self.corroborating_dense)
+
+
+def _focus(weights: dict[str, float], idf: Idf | None) -> tuple[str, ...]:
+    """The question's focus: its rarest non-number content word(s) that the corpus uses, when clearly
+    rarer than the rest.
+
+    Words the corpus never uses are left to coverage: they are as often the question's own phrasing
+    (`tên`, `phần trăm`) as its topic. Numbers are left to the name rule.
+    """
+    if idf is None:
+        return ()
+    words = {t: w for t, w in weights.items() if not is_number(t) and idf(fold_diacritics(t)) > 0}
+    if len(words) < 2:
+        return ()
+    heaviest = max(words.values())
+    lightest = min(words.values())
+    if heaviest <= lightest:
+        return ()  # uniform weights (no corpus statistics) single out nothing
+    return tuple(t for t, w in words.items() if w >= heaviest and w > lightest / FOCUS_SHARE)
+
+
+def _context(passage: Passage) -> str:
+    return "\n".join(filter(None, (passage.title, passage.source, passage.date, passage.text)))
 
 
 def _contains(tokens: list[str], name: tuple[str, ...]) -> bool:
@@ -168,8 +257,8 @@ def _contains(tokens: list[str], name: tuple[str, ...]) -> bool:
     return any(tuple(tokens[i : i + width]) == name for i in range(len(tokens) - width + 1))
 
 
-def _share(items: Sequence, present: set) -> float:
-    if not items:
+def _weighted_share(weights: dict, present: set) -> float:
+    total = sum(weights.values())
+    if total <= 0:
         return 0.0
-    distinct = list(dict.fromkeys(items))
-    return sum(1 for item in distinct if item in present) / len(distinct)
+    return sum(w for item, w in weights.items() if item in present) / total

@@ -120,6 +120,7 @@ class LlamaCppChatModel(BaseChatModel):
     n_ctx: int = 4096
     max_tokens: int = 256
     temperature: float = 0.0
+    repeat_penalty: float = 1.1
     seed: int = 0
     # Two slots, each with its own prompt cache: the answer prompt and the follow-up rewrite prompt
     # then never evict each other's cached prefix.
@@ -184,6 +185,8 @@ class LlamaCppChatModel(BaseChatModel):
             "messages": [_to_openai_message(m) for m in messages],
             "max_tokens": max_tokens or self.max_tokens,
             "temperature": self.temperature,
+            # Greedy decoding of a small model can loop ("[1] [1] [1] ..."); a mild penalty stops it.
+            "repeat_penalty": self.repeat_penalty,
             "seed": self.seed,
             "cache_prompt": True,
             "stream": stream,

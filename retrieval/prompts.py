@@ -1,9 +1,10 @@
 """Grounded prompts: numbered passages (or their best sentences) and rules that keep the model to them.
 
 The local model on two CPU cores reads about 70 prompt tokens a second, so the prompt for it holds only
-the best few sentences of each passage (`select_excerpts`), each still an exact span of its article so
-that a citation points at text the user can check. The system text is the same for every question,
-which lets llama.cpp keep it in its prompt cache between questions.
+the best sentence or two of each passage (`select_excerpts`, ranked by the extractive answerer's
+sentence scoring), each still an exact span of its article so that a citation points at text the
+user can check. The system text and worked example are the same for every question, which lets
+llama.cpp keep them in its prompt cache between questions.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Literal
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
+from retrieval.sentences import parse_question, score_sentences
 from retrieval.types import Passage, Source
 
 Language = Literal["vi", "en"]
@@ -41,9 +43,10 @@ Năm 2020, tỉnh B hoàn thành 45 km đường giao thông nông thôn.
 _EXAMPLE_QUESTION = "Năm 2020 tỉnh B làm được bao nhiêu km đường nông thôn?"
 _EXAMPLE_ANSWER = "Năm 2020, tỉnh B hoàn thành 45 km đường giao thông nông thôn [2]."
 
+# No literal "[n]" here: small models copy it into the answer.
 _ANSWER_IN: dict[Language, str] = {
-    "vi": "Trả lời bằng tiếng Việt, ghi [n] sau mỗi ý.",
-    "en": "Answer in English, with [n] after every claim.",
+    "vi": "Trả lời bằng tiếng Việt, ghi số đoạn trong ngoặc vuông sau mỗi ý.",
+    "en": "Answer in English, with the passage number in square brackets after every claim.",
 }
 _QUESTION_LABEL: dict[Language, str] = {"vi": "Câu hỏi", "en": "Question"}
 
@@ -106,37 +109,6 @@ class Excerpt:
         return self.passage.to_source(n, text=self.text, start=self.start, end=self.end)
 
 
-# A sentence ends at . ! ? … followed by spaces and a capital, digit or opening quote, or at a line break.
-# "74.127" and "2.8" have no space after the dot, so numbers are never split.
-_BREAK_RE = re.compile(r"(?<=[.!?…])[ \t]+|\n+")
-
-
-def _starts_sentence(char: str) -> bool:
-    return char.isupper() or char.isdigit() or char in "\"“'([-–•"
-
-
-def sentence_spans(text: str) -> list[tuple[int, int]]:
-    """Character spans of the sentences (and caption lines) of `text`, surrounding spaces excluded."""
-    cuts = [
-        (m.start(), m.end())
-        for m in _BREAK_RE.finditer(text)
-        if "\n" in m.group() or (m.end() < len(text) and _starts_sentence(text[m.end()]))
-    ]
-    spans = []
-    cursor = 0
-    for cut_start, cut_end in [*cuts, (len(text), len(text))]:
-        piece = text[cursor:cut_start]
-        stripped = piece.strip()
-        if stripped:
-            left = cursor + (len(piece) - len(piece.lstrip()))
-            spans.append((left, left + len(stripped)))
-        cursor = cut_end
-    return spans
-
-
-SentenceScorer = Callable[[str, list[str]], list[float]]
-"""Scores each sentence for a question (higher is more useful); `score_by_overlap` unless injected."""
-
 _STOPWORDS = frozenset(
     "la cua va cac nhung mot co khong thi duoc trong cho voi den tu nay do da se bao nhieu gi ai nao sao the "
     "what who how when where which why is are was were the of in on for and a an to did does do".split()
@@ -164,6 +136,19 @@ def score_by_overlap(question: str, sentences: list[str]) -> list[float]:
     return scores
 
 
+ScoredSpan = tuple[int, int, float]
+SentenceRanker = Callable[[str, Passage], list[ScoredSpan]]
+"""Scores the sentences of a passage for a question: (start, end, score), offsets in the passage text."""
+
+
+def rank_by_evidence(question: str, passage: Passage) -> list[ScoredSpan]:
+    """The extractive answerer's sentence scoring (`retrieval.sentences`), so both answerers read a
+    passage alike: coverage of the question, evidence of the value asked for (a count for `bao nhiêu`,
+    a name for `ai`), and English questions matched through their Vietnamese terms."""
+    scored = score_sentences(parse_question(question), [passage])
+    return sorted((s.start - passage.start, s.end - passage.start, s.score) for s in scored)
+
+
 _LONG_SENTENCE_FACTOR = 1.5
 
 
@@ -171,45 +156,46 @@ def _word_count(text: str) -> int:
     return len(text.split())
 
 
-def _best_window(spans: list[tuple[int, int]], scores: list[float], words: list[int], budget: int) -> tuple[int, int]:
-    """Indices [i, j) of the contiguous sentences with the highest score that fit `budget` words."""
-    best, best_score = (0, 1), float("-inf")
-    for i in range(len(spans)):
-        total_words, total_score = 0, 0.0
-        for j in range(i, len(spans)):
-            if j > i and total_words + words[j] > budget:
-                break
-            total_words += words[j]
-            total_score += scores[j]
-            if total_score > best_score:
-                best, best_score = (i, j + 1), total_score
-    return best
+def _window_around_best(spans: list[ScoredSpan], words: list[int], budget: int) -> tuple[int, int]:
+    """Indices [i, j) of the best sentence and, while they fit `budget` words, its useful neighbours
+    (the better one first; the one before on a tie, since news names the subject before the figure)."""
+    best = max(range(len(spans)), key=lambda k: spans[k][2])
+    i, j, used = best, best + 1, words[best]
+    while True:
+        options = []
+        if i > 0 and spans[i - 1][2] > 0 and used + words[i - 1] <= budget:
+            options.append((spans[i - 1][2], 1, i - 1))
+        if j < len(spans) and spans[j][2] > 0 and used + words[j] <= budget:
+            options.append((spans[j][2], 0, j))
+        if not options:
+            return i, j
+        _, _, k = max(options)
+        used += words[k]
+        i, j = min(i, k), max(j, k + 1)
 
 
-def _clip_words(text: str, offset: int, question: str, budget: int, scorer: SentenceScorer) -> tuple[int, int]:
+def _clip_words(text: str, offset: int, question: str, budget: int) -> tuple[int, int]:
     """Within one over-long sentence, the `budget`-word window that best matches the question."""
     words = list(re.finditer(r"\S+", text))
     if len(words) <= budget:
         return offset, offset + len(text)
     windows = [(i, min(i + budget, len(words))) for i in range(0, len(words) - budget + 1, max(1, budget // 4))]
-    scores = scorer(question, [text[words[i].start() : words[j - 1].end()] for i, j in windows])
+    scores = score_by_overlap(question, [text[words[i].start() : words[j - 1].end()] for i, j in windows])
     i, j = windows[max(range(len(windows)), key=lambda w: scores[w])]
     return offset + words[i].start(), offset + words[j - 1].end()
 
 
-def select_excerpt(passage: Passage, question: str, budget_words: int, scorer: SentenceScorer = score_by_overlap) -> Excerpt:
-    """The contiguous run of sentences of `passage` that best answers `question` within `budget_words`."""
-    spans = sentence_spans(passage.text)
-    if not spans or _word_count(passage.text) <= budget_words:
+def select_excerpt(passage: Passage, question: str, budget_words: int, ranker: SentenceRanker = rank_by_evidence) -> Excerpt:
+    """The best sentence of `passage` for `question` and its neighbours, within `budget_words`."""
+    spans = ranker(question, passage) if _word_count(passage.text) > budget_words else []
+    if not spans:
         return Excerpt(passage, passage.text, passage.start, passage.end)
-    sentences = [passage.text[a:b] for a, b in spans]
-    scores = scorer(question, sentences)
-    i, j = _best_window(spans, scores, [_word_count(s) for s in sentences], budget_words)
+    i, j = _window_around_best(spans, [_word_count(passage.text[a:b]) for a, b, _ in spans], budget_words)
     start, end = spans[i][0], spans[j - 1][1]
     if _word_count(passage.text[start:end]) > budget_words:
         # One sentence longer than the budget: keep up to 1.5 times the budget of it, since a cut
         # tends to drop exactly the part the question does not name (who, how many).
-        start, end = _clip_words(passage.text[start:end], start, question, int(budget_words * _LONG_SENTENCE_FACTOR), scorer)
+        start, end = _clip_words(passage.text[start:end], start, question, int(budget_words * _LONG_SENTENCE_FACTOR))
     return Excerpt(passage, passage.text[start:end], passage.start + start, passage.start + end)
 
 
@@ -217,12 +203,12 @@ def select_excerpts(
     passages: Sequence[Passage],
     question: str,
     budget_words: int | None,
-    scorer: SentenceScorer = score_by_overlap,
+    ranker: SentenceRanker = rank_by_evidence,
 ) -> list[Excerpt]:
     """One excerpt per passage: the whole passage when `budget_words` is None, else its best sentences."""
     if budget_words is None:
         return [Excerpt(p, p.text, p.start, p.end) for p in passages]
-    return [select_excerpt(p, question, budget_words, scorer) for p in passages]
+    return [select_excerpt(p, question, budget_words, ranker) for p in passages]
 
 
 def _header(n: int, excerpt: Excerpt, first_of_article: dict[str, int], title_words: int = 10) -> str:

@@ -16,7 +16,7 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from index.errors import LLMError, ModelFilesMissingError
 from retrieval.generative import GenerativeAnswerer
 from retrieval.llm import LOCAL_SERVER_KEY_PLACEHOLDER, load_local_chat_model, openai_chat_model
-from retrieval.prompts import NOT_FOUND_TEXT, build_messages, detect_language, select_excerpts, sentence_spans
+from retrieval.prompts import NOT_FOUND_TEXT, build_messages, detect_language, select_excerpts
 from retrieval.types import Answer, Passage, SearchFilters, Turn
 
 CORPUS = Path(__file__).resolve().parents[2] / "index" / "corpus"
@@ -163,7 +163,7 @@ def test_the_local_prompt_holds_the_best_sentences_numbered_and_delimited() -> N
     assert "[2] Hội nghị sơ kết công tác xây dựng Đảng (2023-09-29, Báo tỉnh)\n" in prompt
     assert "nâng tổng số đảng viên toàn Đảng bộ tỉnh lên 74.127 đồng chí." in prompt
     assert "Kết quả đánh giá, xếp loại" not in prompt  # the rest of the passage stays out
-    assert prompt.endswith(f"</passages>\n\nCâu hỏi: {QUESTION}\nTrả lời bằng tiếng Việt, ghi [n] sau mỗi ý.")
+    assert prompt.endswith(f"</passages>\n\nCâu hỏi: {QUESTION}\nTrả lời bằng tiếng Việt, ghi số đoạn trong ngoặc vuông sau mỗi ý.")
     source = answer.sources[0]
     assert source.text == TEXT_2023[source.start : source.end]
     assert len(source.text.split()) <= 40 and "74.127" in source.text
@@ -181,7 +181,7 @@ def test_english_questions_are_asked_to_be_answered_in_english() -> None:
     answerer, model, _ = _answerer(["In 2023 the province had 74,127 party members [2]."])
     answer = answerer.answer("How many party members did the province have in 2023?")
     assert answer.found and answer.sources[0].article_id == "004"
-    assert model.prompts[0][-1].content.endswith("Answer in English, with [n] after every claim.")
+    assert model.prompts[0][-1].content.endswith("Answer in English, with the passage number in square brackets after every claim.")
 
 
 def test_a_follow_up_is_rewritten_by_the_model_before_retrieval() -> None:
@@ -198,13 +198,6 @@ def test_a_failing_endpoint_raises_llm_error() -> None:
     answerer = GenerativeAnswerer(FixedRetriever([P2023]), FailingChatModel(replies=[], prompts=[], error=error))
     with pytest.raises(LLMError, match="language model failed"):
         answerer.answer(QUESTION)
-
-
-def test_sentence_spans_keep_numbers_whole_and_point_into_the_text() -> None:
-    spans = sentence_spans(P2023.text)
-    sentences = [P2023.text[a:b] for a, b in spans]
-    assert any(s.endswith("lên 74.127 đồng chí.") for s in sentences)
-    assert all(s == s.strip() and s for s in sentences)
 
 
 @pytest.mark.parametrize(
@@ -256,3 +249,9 @@ def test_compact_mode_rewrites_follow_ups_by_rules_and_trims_the_prompt() -> Non
     assert len(model.prompts) == 1  # no model call for the rewrite
     assert answer.found and answer.sources[0].article_id == "001"
     assert (answerer.excerpt_words, answerer.prompt_passages) == (40, 2)
+
+
+def test_an_english_question_still_gets_the_vietnamese_sentence_that_answers_it() -> None:
+    excerpt = select_excerpts([P2023], "How many party members did the whole provincial Party have in 2023?", 40)[0]
+    assert excerpt.text.endswith("nâng tổng số đảng viên toàn Đảng bộ tỉnh lên 74.127 đồng chí.")
+    assert excerpt.text == TEXT_2023[excerpt.start : excerpt.end]
