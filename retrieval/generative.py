@@ -151,6 +151,8 @@ class GenerativeAnswerer:
         try:
             for chunk in self.chat_model.stream(build_messages(standalone, excerpts, language)):
                 text = rewriter.feed(chunk.content if isinstance(chunk.content, str) else "")
+                if not parts:
+                    text = text.lstrip()  # so that the fragments spell exactly the final text
                 if text:
                     parts.append(text)
                     yield text

@@ -1,0 +1,131 @@
+"""The grounding gate's rules on real sentences of the bundled articles, with the corpus's own IDF."""
+
+from __future__ import annotations
+
+import pytest
+
+from retrieval.grounding import (
+    CorpusGate,
+    asks_present,
+    is_supported,
+    speaks_of_present,
+    support,
+    term_weights,
+)
+from retrieval.lexical import LexicalIndex
+from retrieval.types import Passage
+from tests.unit.retrieval_fakes import FakeStore, HashingEmbedder, bundled_articles
+
+MEMBERS_2023 = (
+    "Về phát triển Đảng viên, đã kết nạp mới được 1.513 đồng chí, nâng tổng số đảng viên toàn Đảng bộ "
+    "tỉnh lên 74.127 đồng chí."
+)
+RESULTS_2014 = (
+    "chỉ đạo các đơn vị rà soát kết quả thực hiện các chỉ tiêu nghị quyết năm 2014 làm cơ sở đánh giá "
+    "kết quả hoàn thành nhiệm vụ"
+)
+SECRETARY_2014 = (
+    "Ông Trần Thế Ngọc, Ủy viên Ban Chấp hành Trung ương Đảng, Bí thư Tỉnh ủy yêu cầu Đảng ủy Khối "
+    "Các cơ quan tỉnh cần tập trung lãnh đạo khắc phục những hạn chế, yếu kém"
+)
+ORGANISER_2023 = (
+    "Sáng ngày 29/9, Ban Tổ chức Tỉnh ủy đã tổ chức Hội nghị sơ kết công tác xây dựng Đảng 9 tháng đầu "
+    "năm, triển khai nhiệm vụ 3 tháng cuối năm 2023."
+)
+QUANG_NGAI_2016 = (
+    "Đảng ủy Khối các cơ quan tỉnh là cấp ủy cấp trên trực tiếp của 70 cơ sở đảng. Số lượng đảng viên "
+    "đông (gần 3.500 đảng viên) với nhiều loại hình tổ chức cơ sở đảng khác nhau."
+)
+
+
+@pytest.fixture(scope="module")
+def idf():
+    store = FakeStore(bundled_articles(), HashingEmbedder())
+    return LexicalIndex.from_store(store).idf
+
+
+def _passage(text: str, *, date: str | None = None, source: str | None = None, title: str = "Bài viết",
+             dense: float | None = None) -> Passage:
+    return Passage(article_id="a", title=title, date=date, source=source, text=text, start=0,
+                   end=len(text), score=1.0, dense_score=dense)
+
+
+def test_common_words_weigh_less_than_rare_ones(idf) -> None:
+    weights = term_weights(["tỉnh", "năm", "khiển", "xổ"], idf)
+    # `tỉnh` and `năm` are in nearly every chunk; `khiển` (khiển trách) in one; `xổ` in none.
+    assert weights["tỉnh"] < weights["khiển"] and weights["năm"] < weights["khiển"]
+    assert weights["xổ"] >= weights["khiển"]
+
+
+def test_without_corpus_statistics_every_word_weighs_the_same() -> None:
+    assert set(term_weights(["tỉnh", "xổ"], None).values()) == {1.0}
+
+
+def test_lottery_results_without_diacritics_are_refused_though_ket_qua_is_in_the_article(idf) -> None:
+    passage = _passage(RESULTS_2014, date="2014-10-29")
+    question = "ket qua xo so hom nay"
+    # Word by word, "ket qua" covers half the question; by weight, the rare "xo so" dominates.
+    assert support(question, [passage], idf=idf).coverage < support(question, [passage]).coverage
+    assert not is_supported(question, [passage], idf=idf)
+
+
+def test_a_role_the_articles_never_name_is_refused(idf) -> None:
+    passage = _passage(SECRETARY_2014, title="Đoàn công tác Tỉnh ủy làm việc với Ban Thường vụ Đảng ủy Khối Các cơ quan tỉnh")
+    assert not is_supported("Chủ tịch UBND tỉnh Tiền Giang là ai?", [passage], idf=idf)
+    assert is_supported("Bí thư Tỉnh ủy Tiền Giang yêu cầu Đảng ủy Khối khắc phục gì?",
+                        [_passage(SECRETARY_2014 + " Tiền Giang")], idf=idf)
+
+
+def test_a_year_missing_from_the_passage_that_names_the_role_costs_support(idf) -> None:
+    # The 2014 article names the Bí thư Tỉnh ủy; the 2023 article has the year but no Bí thư.
+    secretary = _passage(SECRETARY_2014, date="2014-10-29")
+    organiser = _passage(ORGANISER_2023, date="2023-09-29", dense=0.9)
+    measured = support("Ai là Bí thư Tỉnh ủy năm 2023?", [organiser, secretary], idf=idf)
+    assert not measured.supported
+    assert support("Ai là Bí thư Tỉnh ủy năm 2014?", [secretary], idf=idf).supported
+
+
+def test_the_outlet_counts_as_part_of_the_passage(idf) -> None:
+    question = "Đảng ủy Khối các cơ quan tỉnh Quảng Ngãi có bao nhiêu đảng viên?"
+    with_outlet = _passage(QUANG_NGAI_2016, source="Báo Quảng Ngãi", date="2016-06-11")
+    without = _passage(QUANG_NGAI_2016, date="2016-06-11")
+    assert is_supported(question, [with_outlet], idf=idf)
+    assert support(question, [without], idf=idf).missing_names == ("quảng ngãi",)
+    assert not is_supported(question, [without], idf=idf)
+
+
+def test_present_time_questions_need_a_passage_about_the_present(idf) -> None:
+    assert asks_present("Giá vàng hôm nay là bao nhiêu?")
+    assert asks_present("bi thu tinh uy bay gio la ai")
+    assert asks_present("Who is the current Secretary of the Provincial Party Committee?")
+    assert not asks_present("Tổng số đảng viên toàn Đảng bộ tỉnh năm 2023 là bao nhiêu?")
+    # "đến nay" is the article's own present, not the reader's.
+    assert not speaks_of_present("Từ đầu nhiệm kỳ đến nay, Đảng ủy Khối đã kết nạp 527/600 đảng viên")
+    passage = _passage(MEMBERS_2023, date="2023-09-29")
+    measured = support("Tổng số đảng viên toàn Đảng bộ tỉnh hiện nay là bao nhiêu?", [passage], idf=idf)
+    assert measured.present_time and not measured.supported
+    assert is_supported("Tổng số đảng viên toàn Đảng bộ tỉnh năm 2023 là bao nhiêu?", [passage], idf=idf)
+
+
+def test_english_questions_rely_on_dense_similarity_and_names(idf) -> None:
+    close = _passage(MEMBERS_2023, date="2023-09-29", dense=0.85)
+    question = "What was the total number of party members in the province in 2023?"
+    assert is_supported(question, [close], idf=idf)
+    assert not is_supported(question, [_passage(MEMBERS_2023, date="2023-09-29", dense=0.6)], idf=idf)
+    assert not is_supported("How many party members did the province have in 2010?", [close], idf=idf)
+
+
+def test_high_dense_similarity_does_not_make_up_for_a_missing_focus(idf) -> None:
+    # Near miss: the 2023 passage talks about party members but says nothing about discipline.
+    passage = _passage(MEMBERS_2023, date="2023-09-29", dense=0.9)
+    measured = support("Năm 2023 có bao nhiêu đảng viên bị kỷ luật?", [passage], idf=idf)
+    assert measured.missing_focus and not measured.supported
+    discipline = _passage("Từ đầu nhiệm kỳ đến nay, đã thi hành kỷ luật 22 đảng viên trong Khối.", dense=0.9)
+    assert not support("Có bao nhiêu đảng viên bị kỷ luật?", [discipline], idf=idf).missing_focus
+
+
+def test_corpus_gate_binds_the_statistics(idf) -> None:
+    gate = CorpusGate(idf)
+    passage = _passage(RESULTS_2014, date="2014-10-29")
+    assert gate("ket qua xo so hom nay", [passage]) is False
+    assert gate("Tổng số đảng viên là bao nhiêu?", []) is False
