@@ -23,6 +23,7 @@ import torch
 from platformdirs import user_cache_dir
 from sentence_transformers import SentenceTransformer
 
+from index.embedding import load_embedder
 from index.models import EMBEDDING_MODEL, resolve_embedding_model
 
 CORPUS = Path(__file__).resolve().parent.parent / "index" / "corpus"
@@ -48,6 +49,16 @@ def time_encode(model: SentenceTransformer, chunks: list[str]) -> tuple[np.ndarr
     return vectors.astype(np.float32), len(chunks) / (time.perf_counter() - began)
 
 
+class _OnnxAsModel:
+    """hoidap's ONNX Runtime embedder behind the one `encode` call this script makes."""
+
+    def __init__(self, embedder) -> None:
+        self.embedder = embedder
+
+    def encode(self, chunks: list[str], **_: object) -> np.ndarray:
+        return self.embedder.embed_passages(chunks)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models-dir", type=Path, default=Path(user_cache_dir("hoidap")) / "models")
@@ -62,7 +73,8 @@ def main() -> None:
           f"batch {BATCH}; torch threads {torch.get_num_threads()}")
 
     # Two copies: casting one model back and forth would leave the fp32 weights rounded to bf16.
-    models = {"fp32": model, "bf16": copy.deepcopy(model).to(torch.bfloat16)}
+    models = {"fp32": model, "bf16": copy.deepcopy(model).to(torch.bfloat16),
+              "onnx fp32 (default)": _OnnxAsModel(load_embedder(EMBEDDING_MODEL, args.models_dir, backend="onnx"))}
     for each in models.values():  # warm-up: first calls pay for allocation and kernel selection
         each.encode(chunks[:BATCH], prompt_name="document", batch_size=BATCH)
     # Alternate the precisions so that load from other processes on the machine hits both alike.
@@ -79,6 +91,8 @@ def main() -> None:
     fp32, bf16 = results["fp32"], results["bf16"]
     cosines = (fp32 * bf16).sum(axis=1) / (np.linalg.norm(fp32, axis=1) * np.linalg.norm(bf16, axis=1))
     print(f"bf16 vs fp32 cosine: min {cosines.min():.5f}, mean {cosines.mean():.5f}")
+    onnx = results["onnx fp32 (default)"]
+    print(f"onnx vs fp32 cosine: min {((onnx * fp32).sum(axis=1) / np.linalg.norm(fp32, axis=1)).min():.5f}")
 
 
 if __name__ == "__main__":
