@@ -2,9 +2,10 @@
 
     .venv/bin/python bench/llm_latency.py [--models qwen2.5-0.5b-instruct qwen2.5-1.5b-instruct] [--rounds 5]
 
-Each model is loaded once and its fixed prompt prefix cached (as the CLI and bot do), then the
-74.127 question is asked `--rounds` times, each time after two other questions, so that llama.cpp
-can reuse only the cached prefix and never the whole previous prompt (which would flatter it).
+The answerer is built as the local answerer is (`compact=True`). Each model is loaded once and its
+fixed prompt prefix cached (`warm_up`, as the CLI and bot should), then the 74.127 question is
+asked `--rounds` times, each time after two other questions, so that llama.cpp can reuse only the
+cached prefix and never the whole previous prompt (which would flatter it).
 Passages come from an in-memory BM25 index of the bundled articles (real cleaning and chunking),
 so the figures isolate the LLM. Prints load time, prompt sizes in tokens, llama.cpp's prompt and
 generation speeds, and the latencies.
@@ -26,11 +27,10 @@ from index.chunking import split_into_chunks  # noqa: E402
 from index.cleaning import clean_article  # noqa: E402
 from index.loading import load_documents  # noqa: E402
 from index.models import resolve_llm_path  # noqa: E402
-from retrieval.conversation import rewrite_question  # noqa: E402
 from retrieval.generative import COMPACT_EXCERPT_WORDS, COMPACT_PROMPT_PASSAGES, GenerativeAnswerer  # noqa: E402
 from retrieval.lexical import LexicalIndex  # noqa: E402
 from retrieval.llm import load_local_chat_model  # noqa: E402
-from retrieval.prompts import build_messages, detect_language, prompt_prefix, select_excerpts  # noqa: E402
+from retrieval.prompts import prompt_prefix  # noqa: E402
 from retrieval.types import Answer, Passage, SearchFilters  # noqa: E402
 
 QUESTION = "Tổng số đảng viên toàn Đảng bộ tỉnh năm 2023 là bao nhiêu?"
@@ -80,20 +80,14 @@ def bench_model(name: str, args: argparse.Namespace, retriever: CorpusRetriever)
     model = load_local_chat_model(path, threads=args.threads, context=args.context, max_tokens=args.max_tokens)
     load_s = time.perf_counter() - start
     answerer = GenerativeAnswerer(
-        retriever,
-        model,
-        top_k=args.top_k,
-        excerpt_words=args.excerpt_words,
-        prompt_passages=args.prompt_passages,
-        rewriter=lambda q, h: rewrite_question(q, h),
+        retriever, model, top_k=args.top_k, compact=True, excerpt_words=args.excerpt_words, prompt_passages=args.prompt_passages
     )
     system_tokens = model.invoke(prompt_prefix()[:1], max_tokens=1).usage_metadata  # the system text alone, for scale
     start = time.perf_counter()
     answerer.warm_up()
     warm_s = time.perf_counter() - start
 
-    passages = retriever.retrieve(QUESTION, args.top_k)[: args.prompt_passages]
-    messages = build_messages(QUESTION, select_excerpts(passages, QUESTION, args.excerpt_words), detect_language(QUESTION))
+    messages, excerpts = answerer.prompt(QUESTION, retriever.retrieve(QUESTION, args.top_k))
     full = model.invoke(messages).response_metadata["timings"]
     timed_answer(answerer, OTHERS[0])  # so that the first timed run does not find its whole prompt cached
 
@@ -110,7 +104,7 @@ def bench_model(name: str, args: argparse.Namespace, retriever: CorpusRetriever)
     print(f"load {load_s:.2f} s; prefix warm-up {warm_s:.2f} s")
     print(
         f"prompt: {full['cache_n'] + full['prompt_n']} tokens ({full['cache_n']} cached prefix, "
-        f"{full['prompt_n']} new; system text alone {system_tokens['input_tokens'] if system_tokens else '?'})"
+        f"{full['prompt_n']} new, {len(excerpts)} excerpt(s); system text alone {system_tokens['input_tokens'] if system_tokens else '?'})"
     )
     print(f"llama.cpp: prompt {full['prompt_per_second']:.0f} tokens/s, generation {full['predicted_per_second']:.1f} tokens/s")
     # The minimum is the figure least disturbed by other work on shared cores.
@@ -131,10 +125,9 @@ def main() -> None:
     parser.add_argument("--context", type=int, default=settings.llm_context)
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--top-k", type=int, default=settings.top_k)
-    parser.add_argument("--excerpt-words", type=int, default=COMPACT_EXCERPT_WORDS, help="words of each passage in the prompt (0: whole passages)")
+    parser.add_argument("--excerpt-words", type=int, default=COMPACT_EXCERPT_WORDS, help="words of each passage in the prompt")
     parser.add_argument("--prompt-passages", type=int, default=COMPACT_PROMPT_PASSAGES)
     args = parser.parse_args()
-    args.excerpt_words = args.excerpt_words or None
     retriever = CorpusRetriever(BUNDLED_CORPUS)
     for name in args.models:
         bench_model(name, args, retriever)

@@ -13,18 +13,21 @@ from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 
 from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import BaseMessage
 
 from index.errors import LLMError
 from retrieval.citations import CitationRewriter, cited_sources, is_grounded
 from retrieval.conversation import rewrite_question
 from retrieval.llm import LLM_FAILURES
 from retrieval.prompts import (
+    DEFAULT_TITLE_WORDS,
     NOT_FOUND_TEXT,
     Excerpt,
     Language,
     SentenceRanker,
     build_messages,
     detect_language,
+    drop_weak,
     fold,
     prompt_prefix,
     rank_by_evidence,
@@ -69,6 +72,8 @@ def not_found_answer(excerpts: Sequence[Excerpt], language: Language) -> Answer:
 # best passages: ~175-250 new prompt tokens, which Qwen2.5-1.5B reads in 2.5-3.5 s on two quiet cores.
 COMPACT_EXCERPT_WORDS = 40
 COMPACT_PROMPT_PASSAGES = 2
+COMPACT_TITLE_WORDS = 0  # headers give date and outlet only: ~20 fewer tokens per passage
+COMPACT_RELEVANCE_FLOOR = 0.75  # a second excerpt must score 3/4 of the best one to be read
 
 
 class GenerativeAnswerer:
@@ -77,8 +82,9 @@ class GenerativeAnswerer:
     `excerpt_words` limits each passage in the prompt to its best sentences (the local model on two
     cores must read a prompt of a few hundred tokens to answer within seconds); None sends whole
     passages. `prompt_passages` caps how many of the `top_k` passages the model reads. `compact=True`
-    sets both for a small local model and rewrites follow-ups by rules rather than by a second,
-    slower model call; explicit values win.
+    sets both for a small local model, drops a second excerpt that scores far below the first,
+    leaves titles out of the passage headers, and rewrites follow-ups by rules rather than by a
+    second, slower model call; explicit values win.
     """
 
     def __init__(
@@ -105,12 +111,25 @@ class GenerativeAnswerer:
         self.history_turns = history_turns
         self.excerpt_words = excerpt_words if excerpt_words is not None or not compact else COMPACT_EXCERPT_WORDS
         self.prompt_passages = prompt_passages if prompt_passages is not None or not compact else COMPACT_PROMPT_PASSAGES
+        self.title_words = COMPACT_TITLE_WORDS if compact else DEFAULT_TITLE_WORDS
+        self.relevance_floor = COMPACT_RELEVANCE_FLOOR if compact else None
         self.nearest = nearest
         self.ranker = ranker
 
     def _excerpts(self, question: str, passages: list[Passage]) -> list[Excerpt]:
         """What the model reads: the best sentences of the first `prompt_passages` passages."""
-        return select_excerpts(passages[: self.prompt_passages], question, self.excerpt_words, self.ranker)
+        excerpts = select_excerpts(passages[: self.prompt_passages], question, self.excerpt_words, self.ranker)
+        return excerpts if self.relevance_floor is None else drop_weak(excerpts, self.relevance_floor)
+
+    def prompt(
+        self, question: str, passages: list[Passage], language: Language | None = None
+    ) -> tuple[list[BaseMessage], list[Excerpt]]:
+        """The messages the model gets for a standalone question, its passages and the language to
+        answer in (the question's by default), with the excerpts they number [1]..[k]; public so
+        that benchmarks and debugging see the exact prompt."""
+        excerpts = self._excerpts(question, passages)
+        language = language or detect_language(question)
+        return build_messages(question, excerpts, language, title_words=self.title_words), excerpts
 
     def _not_found(self, question: str, passages: list[Passage], language: Language) -> Answer:
         nearest = select_excerpts(passages[: self.nearest], question, self.excerpt_words, self.ranker)
@@ -145,11 +164,11 @@ class GenerativeAnswerer:
             yield self._not_found(standalone, passages, language)
             return
 
-        excerpts = self._excerpts(standalone, passages)
+        messages, excerpts = self.prompt(standalone, passages, language)
         rewriter = CitationRewriter(len(excerpts))
         parts: list[str] = []
         try:
-            for chunk in self.chat_model.stream(build_messages(standalone, excerpts, language)):
+            for chunk in self.chat_model.stream(messages):
                 text = rewriter.feed(chunk.content if isinstance(chunk.content, str) else "")
                 if not parts:
                     text = text.lstrip()  # so that the fragments spell exactly the final text

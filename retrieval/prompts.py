@@ -103,6 +103,7 @@ class Excerpt:
     text: str
     start: int
     end: int
+    score: float | None = None  # the ranker's score of its best sentence (None: the whole passage)
 
     def to_source(self, n: int) -> Source:
         """Number this excerpt as source `n`: the span the user sees is the span the model read."""
@@ -192,11 +193,26 @@ def select_excerpt(passage: Passage, question: str, budget_words: int, ranker: S
         return Excerpt(passage, passage.text, passage.start, passage.end)
     i, j = _window_around_best(spans, [_word_count(passage.text[a:b]) for a, b, _ in spans], budget_words)
     start, end = spans[i][0], spans[j - 1][1]
+    best = max(score for _, _, score in spans[i:j])
     if _word_count(passage.text[start:end]) > budget_words:
         # One sentence longer than the budget: keep up to 1.5 times the budget of it, since a cut
         # tends to drop exactly the part the question does not name (who, how many).
         start, end = _clip_words(passage.text[start:end], start, question, int(budget_words * _LONG_SENTENCE_FACTOR))
-    return Excerpt(passage, passage.text[start:end], passage.start + start, passage.start + end)
+    return Excerpt(passage, passage.text[start:end], passage.start + start, passage.start + end, best)
+
+
+def drop_weak(excerpts: list[Excerpt], floor: float) -> list[Excerpt]:
+    """The excerpts whose best sentence scores at least `floor` times the best one's, in order.
+
+    A second passage that answers the question too (another article, another year) scores close to
+    the first and stays, so that disagreements can be named; one that merely shares its words costs
+    the local model a second of reading for nothing and goes.
+    """
+    scored = [e.score for e in excerpts if e.score is not None]
+    if not scored or max(scored) <= 0:
+        return excerpts
+    threshold = floor * max(scored)
+    return [e for e in excerpts if e.score is None or e.score >= threshold]
 
 
 def select_excerpts(
@@ -211,16 +227,20 @@ def select_excerpts(
     return [select_excerpt(p, question, budget_words, ranker) for p in passages]
 
 
-def _header(n: int, excerpt: Excerpt, first_of_article: dict[str, int], title_words: int = 10) -> str:
-    """`[n] Title (date, source)`; a later excerpt of an article already shown points back to it,
-    which saves the local model ~25 prompt tokens (a third of a second) per repeat."""
+DEFAULT_TITLE_WORDS = 10
+
+
+def _header(n: int, excerpt: Excerpt, first_of_article: dict[str, int], title_words: int) -> str:
+    """`[n] Title (date, source)`, the title cut to `title_words` (0: none, the date tells articles
+    apart and costs the local model ~20 fewer prompt tokens); a later excerpt of an article already
+    shown points back to it instead."""
     passage = excerpt.passage
     earlier = first_of_article.setdefault(passage.article_id, n)
     if earlier != n:
         return f"[{n}] (cùng bài với [{earlier}])"
-    title = " ".join(passage.title.split()[:title_words]) or passage.article_id
+    title = " ".join(passage.title.split()[:title_words])
     details = ", ".join(part for part in (passage.date, passage.source) if part)
-    return f"[{n}] {title}" + (f" ({details})" if details else "")
+    return " ".join(part for part in (f"[{n}]", title, f"({details})" if details else "") if part)
 
 
 def _neutralise(text: str) -> str:
@@ -228,11 +248,12 @@ def _neutralise(text: str) -> str:
     return text.replace("<passages>", "‹passages›").replace("</passages>", "‹/passages›")
 
 
-def format_passages(excerpts: Sequence[Excerpt]) -> str:
+def format_passages(excerpts: Sequence[Excerpt], title_words: int = DEFAULT_TITLE_WORDS) -> str:
     """The numbered passages, wrapped in the <passages> delimiters the system text refers to."""
     first_of_article: dict[str, int] = {}
     blocks = [
-        f"{_header(n, excerpt, first_of_article)}\n{_neutralise(excerpt.text.strip())}" for n, excerpt in enumerate(excerpts, 1)
+        f"{_header(n, excerpt, first_of_article, title_words)}\n{_neutralise(excerpt.text.strip())}"
+        for n, excerpt in enumerate(excerpts, 1)
     ]
     return "<passages>\n" + "\n\n".join(blocks) + "\n</passages>"
 
@@ -250,6 +271,8 @@ def prompt_prefix() -> list[BaseMessage]:
     ]
 
 
-def build_messages(question: str, excerpts: Sequence[Excerpt], language: Language) -> list[BaseMessage]:
+def build_messages(
+    question: str, excerpts: Sequence[Excerpt], language: Language, *, title_words: int = DEFAULT_TITLE_WORDS
+) -> list[BaseMessage]:
     """The fixed prefix, then the passages, the question and the language to answer in."""
-    return [*prompt_prefix(), _user_message(format_passages(excerpts), question, language)]
+    return [*prompt_prefix(), _user_message(format_passages(excerpts, title_words), question, language)]

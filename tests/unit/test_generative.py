@@ -255,3 +255,12 @@ def test_an_english_question_still_gets_the_vietnamese_sentence_that_answers_it(
     excerpt = select_excerpts([P2023], "How many party members did the whole provincial Party have in 2023?", 40)[0]
     assert excerpt.text.endswith("nâng tổng số đảng viên toàn Đảng bộ tỉnh lên 74.127 đồng chí.")
     assert excerpt.text == TEXT_2023[excerpt.start : excerpt.end]
+
+
+def test_compact_prompts_keep_a_second_excerpt_only_when_it_answers_too() -> None:
+    answerer, model, _ = _answerer(["Có 74.127 đồng chí [1].", "Năm 2023 có 74.127 [1], năm 2018 khối có 3.463 [2]."], [P2023, P2018], compact=True)
+    answerer.answer(QUESTION)  # asks for 2023: the 2018 sentence only shares words
+    assert "[2]" not in model.prompts[0][-1].content and "74.127" in model.prompts[0][-1].content
+    answer = answerer.answer("Đảng bộ có bao nhiêu đảng viên?")  # both articles answer: both are read
+    assert "[2] (2018-10-08, Báo tỉnh)\nTính đến tháng 6-2018" in model.prompts[1][-1].content
+    assert [s.article_id for s in answer.sources] == ["004", "001"]
