@@ -175,12 +175,11 @@ def is_grounded(answer: str, question: str, cited: Sequence[Source], *, check_na
     (Vietnamese answers; an English answer translates names), must appear in a cited passage, its
     title or its date, whether or not the question said it.
     """
-    from retrieval.prompts import fold  # prompts imports nothing from here; kept local to stay a leaf
+    from retrieval.prompts import content_words, fold  # kept local: this module stays a leaf
 
     body = _CITATION_GROUP_RE.sub(" ", answer)
     support_text = " ".join(f"{s.title} {s.date or ''} {s.text}" for s in cited)
-    question_words = set(_WORD_RE.findall(fold(question)))
-    if all(word in question_words for word in _WORD_RE.findall(fold(body))):
+    if content_words(body) <= content_words(question):
         return False
     if not _number_values(body) <= _number_values(support_text.replace("-", " ").replace("/", " ")):
         return False

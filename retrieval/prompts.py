@@ -120,6 +120,11 @@ def _terms(text: str) -> list[str]:
     return _WORD_RE.findall(fold(text))
 
 
+def content_words(text: str) -> set[str]:
+    """The words of `text` that carry content (accents folded, function words of both languages left out)."""
+    return {word for word in _terms(text) if word not in _STOPWORDS}
+
+
 def _features(words: list[str]) -> set[str]:
     """Content words and word pairs: Vietnamese words span syllables ("đảng viên"), so pairs carry meaning."""
     unigrams = {word for word in words if word not in _STOPWORDS}

@@ -104,3 +104,10 @@ def test_a_year_or_place_taken_from_the_question_must_also_be_in_the_cited_passa
     assert not is_grounded("In 2018 the province had 74,127 party members [1].", question_2018, cited, check_names=False)
     question_place = "Tổng số đảng viên toàn Đảng bộ tỉnh Quảng Ngãi năm 2023 là bao nhiêu?"
     assert not is_grounded("Đảng bộ tỉnh Quảng Ngãi có 74.127 đảng viên [1].", question_place, cited)
+
+
+def test_an_answer_that_only_restates_the_question_is_not_grounded_in_either_language() -> None:
+    cited = [CANDIDATES[2]]
+    question = "What was the total number of party members in the province in 2023?"
+    assert not is_grounded("The total number of party members in the province in 2023 is [1].", question, cited, check_names=False)
+    assert not is_grounded("Giá vàng hôm nay là [1].", "Giá vàng hôm nay là bao nhiêu?", cited)
