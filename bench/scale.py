@@ -124,6 +124,23 @@ def run_size(n_chunks: int, kinds: list[str], settings: Settings, embedder, quer
         gc.collect()
 
 
+def bundled(settings: Settings, queries: list[str], work_dir: Path) -> None:
+    """The same timings over the real index of the five bundled articles."""
+    from bot.settings import BUNDLED_CORPUS
+    from bot.wiring import build_components, sync
+
+    local = settings.model_copy(update={"data_dir": work_dir / "data-bundled-real"})
+    sync(local, [BUNDLED_CORPUS])
+    components = build_components(local, answerer="extractive")
+    for question in queries[:3]:  # warm
+        components.answerer.answer(question)
+    retrieve_ms, _ = timed(lambda q: components.retriever.retrieve(q, local.top_k), queries)
+    answer_ms, answers = timed(lambda q: components.answerer.answer(q), queries)
+    print(f"  bundled ({components.store.manifest.n_chunks} chunks, flat): retrieve {p(retrieve_ms)} | "
+          f"answer {p(answer_ms)} | found {sum(a.found for a in answers) / len(answers):.2f}", flush=True)
+    components.store.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="1000,10000,100000,1000000")
@@ -141,6 +158,7 @@ def main() -> None:
     query_vectors = np.concatenate(vectors)
     print(f"{len(queries)} real questions; query embedding alone p50/p95 {p(embed_ms)} ms; {os.cpu_count()} CPUs; "
           f"top_k {settings.top_k}")
+    bundled(settings, queries, args.work_dir)
     for size in (int(s) for s in args.sizes.split(",")):
         run_size(size, args.kinds.split(","), settings, embedder, queries, query_vectors, args.work_dir, args.vectors)
 

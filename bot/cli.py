@@ -173,10 +173,11 @@ def chat_command(
 
     def action() -> None:
         from bot.terminal import run_chat
-        from bot.wiring import build_components
+        from bot.wiring import build_components, warm_up_in_background
 
         settings = _settings()
         components = build_components(settings, answerer=answerer)
+        warm_up_in_background(components.answerer)
         run_chat(components.answerer, components.answerer_name, history_turns=settings.history_turns,
                  history_file=settings.data_dir / "chat_history")
 
@@ -209,11 +210,12 @@ def telegram_command(
 
     def action() -> None:
         from bot.telegram.app import bot_token, run_bot
-        from bot.wiring import build_components
+        from bot.wiring import build_components, warm_up_in_background
 
         settings = _settings()
         bot_token(settings)  # fail fast, before loading the model, if there is no token
         components = build_components(settings, answerer=answerer)
+        warm_up_in_background(components.answerer)
         store = components.store
         run_bot(settings, components.answerer,
                 lambda: [(a.title, a.date, a.source, a.n_chunks) for a in store.articles()],

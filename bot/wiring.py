@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -128,7 +129,7 @@ def build_answerer(settings: Settings, retriever: Retriever, name: str | None = 
     if name == "extractive":
         from retrieval.extractive import ExtractiveAnswerer
 
-        return ExtractiveAnswerer(retriever, top_k=settings.top_k, gate=gate)
+        return ExtractiveAnswerer(retriever, top_k=settings.top_k, gate=gate, history_turns=settings.history_turns)
     from retrieval.generative import GenerativeAnswerer
     from retrieval.llm import load_local_chat_model, openai_chat_model
 
@@ -145,7 +146,23 @@ def build_answerer(settings: Settings, retriever: Retriever, name: str | None = 
                                        api_key=settings.openai_api_key, max_tokens=settings.llm_max_tokens)
     else:
         raise HoidapError(f"Unknown answerer {name!r}: choose extractive, local or openai.")
-    return GenerativeAnswerer(retriever, chat_model, top_k=settings.top_k, gate=gate, compact=name == "local")
+    return GenerativeAnswerer(retriever, chat_model, top_k=settings.top_k, gate=gate, compact=name == "local",
+                              history_turns=settings.history_turns)
+
+
+def warm_up_in_background(answerer: Answerer) -> None:
+    """For long-running front-ends: load the LLM and cache the fixed prompt while the user types."""
+    warm_up = getattr(answerer, "warm_up", None)
+    if warm_up is None:
+        return
+
+    def run() -> None:
+        try:
+            warm_up()
+        except HoidapError as error:  # the first question will report it properly
+            log.warning("LLM warm-up failed: %s", error)
+
+    threading.Thread(target=run, name="llm-warm-up", daemon=True).start()
 
 
 def _corpus_idf(retriever: Retriever):

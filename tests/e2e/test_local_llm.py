@@ -1,58 +1,29 @@
-"""The real local LLM (GGUF through llama.cpp) answering from real passages of the bundled articles.
-
-Passages come from an in-memory BM25 index built with the project's own cleaning and chunking, so
-the test needs only the provisioned GGUF (`hoidap models fetch --llm`), not a built index.
-"""
+"""The real local LLM (GGUF through llama.cpp) answering from the real index of the bundled articles."""
 
 from __future__ import annotations
 
+import json
 import secrets
-from pathlib import Path
 
 import pytest
 from langchain_core.messages import HumanMessage
 
-from bot.settings import BUNDLED_CORPUS, Settings
-from index.chunking import split_into_chunks
-from index.cleaning import clean_article
-from index.documents import Article
+from bot.settings import Settings
 from index.errors import LLMError
-from index.loading import load_documents
 from index.models import resolve_llm_path
 from retrieval.generative import GenerativeAnswerer
-from retrieval.lexical import LexicalIndex
 from retrieval.llm import LlamaCppChatModel, load_local_chat_model, openai_chat_model
-from retrieval.types import Answer, Passage, SearchFilters
+from retrieval.types import Answer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.llm]
 
 QUESTION = "Tổng số đảng viên toàn Đảng bộ tỉnh năm 2023 là bao nhiêu?"
 
 
-class CorpusRetriever:
-    """BM25 over the accent-folded chunks of the bundled articles."""
-
-    def __init__(self, corpus: Path) -> None:
-        documents, _ = load_documents([corpus])
-        self.articles: dict[str, Article] = {a.article_id: a for a in map(clean_article, documents)}
-        self.chunks = [c for a in self.articles.values() for c in split_into_chunks(a, size_words=160, overlap_sentences=1)]
-        texts = [f"{self.articles[c.article_id].title}\n{c.text}" for c in self.chunks]
-        self.index = LexicalIndex.build(list(range(len(self.chunks))), texts, [c.article_id for c in self.chunks])
-
-    def retrieve(self, query: str, k: int, filters: SearchFilters | None = None) -> list[Passage]:
-        passages = []
-        for chunk_id, score in self.index.search(query, k, field="folded"):
-            chunk = self.chunks[chunk_id]
-            article = self.articles[chunk.article_id]
-            passages.append(
-                Passage(article.article_id, article.title, article.date, article.source, chunk.text, chunk.start, chunk.end, score, (chunk_id,))
-            )
-        return passages
-
-
 @pytest.fixture(scope="module")
-def retriever() -> CorpusRetriever:
-    return CorpusRetriever(BUNDLED_CORPUS)
+def retriever(components):
+    """The real hybrid retriever over a real index of the bundled articles."""
+    return components.retriever
 
 
 @pytest.fixture(scope="module")
@@ -63,13 +34,13 @@ def model() -> LlamaCppChatModel:
 
 
 @pytest.fixture(scope="module")
-def answerer(retriever: CorpusRetriever, model: LlamaCppChatModel) -> GenerativeAnswerer:
+def answerer(retriever, model: LlamaCppChatModel) -> GenerativeAnswerer:
     answerer = GenerativeAnswerer(retriever, model, top_k=5, compact=True)  # as the local answerer is wired
     answerer.warm_up()
     return answerer
 
 
-def test_the_local_llm_answers_74127_citing_the_2023_article(answerer: GenerativeAnswerer, retriever: CorpusRetriever) -> None:
+def test_the_local_llm_answers_74127_citing_the_2023_article(answerer: GenerativeAnswerer, components) -> None:
     items = list(answerer.stream(QUESTION))
     fragments, answer = items[:-1], items[-1]
     assert isinstance(answer, Answer)
@@ -80,7 +51,7 @@ def test_the_local_llm_answers_74127_citing_the_2023_article(answerer: Generativ
     first = answer.sources[0]
     assert first.n == 1 and first.date is not None and first.date.startswith("2023")
     assert "74.127" in first.text
-    assert first.text == retriever.articles[first.article_id].text[first.start : first.end]
+    assert first.text == components.store.article(first.article_id).text[first.start : first.end]
 
 
 def test_the_local_llm_does_not_answer_what_the_articles_do_not_say(answerer: GenerativeAnswerer) -> None:
@@ -90,7 +61,7 @@ def test_the_local_llm_does_not_answer_what_the_articles_do_not_say(answerer: Ge
     assert answer.sources  # the nearest passages are still listed
 
 
-def test_the_openai_adapter_answers_through_a_real_openai_compatible_server(retriever: CorpusRetriever, model: LlamaCppChatModel) -> None:
+def test_the_openai_adapter_answers_through_a_real_openai_compatible_server(retriever, model: LlamaCppChatModel) -> None:
     """llama.cpp's own HTTP server speaks the OpenAI API: the same answerer runs over HTTP with a key."""
     import xllamacpp
 
@@ -112,6 +83,16 @@ def test_the_openai_adapter_answers_through_a_real_openai_compatible_server(retr
     wrong_key = openai_chat_model(model="local", base_url=f"{server.listening_address}/v1", api_key="wrong")
     with pytest.raises(LLMError, match="language model failed"):
         GenerativeAnswerer(retriever, wrong_key, excerpt_words=40, prompt_passages=2).answer(QUESTION)
+
+
+def test_hoidap_ask_with_the_local_llm_through_the_cli(built_index_settings) -> None:
+    from tests.conftest import run_cli
+
+    result = run_cli(["ask", "--json", "--answerer", "local", QUESTION], built_index_settings)
+    assert result.returncode == 0, result.stderr
+    reply = json.loads(result.stdout)
+    assert reply["found"] and "74.127" in reply["answer"]
+    assert reply["sources"][0]["date"].startswith("2023")
 
 
 def test_leaving_a_stream_early_stops_generation_and_frees_the_model(model: LlamaCppChatModel) -> None:
