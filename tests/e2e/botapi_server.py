@@ -13,7 +13,6 @@ presses as updates, and `wait_for` blocks until the bot has sent what the test e
 from __future__ import annotations
 
 import asyncio
-import html
 import itertools
 import json
 import re

@@ -9,27 +9,16 @@ import pytest
 from retrieval.extractive import NOT_FOUND, ExtractiveAnswerer
 from retrieval.grounding import is_supported, required_names, required_terms, support
 from retrieval.hybrid import FilteredRetriever, HybridRetriever
-from retrieval.lexical import LexicalIndex
 from retrieval.sentences import parse_question
 from retrieval.sentences import score_sentences
 from retrieval.types import Answer, Passage, SearchFilters, Turn
-from tests.unit.retrieval_fakes import FakeStore, HashingEmbedder, bundled_articles
+from tests.unit.retrieval_fakes import FakeStore
 
 ARTICLE_2016 = "003_e35ce0b84459139b"
 ARTICLE_2018 = "001_f6c7d3c508b4bd76"
 ARTICLE_2023 = "004_8775d9b0c7bf92f4"
 # The hashing embedder's cosines are not e5's: its English threshold is set for it.
 FAKE_GATE = partial(is_supported, dense_threshold=0.3)
-
-
-@pytest.fixture(scope="module")
-def store() -> FakeStore:
-    return FakeStore(bundled_articles(), HashingEmbedder())
-
-
-@pytest.fixture(scope="module")
-def retriever(store: FakeStore) -> HybridRetriever:
-    return HybridRetriever(store, HashingEmbedder(), LexicalIndex.from_store(store))
 
 
 @pytest.fixture(scope="module")

@@ -14,16 +14,6 @@ ARTICLE_2023 = "004_8775d9b0c7bf92f4"
 ARTICLE_2016 = "003_e35ce0b84459139b"
 
 
-@pytest.fixture(scope="module")
-def store() -> FakeStore:
-    return FakeStore(bundled_articles(), HashingEmbedder())
-
-
-@pytest.fixture(scope="module")
-def retriever(store: FakeStore) -> HybridRetriever:
-    return HybridRetriever(store, HashingEmbedder(), LexicalIndex.from_store(store))
-
-
 @pytest.mark.parametrize(
     "question",
     [

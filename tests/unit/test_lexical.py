@@ -10,14 +10,9 @@ import pytest
 
 from retrieval.lexical import LexicalIndex, _tokenize_corpus, top_rows
 from retrieval.text import tokenize
-from tests.unit.retrieval_fakes import FakeStore, HashingEmbedder, bundled_articles
+from tests.unit.retrieval_fakes import FakeStore, bundled_articles
 
 ARTICLE_2023 = "004_8775d9b0c7bf92f4"
-
-
-@pytest.fixture(scope="module")
-def store() -> FakeStore:
-    return FakeStore(bundled_articles(), HashingEmbedder())
 
 
 @pytest.fixture(scope="module")
