@@ -38,7 +38,7 @@ def main() -> None:
     texts = []
     for doc in documents:
         article = clean_article(doc)
-        texts += [passage_text(article, c.text) for c in split_into_chunks(
+        texts += [passage_text(article.title, c.text) for c in split_into_chunks(
             article, size_words=settings.chunk_size, overlap_sentences=settings.chunk_overlap)]
     print(f"corpus: {len(documents)} articles, {len(texts)} chunks; model {embedder.identity.name}")
 

@@ -73,7 +73,7 @@ def real_passages(embedder: Embedder, work_dir: Path) -> RealPassages:
             pieces = [chunk.text[s:e] for s, e in split_into_sentences(chunk.text)]
             if pieces:
                 sentences.append(pieces)
-                texts.append(passage_text(article, chunk.text))
+                texts.append(passage_text(article.title, chunk.text))
     vectors = embedder.embed_passages(texts)
     cache.mkdir(parents=True, exist_ok=True)
     (cache / "sentences.json").write_text(json.dumps(sentences, ensure_ascii=False), encoding="utf-8")

@@ -112,13 +112,9 @@ def choose_answerer(settings: Settings) -> str:
         resolve_llm_path(settings.models_dir, settings.llm_model)
     except ModelFilesMissingError:
         return "extractive"
-    return "local" if _local_runtime_available() else "extractive"
-
-
-def _local_runtime_available() -> bool:
     from retrieval.llm import local_runtime_available
 
-    return local_runtime_available()
+    return "local" if local_runtime_available() else "extractive"
 
 
 def build_answerer(settings: Settings, retriever: Retriever, name: str | None = None) -> Answerer:

@@ -71,10 +71,9 @@ def content_hash(doc: RawDocument) -> str:
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
-def passage_text(article: Article | None, chunk_text: str, title: str | None = None) -> str:
+def passage_text(title: str, chunk_text: str) -> str:
     """What gets embedded for a chunk: the headline gives a short passage its context."""
-    heading = title if title is not None else (article.title if article else "")
-    return f"{heading}\n{chunk_text}" if heading else chunk_text
+    return f"{title}\n{chunk_text}" if title else chunk_text
 
 
 @contextmanager
@@ -189,7 +188,7 @@ def _prepare(documents: list[RawDocument], settings: ChunkSettings,
 
 def _embed(chunks: list[Chunk], articles: dict[str, Article], embedder: Embedder,
            progress: Progress | None) -> np.ndarray:
-    texts = [passage_text(articles[c.article_id], c.text) for c in chunks]
+    texts = [passage_text(articles[c.article_id].title, c.text) for c in chunks]
     parts = []
     for begin in range(0, len(texts), EMBED_BATCH):
         parts.append(embedder.embed_passages(texts[begin:begin + EMBED_BATCH]))

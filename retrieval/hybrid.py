@@ -107,6 +107,14 @@ class _Group:
     dense: float | None
     chunk_ids: list[int]
 
+    def absorb(self, start: int, end: int, first: int, last: int, chunk_ids: list[int], dense: float | None) -> None:
+        """Widen this group to also cover a touching span of the same article."""
+        self.start, self.end = min(self.start, start), max(self.end, end)
+        self.first_ordinal, self.last_ordinal = min(self.first_ordinal, first), max(self.last_ordinal, last)
+        self.chunk_ids.extend(chunk_ids)
+        if dense is not None:
+            self.dense = dense if self.dense is None else max(self.dense, dense)
+
 
 class HybridRetriever:
     """Implements `retrieval.types.Retriever` over an index store, an embedder and a lexical index."""
@@ -261,12 +269,7 @@ def _merge_into(groups: list[_Group], chunk: StoredChunk, candidate: ChunkCandid
         if adjacent or overlapping:
             if not merge:
                 return True
-            group.start, group.end = min(group.start, chunk.start), max(group.end, chunk.end)
-            group.first_ordinal = min(group.first_ordinal, chunk.ordinal)
-            group.last_ordinal = max(group.last_ordinal, chunk.ordinal)
-            group.chunk_ids.append(chunk.chunk_id)
-            if candidate.dense is not None:
-                group.dense = candidate.dense if group.dense is None else max(group.dense, candidate.dense)
+            group.absorb(chunk.start, chunk.end, chunk.ordinal, chunk.ordinal, [chunk.chunk_id], candidate.dense)
             return True
     return False
 
@@ -282,12 +285,7 @@ def _consolidate(groups: list[_Group]) -> list[_Group]:
                 and earlier.first_ordinal <= group.last_ordinal + 1
             )
             if touching:
-                earlier.start, earlier.end = min(earlier.start, group.start), max(earlier.end, group.end)
-                earlier.first_ordinal = min(earlier.first_ordinal, group.first_ordinal)
-                earlier.last_ordinal = max(earlier.last_ordinal, group.last_ordinal)
-                earlier.chunk_ids.extend(group.chunk_ids)
-                if group.dense is not None:
-                    earlier.dense = group.dense if earlier.dense is None else max(earlier.dense, group.dense)
+                earlier.absorb(group.start, group.end, group.first_ordinal, group.last_ordinal, group.chunk_ids, group.dense)
                 break
         else:
             kept.append(group)

@@ -67,7 +67,7 @@ def test_changed_and_removed_articles_are_synced_and_vectors_carried_over(tmp_pa
     vectors = store.vectors()
     for chunk in store.chunks():  # every row still holds the vector of its own chunk
         article = store.article(chunk.article_id)
-        expected = embedder.embed_passages([indexer.passage_text(None, chunk.text, article.title)])[0]
+        expected = embedder.embed_passages([indexer.passage_text(article.title, chunk.text)])[0]
         assert np.allclose(vectors[chunk.chunk_id], expected, atol=1e-6)
 
 
