@@ -6,17 +6,27 @@ would. Prints how many questions were answered, lost (no reply in time) or got a
 error or a refusal), and the reply latency (question sent -> finished answer accepted by the server)
 p50/p95.
 
+It also checks what a user would notice: every question gets exactly one reply (a streamed answer is
+one message, edited), no apology from the bot's error handler and no log record at ERROR or above.
+And memory: every user's first question is a warm-up round; the RSS of this process (which holds the
+bot, the answerer, the model and the index) after it is compared with the RSS at the end.
+
     .venv/bin/python bench/telegram_load.py                      # 50 users x 10 questions, extractive answerer
     .venv/bin/python bench/telegram_load.py --answerer fake      # the bot edge alone, no model or index
     .venv/bin/python bench/telegram_load.py --users 20 --questions 5 --workers 2
 
 With the extractive answerer it builds an index of the bundled articles in a temporary data dir
-(the embedding model must be provisioned: `hoidap models fetch`). Exit status 1 if anything was lost.
+(the embedding model must be provisioned: `hoidap models fetch`). Exit status 1 if a question was lost
+or answered other than once, on any error, or if memory grew by more than --max-growth percent.
+
+The local Bot API server runs in this process too and keeps every message it accepted, so its own
+(small) growth counts against the bot: the memory check errs on the strict side.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import statistics
@@ -25,17 +35,21 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+
+import psutil
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # the local Bot API server lives in tests/, which is not an installed package
     sys.path.insert(0, str(REPO))
 
 from bot.settings import BUNDLED_CORPUS, Settings  # noqa: E402
+from bot.telegram import texts  # noqa: E402
 from bot.telegram.app import build_application  # noqa: E402
 from bot.telegram.formatting import ArticleListing  # noqa: E402
 from retrieval.types import Answer, Answerer, Source, Turn  # noqa: E402
-from tests.e2e.botapi_server import BotApiServer, BotThread, SentMessage, TestUser  # noqa: E402
+from tests.e2e.botapi_server import BotApiServer, BotThread, TestUser  # noqa: E402
 
 TOKEN = "7000000001:AAE-loadBenchToken_0123456789abcdef"
 QUESTIONS_FILE = REPO / "eval" / "bundled" / "questions.jsonl"
@@ -78,18 +92,58 @@ def extractive(settings: Settings) -> tuple[Answerer, list[ArticleListing]]:
     return components.answerer, articles
 
 
-def simulate(user: TestUser, asks: list[str], timeout: float, results: list[tuple[str, float]]) -> None:
+@dataclass(frozen=True)
+class Asked:
+    """One question as sent, and what its user saw: answered, other (error, refusal) or lost."""
+
+    chat_id: int
+    message_id: int
+    kind: str
+    latency: float
+
+
+class ErrorRecords(logging.Handler):
+    """Collects the log records at ERROR and above: an unhandled failure anywhere in the bot logs one."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def simulate(user: TestUser, asks: list[str], timeout: float, results: list[Asked]) -> None:
     """One person: ask, wait for the whole answer, ask the next question."""
     for question in asks:
         started = time.monotonic()
         message = user.say(question)
         try:  # a draft of a slow answer is not the answer: wait for the finished message
-            reply: SentMessage = user.wait_reply(message, timeout=timeout, where=lambda m: not m.text.endswith("▌"))
+            reply = user.wait_reply(message, timeout=timeout, where=lambda m: not m.text.endswith("▌"))
         except AssertionError:
-            results.append(("lost", timeout))
+            results.append(Asked(user.id, message["message_id"], "lost", timeout))
             continue
         answered = any(b.get("callback_data", "").startswith("vote:") for b in reply.buttons())
-        results.append(("answered" if answered else "other", reply.updated_at - started))
+        results.append(Asked(user.id, message["message_id"], "answered" if answered else "other",
+                             reply.updated_at - started))
+
+
+def run_users(users: list[TestUser], asks: list[list[str]], timeout: float, results: list[Asked]) -> float:
+    """All users at once, each with its own questions; the wall time until the last one is answered."""
+    threads = [threading.Thread(target=simulate, args=(user, asks[i], timeout, results))
+               for i, user in enumerate(users)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.monotonic() - started
+
+
+def rss_mb() -> float:
+    """This process's resident memory after a full collection, so garbage awaiting collection is not counted."""
+    gc.collect()
+    return psutil.Process().memory_info().rss / 2**20
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -107,8 +161,12 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=None, help="answer worker threads (default: the setting)")
     parser.add_argument("--timeout", type=float, default=300, help="seconds a user waits for one reply")
     parser.add_argument("--models-dir", type=Path, default=None)
+    parser.add_argument("--max-growth", type=float, default=10.0,
+                        help="allowed RSS growth from the warm-up to the end, in percent")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    errors = ErrorRecords()
+    logging.getLogger().addHandler(errors)
 
     pool = questions()
     with tempfile.TemporaryDirectory(prefix="hoidap-load-") as tmp, BotApiServer(TOKEN) as server:
@@ -127,31 +185,41 @@ def main() -> int:
         else:
             answerer, articles = FakeAnswerer(), [ArticleListing("Đoàn công tác Tỉnh ủy", "2014-10-29", "THTG", 3)]
         application = build_application(settings, answerer, lambda: articles)
-        results: list[tuple[str, float]] = []
-        with BotThread(application, settings):
+        results: list[Asked] = []
+        with BotThread(application, settings) as bot:
             users = [server.user(10_000 + i, f"Người {i}") for i in range(args.users)]
             asks = [[pool[(i + k) % len(pool)] for k in range(args.questions)] for i in range(args.users)]
-            threads = [threading.Thread(target=simulate, args=(user, asks[i], args.timeout, results))
-                       for i, user in enumerate(users)]
-            started = time.monotonic()
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
-            elapsed = time.monotonic() - started
+            warm_up = run_users(users, [a[:1] for a in asks], args.timeout, results)
+            rss_warm = rss_mb()
+            elapsed = warm_up + run_users(users, [a[1:] for a in asks], args.timeout, results)
+            rss_end = rss_mb()
+            bot.stop()  # finishes every update in hand: a late second reply would now be in the server
+        replies = {(r.chat_id, r.message_id): len(server.replies_to(r.chat_id, r.message_id)) for r in results}
+        apologies = sum(1 for m in server.sent if m.text.startswith(texts.ERROR))
+    logging.getLogger().removeHandler(errors)
 
-    counts = {kind: sum(1 for k, _ in results if k == kind) for kind in ("answered", "other", "lost")}
-    latencies = [latency for kind, latency in results if kind == "answered"]
+    counts = {kind: sum(1 for r in results if r.kind == kind) for kind in ("answered", "other", "lost")}
+    latencies = [r.latency for r in results if r.kind == "answered"]
     total = args.users * args.questions
+    not_once = sum(1 for n in replies.values() if n != 1)
+    growth = 100 * (rss_end - rss_warm) / rss_warm
     print(f"answerer: {args.answerer}; workers: {settings.telegram_workers}; "
           f"{args.users} users x {args.questions} questions = {total}")
     print(f"answered: {counts['answered']}  other replies (errors, refusals): {counts['other']}  "
           f"lost: {counts['lost']}")
+    print(f"questions not replied to exactly once: {not_once}  error apologies sent: {apologies}  "
+          f"log records at ERROR or above: {len(errors.records)}")
+    for record in errors.records[:5]:
+        print(f"  {record.levelname} {record.name}: {record.getMessage()}")
     print(f"reply latency p50: {percentile(latencies, 0.5):.2f} s  p95: {percentile(latencies, 0.95):.2f} s  "
           f"max: {max(latencies, default=float('nan')):.2f} s  mean: "
           f"{statistics.fmean(latencies) if latencies else float('nan'):.2f} s")
     print(f"wall time: {elapsed:.1f} s  throughput: {counts['answered'] / elapsed:.1f} answers/s")
-    return 1 if counts["lost"] or counts["answered"] != total else 0
+    print(f"RSS after warm-up ({args.users} questions): {rss_warm:.1f} MB  at the end: {rss_end:.1f} MB  "
+          f"growth: {growth:+.1f} % (limit {args.max_growth:.0f} %)")
+    failed = (counts["answered"] != total or not_once or apologies or errors.records
+              or growth > args.max_growth)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

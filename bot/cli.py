@@ -16,6 +16,7 @@ from rich.table import Table
 
 from bot.settings import Settings
 from index.errors import HoidapError
+from retrieval.types import Answerer
 
 app = typer.Typer(help="hoidap: hỏi đáp — questions answered from Vietnamese news articles, with cited passages.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -72,19 +73,33 @@ def models_fetch(
 def index_command(
     paths: Annotated[Optional[list[Path]], typer.Argument(help="Files or folders (default: the bundled articles).")] = None,
     rebuild: Annotated[bool, typer.Option("--rebuild", help="Re-embed everything.")] = False,
+    check: Annotated[bool, typer.Option("--check", help="Verify the current index and change nothing.")] = False,
 ) -> None:
     """Sync the index with the article files: embed new and changed ones, drop removed ones."""
 
-    def action() -> None:
-        from bot.wiring import sync
+    def action() -> int:
+        from bot.wiring import check_index, sync
 
         settings = _settings()
+        if check:
+            if paths or rebuild:
+                raise HoidapError("`hoidap index --check` verifies the current index; it takes no paths and no --rebuild.")
+            described, problems = check_index(settings.index_dir)
+            if not problems:
+                Console().print(f"index OK: {described}", highlight=False, soft_wrap=True)
+                return 0
+            err.print(f"[bold red]index damaged:[/] {described}", highlight=False, soft_wrap=True)
+            for problem in problems:
+                err.print(f"  - {problem}", highlight=False, soft_wrap=True)
+            err.print("Run `hoidap index --rebuild`.")
+            return 1
         with Progress(TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                       console=err, transient=True, disable=not err.is_terminal) as bar:
             task = bar.add_task("embed", total=None)
             summary = sync(settings, paths, rebuild=rebuild,
                            progress=lambda done, total: bar.update(task, completed=done, total=total))
         _print_summary(summary, settings)
+        return 0
 
     _run(action)
 
@@ -119,25 +134,39 @@ def sources_command() -> None:
     _run(action)
 
 
+BATCH_LINE_LIMIT = 10_000
+"""Characters in one line of `hoidap ask -`; a longer line is a pasted document, not a question."""
+
+
 @app.command("ask")
 def ask_command(
-    question: Annotated[str, typer.Argument(help="The question, in Vietnamese (with or without diacritics) or English.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print exactly one JSON object.")] = False,
+    question: Annotated[str, typer.Argument(help="The question, in Vietnamese (with or without diacritics) or English; "
+                                                 "'-' reads one question per line from stdin.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per question (JSON Lines).")] = False,
     answerer: Annotated[Optional[str], typer.Option(help="extractive, local or openai (default: the setting).")] = None,
     since: Annotated[Optional[str], typer.Option(help="Only articles dated on or after YYYY-MM-DD.")] = None,
     until: Annotated[Optional[str], typer.Option(help="Only articles dated on or before YYYY-MM-DD.")] = None,
     source: Annotated[Optional[list[str]], typer.Option(help="Only articles from this outlet (repeatable).")] = None,
 ) -> None:
-    """Answer one question with its numbered sources."""
+    """Answer one question with its numbered sources, or with '-' every line of stdin, in order.
+
+    With '-' the model loads once and each question is answered on its own (no conversation), its
+    output flushed as soon as it is ready. A blank line, a line over 10,000 characters, or a question
+    that fails gives an error for that line (a JSON object {"line", "error"}, or a message on stderr)
+    and the batch goes on; the exit status is then 1.
+    """
 
     def action() -> int:
         from bot.terminal import print_answer
         from bot.wiring import build_components
 
         settings = _settings()
-        if not question.strip():
+        batch = question == "-"
+        if not batch and not question.strip():
             raise HoidapError("The question is empty.")
         components = build_components(settings, answerer=answerer, filters=_filters(since, until, source))
+        if batch:
+            return _ask_batch(components.answerer, as_json)
         result = components.answerer.answer(question)
         if as_json:
             sys.stdout.write(json.dumps(result.to_dict(), ensure_ascii=False) + "\n")
@@ -146,6 +175,44 @@ def ask_command(
         return 0
 
     _run(action)
+
+
+def _ask_batch(answerer: Answerer, as_json: bool) -> int:
+    """`hoidap ask -`: answer stdin line by line; a bad line is reported and skipped. Exit 1 if any was."""
+    from rich.markup import escape
+
+    from bot.terminal import print_answer
+
+    out = Console()
+    sys.stdin.reconfigure(errors="replace")  # a stray invalid byte spoils one question, not the batch
+    failures = 0
+    for number, line in enumerate(sys.stdin, start=1):
+        text = line.rstrip("\r\n")
+        try:
+            if not text.strip():
+                raise HoidapError("The question is empty.")
+            if len(text) > BATCH_LINE_LIMIT:
+                raise HoidapError(f"The line has {len(text):,} characters; a question has at most "
+                                  f"{BATCH_LINE_LIMIT:,}.")
+            result = answerer.answer(text.strip())
+        except Exception as error:  # the edge of one line: it is reported, the batch goes on
+            if not isinstance(error, HoidapError):
+                logging.getLogger(__name__).exception("Question on line %d failed", number)
+            failures += 1
+            if as_json:
+                sys.stdout.write(json.dumps({"line": number, "error": str(error)}, ensure_ascii=False) + "\n")
+            else:
+                err.print(f"[bold red]line {number}:[/] {error}", highlight=False)
+        else:
+            if as_json:
+                record = {"line": number, "question": text.strip(), **result.to_dict()}
+                sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
+            else:
+                out.print(f"[bold]> {escape(text.strip())}[/]", highlight=False)
+                print_answer(out, result)
+                out.print()
+        sys.stdout.flush()
+    return 1 if failures else 0
 
 
 def _filters(since: str | None, until: str | None, sources: list[str] | None):

@@ -113,6 +113,19 @@ def bot_token(settings: Settings) -> str:
     return settings.telegram_token.get_secret_value().strip()
 
 
+def configured_secrets(settings: Settings) -> list[str]:
+    """Every secret a log line could carry: the bot token (and its secret half), the webhook secret, the API key.
+
+    The API key is there because a failing LLM endpoint may echo it in its error, which the error
+    handler logs with the traceback.
+    """
+    token = settings.telegram_token.get_secret_value().strip() if settings.telegram_token else ""
+    found = [token, token.partition(":")[2]]  # the whole token first, so its redaction is the one seen
+    found += [value.get_secret_value() for value in (settings.telegram_webhook_secret, settings.openai_api_key)
+              if value is not None]
+    return [value for value in found if value.strip()]
+
+
 def _webhook_secret(settings: Settings) -> str:
     """The configured webhook secret, or a fresh random one (setWebhook registers it at every start)."""
     if settings.telegram_webhook_secret is None:
@@ -148,8 +161,7 @@ def build_application(settings: Settings, answerer: Answerer, list_sources: List
                       stream_interval: float = STREAM_EDIT_INTERVAL) -> Application:
     """The bot, wired to the shared Answerer; `list_sources` gives (title, date, source, n_chunks) rows."""
     token = bot_token(settings)
-    webhook_secret = settings.telegram_webhook_secret.get_secret_value() if settings.telegram_webhook_secret else ""
-    protect_secrets(token, webhook_secret)
+    protect_secrets(*configured_secrets(settings))
     state = BotState.open(settings.state_db)
     executor = ThreadPoolExecutor(max_workers=settings.telegram_workers, thread_name_prefix="hoidap-answer")
     handlers = BotHandlers(

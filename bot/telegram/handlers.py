@@ -199,7 +199,8 @@ class BotHandlers:
             return
         answer_id = int(answer_id_text)
         stored = self._state.stored_answer(answer_id)
-        if stored is None:
+        # Answer ids are sequential: a button copied under a message of another chat must not open its answer.
+        if stored is None or (query.message is not None and stored.chat_id != query.message.chat.id):
             await query.answer(texts.ANSWER_GONE, show_alert=True)
             return
         if kind == "src":
@@ -260,9 +261,10 @@ class BotHandlers:
                 reply = StreamingReply(context.bot, chat_id, message.message_id, interval=self._stream_interval)
                 answer = await self._run_answerer(question, history, reply.update)
                 answer_id = self._state.save_answer(chat_id, user_id, message.message_id, question, answer)
+                # Kept before it is sent: an answer the user has seen is in the history even if the bot dies now.
+                self._state.add_turn(chat_id, question, answer.text, keep=self._history_turns)
                 markup = to_telegram_html(answer, notice=" · ".join(notices) or None)
                 await reply.finish(markup, answer_keyboard(answer_id, bool(answer.sources)))
-                self._state.add_turn(chat_id, question, answer.text, keep=self._history_turns)
             finally:
                 answered.set()
 

@@ -120,3 +120,42 @@ def test_empty_question_is_refused_cleanly(built_index_settings) -> None:
     result = run_cli(["ask", "   "], built_index_settings)
     assert result.returncode == 1 and "empty" in result.stderr and "Traceback" not in result.stderr
 
+
+
+def json_lines(stdout: str) -> list[dict]:
+    return [json.loads(line) for line in stdout.splitlines()]
+
+
+def test_ask_batch_answers_every_line_in_order_as_json_lines(built_index_settings) -> None:
+    questions = [QUESTION, "Ai dẫn đầu đoàn công tác Tỉnh ủy Tiền Giang?", "Gia vang hom nay la bao nhieu?"]
+    result = run_cli(["ask", "--json", "-"], built_index_settings, input="\n".join(questions) + "\n")
+    assert result.returncode == 0, result.stderr
+    replies = json_lines(result.stdout)  # nothing but one JSON object per line on stdout
+    assert [(r["line"], r["question"]) for r in replies] == [(1, questions[0]), (2, questions[1]), (3, questions[2])]
+    assert replies[0]["found"] and "74.127" in replies[0]["answer"]
+    assert replies[1]["found"] and "Trần Thế Ngọc" in replies[1]["answer"]
+    assert replies[2]["found"] is False and "74.127" not in replies[2]["answer"]
+    for reply in replies:
+        check_sources(built_index_settings, reply)
+
+
+def test_ask_batch_reports_a_bad_line_and_goes_on(built_index_settings) -> None:
+    lines = [QUESTION, "   ", "x" * 10_001, "Ai dẫn đầu đoàn công tác Tỉnh ủy Tiền Giang?"]
+    result = run_cli(["ask", "--json", "-"], built_index_settings, input="\n".join(lines) + "\n")
+    assert result.returncode == 1  # some lines failed, and the batch still answered the others
+    replies = json_lines(result.stdout)
+    assert [r["line"] for r in replies] == [1, 2, 3, 4]
+    assert replies[1] == {"line": 2, "error": "The question is empty."}
+    assert set(replies[2]) == {"line", "error"} and "10,000" in replies[2]["error"]
+    assert "74.127" in replies[0]["answer"] and "Trần Thế Ngọc" in replies[3]["answer"]
+    assert "Traceback" not in result.stderr
+
+
+def test_ask_batch_without_json_prints_each_answer_in_turn(built_index_settings) -> None:
+    script = f"{QUESTION}\n\nAi dẫn đầu đoàn công tác Tỉnh ủy Tiền Giang?\n"
+    result = run_cli(["ask", "-"], built_index_settings, input=script)
+    assert result.returncode == 1
+    first, second = result.stdout.split("> Ai dẫn đầu đoàn công tác")
+    assert first.startswith(f"> {QUESTION}") and "74.127" in first and "Nguồn:" in first
+    assert "Trần Thế Ngọc" in second and "74.127" not in second
+    assert "line 2: The question is empty." in result.stderr and "\x1b[" not in result.stdout

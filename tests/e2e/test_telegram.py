@@ -8,6 +8,7 @@ bot-edge cases (long answers, failures, streaming) use a deterministic Answerer 
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import signal
@@ -443,3 +444,222 @@ def test_server_rejects_what_telegram_rejects() -> None:
     for bad in ("<br>", "<b>open", "<b><i>x</b></i>", "a & b", "<a>x</a>", "&nbsp;", "x</b>"):
         with pytest.raises(Exception, match="can't parse entities"):
             parse_html(bad)
+
+
+# --- access control, secrets, crash survival ---
+
+
+class CountingRetriever:
+    """The real retriever, counting the queries that reach it (the answerer's way into the index)."""
+
+    def __init__(self, inner: object) -> None:
+        self.inner = inner  # also where the wiring finds the BM25 statistics for its grounding gate
+        self.queries: list[str] = []
+        self._lock = threading.Lock()
+
+    def retrieve(self, query: str, k: int, filters: object = None) -> list:
+        with self._lock:
+            self.queries.append(query)
+        return self.inner.retrieve(query, k, filters)  # type: ignore[attr-defined]
+
+
+def test_no_update_from_a_stranger_reaches_retrieval(tmp_path: Path, server: BotApiServer,
+                                                     built_index_settings: Settings, components) -> None:
+    """With an allowlist, a stranger's messages, commands, edits and copied buttons never reach the index.
+
+    The policy (bot/telegram/access.py): a listed user may ask anywhere; a listed chat lets its members
+    ask. So a stranger is answered only in a listed chat, and refused everywhere else.
+    """
+    from bot.wiring import build_answerer
+
+    settings = copy_index(built_index_settings, tmp_path, server).model_copy(
+        update={"telegram_allowed_users": [111], "telegram_allowed_chats": [-1002]})
+    retriever = CountingRetriever(components.retriever)
+    answerer = build_answerer(settings, retriever, "extractive")  # type: ignore[arg-type]
+    shared_group, listed_group = server.group(-1003, "Nhóm chung"), server.group(-1002, "Nhóm được phép")
+    with running_bot(settings, answerer) as bot:
+        lan, stranger = server.user(111, "Lan"), server.user(112, "Khách")
+        answer = lan.wait_reply(lan.say("Ai dẫn đầu đoàn công tác Tỉnh ủy Tiền Giang?"), timeout=120)
+        in_group = lan.wait_reply(lan.say("@hoidap_test_bot Buổi làm việc diễn ra vào ngày nào?", chat=shared_group),
+                                  timeout=120)
+        asked = stranger.say("Tổng số đảng viên toàn Đảng bộ tỉnh năm 2023 là bao nhiêu?")
+        refusal = stranger.wait_reply(asked)
+        stranger.say("/ask Đảng bộ Khối các cơ quan tỉnh có bao nhiêu đảng viên?")
+        stranger.edit(asked, "Tổng số đảng viên năm 2018 là bao nhiêu?")
+        presses = [stranger.press(answer, answer.button("src:")["callback_data"]),
+                   stranger.press(answer, answer.button("vote:")["callback_data"]),
+                   stranger.press(refusal, answer.button("src:")["callback_data"])]  # copied onto its own chat
+        stranger.say("@hoidap_test_bot Ai chủ trì buổi làm việc?", chat=shared_group)
+        stranger.say("Còn năm 2016 thì sao?", chat=shared_group, reply_to=server.message(-1003, in_group.message_id))
+        copied = lan.press(in_group, answer.button("src:")["callback_data"])  # Lan's own, under another chat
+        server.wait_for(lambda: server.delivered(copied["_update_id"]))
+        policy_case = stranger.wait_reply(stranger.say("/ask Ai chủ trì buổi làm việc?", chat=listed_group),
+                                          timeout=120)
+        bot.stop()  # finishes every update it fetched: now silence can be asserted
+    assert "Trần Thế Ngọc" in answer.text and "29/10" in in_group.text and "[1]" in policy_case.text
+    assert retriever.queries == ["Ai dẫn đầu đoàn công tác Tỉnh ủy Tiền Giang?",
+                                 "Buổi làm việc diễn ra vào ngày nào?", "Ai chủ trì buổi làm việc?"]
+    assert refusal.text.startswith("Xin lỗi, bot này chỉ dành cho")
+    assert [m.text for m in server.messages_in(112)] == [refusal.text]  # refused once, nothing else
+    refused = [a for a in server.callback_answers if a["callback_query_id"] in {p["id"] for p in presses}]
+    assert len(refused) == 3 and all(a.get("show_alert") and a["text"].startswith("Xin lỗi") for a in refused)
+    assert server.replies_to(111, answer.message_id) == []  # the stranger's button opened no passages
+    assert server.replies_to(-1003, in_group.message_id) == []  # nor did a button moved to another chat
+    assert any(a["callback_query_id"] == copied["id"] and a["text"] == "Câu trả lời này không còn được lưu."
+               for a in server.callback_answers)
+    assert [m.text for m in server.messages_in(-1003) if m.text.startswith("Xin lỗi")] == [refusal.text]
+    with sqlite3.connect(settings.state_db) as db:
+        history = db.execute("SELECT chat_id, question FROM history ORDER BY id").fetchall()
+        askers = db.execute("SELECT DISTINCT user_id FROM answers ORDER BY user_id").fetchall()
+        votes = db.execute("SELECT COUNT(*) FROM votes").fetchone()
+    assert history == [(111, "Ai dẫn đầu đoàn công tác Tỉnh ủy Tiền Giang?"),
+                       (-1003, "Buổi làm việc diễn ra vào ngày nào?"), (-1002, "Ai chủ trì buổi làm việc?")]
+    assert askers == [(111,), (112,)] and votes == (0,)  # 112 asked only where the policy lets it
+
+
+API_KEY = "sk-hoidapTest-0123456789abcdefSECRET"
+
+
+class LeakyLLMEndpoint:
+    """An OpenAI-compatible endpoint that refuses every request and echoes the key it got in its error,
+    as some proxies do: a worst case for what reaches the bot's logs."""
+
+    def __init__(self) -> None:
+        import http.server
+
+        endpoint = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (the http.server API)
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                endpoint.keys_seen.append(self.headers.get("Authorization", ""))
+                status = 401 if len(endpoint.keys_seen) % 2 else 500
+                body = json.dumps({"error": {"message": f"Incorrect API key provided: {self.headers.get('Authorization')}",
+                                             "type": "invalid_request_error", "code": status}}).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.keys_seen: list[str] = []
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def everything_the_bot_said(server: BotApiServer) -> str:
+    """Every parameter of every Bot API call the bot made: messages, drafts, edits, alerts, commands."""
+    return "\n".join(json.dumps(params, ensure_ascii=False, default=str) for _, params in server.calls)
+
+
+def test_token_and_api_key_never_reach_logs_or_chats(tmp_path: Path, server: BotApiServer,
+                                                     built_index_settings: Settings) -> None:
+    secrets = [TOKEN, TOKEN.split(":")[1], API_KEY]
+    llm = LeakyLLMEndpoint()
+    settings = copy_index(built_index_settings, tmp_path, server)
+    env = cli_env(settings, HOIDAP_TELEGRAM_TOKEN=TOKEN, HOIDAP_TELEGRAM_API_URL=server.base_url,
+                  HOIDAP_LOG_LEVEL="DEBUG", HOIDAP_OPENAI_API_KEY=API_KEY, HOIDAP_OPENAI_BASE_URL=llm.url)
+    process = subprocess.Popen([*HOIDAP, "telegram", "--answerer", "openai"], env=env, cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        server.wait_for(lambda: server.commands or process.poll() is not None, timeout=300, what="the bot to start")
+        lan = server.user(130)
+        replies = [lan.wait_reply(lan.say(question), timeout=120) for question in
+                   ("Ai dẫn đầu đoàn công tác Tỉnh ủy Tiền Giang?", "/sources",
+                    "Tổng số đảng viên toàn Đảng bộ tỉnh năm 2023 là bao nhiêu?")]
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        llm.close()
+    assert process.returncode == 0, stderr[-3000:]
+    assert llm.keys_seen and all(API_KEY in key for key in llm.keys_seen)  # the key was used, and it failed:
+    assert replies[0].text.startswith("Xin lỗi, đã có lỗi") and replies[2].text.startswith("Xin lỗi, đã có lỗi")
+    assert "Failed to handle update" in stderr and "Incorrect API key provided: Bearer <redacted>" in stderr
+    assert "Calling Bot API endpoint" in stderr  # DEBUG logging was on
+    for text in (stdout, stderr, everything_the_bot_said(server)):
+        for secret in secrets:
+            assert secret not in text
+
+
+def test_a_wrong_token_at_start_up_is_not_logged(tmp_path: Path, server: BotApiServer,
+                                                 built_index_settings: Settings) -> None:
+    wrong = "7000000001:AAE-wrongSecretPart_9876543210fedcba"
+    settings = copy_index(built_index_settings, tmp_path, server)
+    result = subprocess.run([*HOIDAP, "telegram", "--answerer", "extractive"], capture_output=True, text=True,
+                            timeout=300, cwd=tmp_path,
+                            env=cli_env(settings, HOIDAP_TELEGRAM_TOKEN=wrong, HOIDAP_LOG_LEVEL="DEBUG",
+                                        HOIDAP_TELEGRAM_API_URL=server.base_url, HOIDAP_OPENAI_API_KEY=API_KEY))
+    assert result.returncode == 1
+    assert "Telegram refused the token in HOIDAP_TELEGRAM_TOKEN" in result.stderr and "Traceback" not in result.stderr
+    assert server.calls == []
+    for secret in (wrong, wrong.split(":")[1], API_KEY):
+        assert secret not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("configured_secret", ["s3cret-Webhook_token", None], ids=["configured", "generated"])
+def test_webhook_rejects_requests_without_the_secret(tmp_path: Path, server: BotApiServer,
+                                                     configured_secret: str | None) -> None:
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/hoidap"
+    settings = bot_settings(tmp_path, server, telegram_webhook_url=url, telegram_webhook_listen="127.0.0.1",
+                            telegram_webhook_port=port, telegram_webhook_secret=configured_secret)
+    answerer = ScriptedAnswerer()
+    forged = {"update_id": 999, "message": {"message_id": 50, "date": int(time.time()), "text": "Câu hỏi giả mạo?",
+                                            "from": {"id": 131, "is_bot": False, "first_name": "Giả"},
+                                            "chat": {"id": 131, "type": "private"}}}
+    with running_bot(settings, answerer) as bot:
+        lan = server.user(131, "Lan")
+        first = lan.wait_reply(lan.say("Câu hỏi thật?"))
+        statuses = [httpx.post(url, json=forged, headers=headers).status_code for headers in
+                    ({}, {"X-Telegram-Bot-Api-Secret-Token": "wrong"},
+                     {"X-Telegram-Bot-Api-Secret-Token": ""})]
+        second = lan.wait_reply(lan.say("Câu hỏi thật nữa?"))
+        bot.stop()
+    assert server.webhook is not None and server.webhook["secret_token"]  # a secret is always registered
+    assert statuses == [403, 403, 403]
+    assert "[1]" in first.text and "[1]" in second.text
+    assert [question for question, _ in answerer.histories] == ["Câu hỏi thật?", "Câu hỏi thật nữa?"]
+    assert len(server.messages_in(131)) == 2
+
+
+def test_conversation_survives_the_bot_being_killed(tmp_path: Path, server: BotApiServer,
+                                                    built_index_settings: Settings) -> None:
+    settings = copy_index(built_index_settings, tmp_path, server)
+    env = cli_env(settings, HOIDAP_TELEGRAM_TOKEN=TOKEN, HOIDAP_TELEGRAM_API_URL=server.base_url)
+
+    def start(run: int) -> subprocess.Popen[str]:
+        process = subprocess.Popen([*HOIDAP, "telegram", "--answerer", "extractive"], env=env, cwd=tmp_path,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        server.wait_for(lambda: len(server.calls_of("setMyCommands")) == run or process.poll() is not None,
+                        timeout=300, what=f"the bot to start (run {run})")
+        assert process.poll() is None, process.communicate()[1][-3000:]
+        return process
+
+    lan = server.user(132)
+    process = start(1)
+    try:
+        first = lan.wait_reply(lan.say("Tổng số đảng viên toàn Đảng bộ tỉnh năm 2023 là bao nhiêu?"), timeout=120,
+                               where=lambda m: bool(m.buttons()))
+        process.send_signal(signal.SIGKILL)  # no shutdown, no flush: what a crash or an OOM kill does
+        process.wait(60)
+        process = start(2)
+        follow_up = lan.wait_reply(lan.say("còn năm 2018 thì sao?"), timeout=120, where=lambda m: bool(m.buttons()))
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, stderr[-3000:]
+    assert "74.127" in first.text
+    assert "3.463" in follow_up.text  # the 2018 article's figure: the question was read with the history
+    assert len(server.messages_in(132)) == 2  # nothing answered twice after the restart

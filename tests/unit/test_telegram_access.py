@@ -99,3 +99,19 @@ def test_answer_keyboard_fits_telegram_callback_data() -> None:
     assert [b.callback_data for b in buttons] == ["src:123456789", "vote:123456789:up", "vote:123456789:down"]
     assert buttons[2].text == "👎 ✓" and all(len(b.callback_data.encode()) <= 64 for b in buttons)
     assert len(answer_keyboard(1, with_sources=False).inline_keyboard) == 1
+
+
+def test_every_configured_secret_is_redacted_from_log_records() -> None:
+    import logging
+
+    from bot.settings import Settings
+    from bot.telegram.app import SecretRedactor, configured_secrets
+
+    settings = Settings(_env_file=None, telegram_token="123:AAE-secretPart", telegram_webhook_secret="hook-Secret",
+                        openai_api_key="sk-key-1")
+    redactor = SecretRedactor(*configured_secrets(settings))
+    record = logging.LogRecord("x", logging.ERROR, __file__, 1, "url bot%s, half %s, hook %s, key %s", None, None)
+    record.args = ("123:AAE-secretPart", "AAE-secretPart", "hook-Secret", "Bearer sk-key-1")
+    redactor.filter(record)
+    assert record.getMessage() == "url bot<redacted>, half <redacted>, hook <redacted>, key Bearer <redacted>"
+    assert configured_secrets(Settings(_env_file=None)) == []

@@ -49,3 +49,14 @@ def test_refusal_is_recorded_once_per_chat(tmp_path: Path) -> None:
     assert state.first_refusal(9) is True
     assert state.first_refusal(9) is False
     assert state.first_refusal(10) is True
+
+
+def test_each_turn_is_on_disk_at_once_without_a_clean_close(tmp_path: Path) -> None:
+    """A killed bot never closes its connection: what it wrote must already be readable by the next one."""
+    path = tmp_path / "state.sqlite3"
+    running = BotState.open(path)
+    running.add_turn(7, "Tổng số đảng viên năm 2023?", "74.127 đồng chí [1].", keep=4)
+    restarted = BotState.open(path)  # the first connection is still open, as after kill -9
+    assert restarted.history(7, 4) == [Turn("Tổng số đảng viên năm 2023?", "74.127 đồng chí [1].")]
+    restarted.close()
+    running.close()
