@@ -77,10 +77,14 @@ def _next_visible(text: str, position: int, end: int) -> str | None:
 
 
 def _ends_with_abbreviation(text: str, start: int, period: int) -> bool:
-    match = re.search(r"\S+$", text[start:period])
-    if match is None:
+    # The word before the period, found by walking back: searching the whole piece for it would make
+    # a long line of initials (`A. B. C. ...`, whose piece never ends) quadratic.
+    word_start = period
+    while word_start > start and not text[word_start - 1].isspace():
+        word_start -= 1
+    if word_start == period:
         return False
-    token = _LEADING_PUNCT.sub("", match.group())
+    token = _LEADING_PUNCT.sub("", text[word_start:period])
     if len(token) == 1 and token.isalpha() and token.isupper():
         return True  # an initial: "P. MAI", "Nguyễn V. An"
     return token.casefold() in ABBREVIATIONS or bool(_DOTTED_INITIALS.match(token))
@@ -184,16 +188,17 @@ def _cut_long_sentence(text: str, words: list[tuple[int, int]], size_words: int)
     pieces do not get tiny.
     """
     pieces: list[list[tuple[int, int]]] = []
-    while len(words) > size_words:
-        window = words[:size_words]
+    first = 0  # an index, not `words = words[cut:]`: re-slicing a 300k-word sentence per piece is quadratic
+    while len(words) - first > size_words:
+        window = words[first : first + size_words]
         cut = size_words
         for marks in (";:", ","):
             ends = [i + 1 for i, (_, end) in enumerate(window) if text[end - 1] in marks and (i + 1) * 3 >= size_words]
             if ends:
                 cut = ends[-1]
                 break
-        pieces.append(words[:cut])
-        words = words[cut:]
-    if words:
-        pieces.append(words)
+        pieces.append(window[:cut])
+        first += cut
+    if first < len(words):
+        pieces.append(words[first:])
     return pieces

@@ -10,6 +10,7 @@ the text ends up in the body, one paragraph per line, paragraphs separated by a 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass
 from datetime import date
@@ -19,8 +20,9 @@ from index.documents import Article, RawDocument
 
 # --- line level -----------------------------------------------------------------------------------
 
-# Spaces that scraped pages use instead of a plain space (NBSP first of all) and invisible characters.
-_SPACES = re.compile(r"[\t\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]")
+# Any whitespace inside a line (NBSP first of all, tabs, U+2000..U+200A) is a plain space, so runs of it
+# collapse and no pattern below ever scans a long whitespace run; invisible characters go.
+_SPACES = re.compile(r"\s")
 _INVISIBLE = re.compile(r"[\u00ad\u200b-\u200d\u2060\ufeff]")
 _SPACE_RUN = re.compile(r" {2,}")
 _CAPTION_BAR = re.compile(r"\s+\|$")
@@ -48,7 +50,8 @@ class _Line:
 
 
 def _normalise_line(line: str) -> _Line:
-    line = _INVISIBLE.sub("", _SPACES.sub(" ", line))
+    # Deleting an invisible character (or Markdown `**`) can join a letter to a combining mark: NFC again.
+    line = unicodedata.normalize("NFC", _INVISIBLE.sub("", _SPACES.sub(" ", line)))
     line = _SPACE_RUN.sub(" ", line).strip()
     caption = bool(_CAPTION_BAR.search(line))
     if caption:
@@ -69,32 +72,42 @@ def is_chrome(line: str) -> bool:
 
 # --- markdown -------------------------------------------------------------------------------------
 
-_MD_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.*?)(?:\s+#+)?\s*$")
+_MD_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.*)$")
 _MD_LIST = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+")
-_MD_IMAGE = re.compile(r"!\[([^\]]*)\]\([^)]*\)")
-_MD_LINK = re.compile(r"\[([^\]]+)\]\([^)]*\)")
+# No bracket or parenthesis inside the parts, so a failed match stops at the next one: `[[[[` or
+# `[a](` repeated over a long line stays linear instead of rescanning the rest of the line each time.
+_MD_IMAGE = re.compile(r"!\[([^\[\]]*)\]\([^()]*\)")
+_MD_LINK = re.compile(r"\[([^\[\]]+)\]\([^()]*\)")
 _MD_STRONG = re.compile(r"(\*\*|__)(.+?)\1")
 
 
 def _markdown_to_lines(text: str) -> list[str]:
     """Headings lose their `#`, links and images keep their text, soft-wrapped lines are joined."""
-    lines: list[str] = []
+    lines: list[list[str]] = []  # each line as its soft-wrapped pieces, joined once at the end
     joinable = False  # the previous line is running paragraph text a soft wrap may continue
     for raw in text.split("\n"):
         line = _MD_STRONG.sub(r"\2", _MD_LINK.sub(r"\1", _MD_IMAGE.sub(r"\1", raw)))
         heading = _MD_HEADING.match(line)
         if heading:
-            lines.append(heading.group(1))
+            lines.append([_without_closing_hashes(heading.group(1))])
             joinable = False
         elif not line.strip():
-            lines.append("")
+            lines.append([""])
             joinable = False
         elif joinable and not _MD_LIST.match(line):
-            lines[-1] = f"{lines[-1].rstrip()} {line.strip()}"
+            lines[-1].append(line.strip())
         else:
-            lines.append(line)
+            lines.append([line])
             joinable = True
-    return lines
+    return [pieces[0] if len(pieces) == 1 else " ".join([pieces[0].rstrip(), *pieces[1:]]) for pieces in lines]
+
+
+def _without_closing_hashes(heading: str) -> str:
+    """`Title ##` -> `Title`: the optional closing `#`s of an ATX heading (done by hand: a regex
+    for them backtracks quadratically over a long run of trailing spaces)."""
+    heading = heading.rstrip()
+    bare = heading.rstrip("#")
+    return bare.rstrip() if bare != heading and bare[-1:].isspace() else heading
 
 
 # --- dates ----------------------------------------------------------------------------------------
@@ -286,7 +299,8 @@ def clean_article(doc: RawDocument) -> Article:
     Given metadata (jsonl, HTML) wins over what the text says. When nothing but debris was there,
     `text` is empty (and so is the chunk list); the indexer skips such an article with a reason.
     """
-    text = doc.text.replace("\r\n", "\n").replace("\r", "\n")
+    # Every line break Python knows (\r\n, \r, U+2028, U+2029, \v, \f, \x1c-\x1e, \x85) ends a line.
+    text = "\n".join(doc.text.splitlines())
     raw_lines = _markdown_to_lines(text) if doc.kind == "markdown" else text.split("\n")
     lines = [line for line in map(_normalise_line, raw_lines) if not (is_stray(line.text) or is_chrome(line.text))]
     lines = _drop_repeats(lines)

@@ -167,6 +167,8 @@ def _read_text(path: Path) -> str:
         raise UnreadableFileError(
             f"not UTF-8 text (undecodable byte at offset {error.start}); save it as UTF-8 and index again"
         ) from None
+    if "\x00" in text:  # a UTF-16 file holding U+0000: binary, as a UTF-8 one with a NUL byte is
+        raise UnreadableFileError("binary file (contains NUL characters), not text")
     controls = sum(1 for ch in text if unicodedata.category(ch) == "Cc" and ch not in "\n\r\t\f")
     if controls > _BINARY_CONTROL_SHARE * len(text):
         raise UnreadableFileError("binary file (mostly control characters), not text")
@@ -177,7 +179,9 @@ def _read_text(path: Path) -> str:
 
 
 def _jsonl_documents(path: Path, text: str) -> Iterator[RawDocument | Skipped]:
-    for number, line in enumerate(text.splitlines(), start=1):
+    # Records end at "\n" only: `splitlines` would also cut at U+2028, U+0085 and the like, which JSON
+    # allows raw inside strings (`json.dumps(..., ensure_ascii=False)` writes them so).
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:

@@ -27,6 +27,7 @@ _LEADING_MARKERS = (
 _TRAILING_MARKERS = (
     "thi nhu the nao", "thi the nao", "thi ra sao", "thi sao", "the nao", "ra sao", "nhi", "then", "instead",
 )
+_MARKER_WINDOW = max(map(len, _LEADING_MARKERS + _TRAILING_MARKERS)) + 1  # a marker and the space before it
 _QUESTION_WORDS = frozenset(
     "bao nhieu gi ai nao dau sao may what who whom whose how when where which why".split()
 )
@@ -51,25 +52,34 @@ def _words(text: str) -> list[str]:
 
 
 def _strip_markers(question: str) -> tuple[str, bool]:
-    """The question without its follow-up markers, and whether any marker was found."""
+    """The question without its follow-up markers, and whether any marker was found.
+
+    Only a window at each end is folded and the text is cut once at the end: folding and slicing the
+    whole text for each marker made `còn còn còn ...` (a marker per word) quadratic, 35 s at 30k characters.
+    """
     text = question.strip().rstrip("?.!… ").strip()
+    start, end = 0, len(text)
     found = False
     changed = True
-    while changed and text:
+    while changed and start < end:
         changed = False
-        folded = fold(text)
+        head = fold(text[start : min(end, start + _MARKER_WINDOW)])
         for marker in _LEADING_MARKERS:
-            if folded == marker or folded.startswith(marker + " ") or folded.startswith(marker + ","):
-                text = text[len(marker) :].lstrip(" ,")
+            if head == marker or head.startswith(marker + " ") or head.startswith(marker + ","):
+                start += len(marker)
+                while start < end and text[start] in " ,":
+                    start += 1
                 found = changed = True
                 break
-        folded = fold(text)
+        tail = fold(text[max(start, end - _MARKER_WINDOW) : end])
         for marker in _TRAILING_MARKERS:
-            if folded == marker or folded.endswith(" " + marker):
-                text = text[: len(text) - len(marker)].rstrip(" ,")
+            if tail == marker or tail.endswith(" " + marker):
+                end -= len(marker)
+                while end > start and text[end - 1] in " ,":
+                    end -= 1
                 found = changed = True
                 break
-    return text.strip(), found
+    return text[start:end].strip(), found
 
 
 def parse_follow_up(question: str, has_history: bool = True) -> FollowUp | None:

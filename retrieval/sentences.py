@@ -52,7 +52,9 @@ _QUANTITY_CUES = ("bao nhieu", "how many", "how much", "what percentage", "what 
 # "số lượng", "tỷ lệ", "number of" ask for a figure only when nothing else is asked: "số lượng học sinh
 # thuộc sắc tộc nào" asks which ethnic group.
 _QUANTITY_NOUNS = ("so luong", "ty le", "total number", "number of")
-_LABEL_ASKED = re.compile(r"(\w+(?: \w+)?) (?:so|thu) (?:may|bao nhieu)\b")
+# `\b` first: a match starts at a word anyway, and without it every position inside one long word is tried,
+# rescanning the rest of the word each time (quadratic: a 30k-character word took 28 s).
+_LABEL_ASKED = re.compile(r"\b(\w+(?: \w+)?) (?:so|thu) (?:may|bao nhieu)\b")
 _OTHER_QUESTION_WORDS = re.compile(r"\b(?:nao|gi|ai|which|who|where|when)\b")
 # "mấy" (how many) folds to "may", which is also "máy" (machine): typed without accents it only counts
 # after the words that introduce a count.
@@ -60,7 +62,7 @@ _MAY = re.compile(r"\bmấy\b|\b(?:co|la|duoc|so|trong) may\b")
 _TIME_CUES = ("khi nao", "nam nao", "bao gio", "luc nao", "ngay nao", "thang nao", "hom nao", "thoi gian nao",
               "when", "what year", "which year", "what date")
 _UNIT_AFTER = re.compile(r"(?:bao nhiêu|bao nhieu|mấy|how many|how much)\s+([^\s?,.]+(?:\s+[^\s?,.]+){0,2})")
-_VERB_BEFORE = re.compile(r"(\w+) (?:bao nhieu|may)\b")
+_VERB_BEFORE = re.compile(r"\b(\w+) (?:bao nhieu|may)\b")
 _APPROXIMATORS = frozenset("gan hon khoang tren duoi chung xap xi toi da".split())
 _YEAR = re.compile(r"^(1[89]\d\d|20\d\d)$")  # a year a question asks about (not any 4-digit number)
 _LENGTH_DISCOUNT = 0.005
@@ -356,7 +358,7 @@ def _which_noun(kind: QueryKind, question: str) -> tuple[str, ...]:
         match = re.search(r"\b(?:which|what)\s+([a-z']+(?:\s+[a-z']+)?)", lowered)
         return tuple(english_to_vietnamese_terms(match.group(1))[-2:]) if match else ()
     # Accents tell "thị" (in chỉ thị) from "thì" (then); without them only the folded lists can.
-    match = re.search(r"(\w+)\s+(\w+)\s+(?:nào|nao)\b", lowered)
+    match = re.search(r"\b(\w+)\s+(\w+)\s+(?:nào|nao)\b", lowered)
     if not match:
         return ()
     dropped = STOPWORDS_VI | _QUESTION_FILLERS if kind == "vi" else STOPWORDS_VI_FOLDED | _QUESTION_FILLERS_FOLDED

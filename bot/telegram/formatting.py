@@ -18,6 +18,7 @@ MESSAGE_LIMIT = 4096
 """Telegram's limit for one message, counted on the text after entity parsing, in UTF-16 code units."""
 
 QUOTE_CHARS = 160
+EMPTY_ANSWER = "(Câu trả lời trống.)"
 
 
 class ArticleListing(NamedTuple):
@@ -78,7 +79,8 @@ def to_telegram_html(answer: Answer, *, notice: str | None = None, quote_chars: 
     blocks: list[str] = []
     if notice:
         blocks.append(f"<i>{escape(notice)}</i>")
-    blocks.append(escape(answer.text.strip()))
+    # Telegram refuses an empty message, and an LLM may well answer with nothing.
+    blocks.append(escape(answer.text.strip()) or EMPTY_ANSWER)
     if answer.sources:
         # A "not found" answer may still list the closest passages; say they are only that.
         lines = ["<b>Nguồn:</b>" if answer.found else "<b>Nguồn gần nhất (không chứa câu trả lời):</b>"]
