@@ -141,7 +141,7 @@ BATCH_LINE_LIMIT = 10_000
 @app.command("ask")
 def ask_command(
     question: Annotated[str, typer.Argument(help="The question, in Vietnamese (with or without diacritics) or English; "
-                                                 "'-' reads one question per line from stdin.")],
+                                                 "'-' reads one question per line from stdin. A question that starts with '-' goes after '--'.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per question (JSON Lines).")] = False,
     answerer: Annotated[Optional[str], typer.Option(help="extractive, local or openai (default: the setting).")] = None,
     since: Annotated[Optional[str], typer.Option(help="Only articles dated on or after YYYY-MM-DD.")] = None,

@@ -194,7 +194,9 @@ def detect_query_kind(query: str) -> QueryKind:
     vietnamese = sum(1 for t in words if fold_diacritics(t) in _VIETNAMESE_MARKERS and t not in STOPWORDS_EN)
     share = sum(1 for t in words if is_vietnamese_syllable(t)) / len(words)
     if share < 0.6:
-        is_english = english >= vietnamese
+        # Not Vietnamese-shaped is not yet English: "x" or "dangvien" carry no English word either, and
+        # the English gate (dense similarity alone) would let such noise through.
+        is_english = english >= vietnamese and (english > 0 or bool(english_to_vietnamese_terms(query)))
     else:
         is_english = english >= 2 and english > vietnamese
     if is_english:

@@ -10,7 +10,7 @@ from telegram import Bot, InlineKeyboardMarkup, Message, ReplyParameters
 from telegram.constants import ParseMode
 from telegram.error import BadRequest
 
-from bot.telegram.formatting import MESSAGE_LIMIT, escape, split_message, to_plain_text
+from bot.telegram.formatting import MESSAGE_LIMIT, escape, split_message, to_plain_text, utf16_len
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,18 @@ async def edit_part(message: Message, markup: str, *, reply_markup: InlineKeyboa
     return edited if isinstance(edited, Message) else message
 
 
+def _clip_utf16(text: str, limit: int) -> str:
+    """`text` cut to fit `limit` UTF-16 code units (Telegram's measure), with "…" when cut."""
+    if utf16_len(text) <= limit:
+        return text
+    units = 0
+    for i, char in enumerate(text):
+        units += 2 if ord(char) > 0xFFFF else 1
+        if units > limit - 1:
+            return text[:i] + "…"
+    return text
+
+
 class StreamingReply:
     """One answer arriving in fragments: a draft message edited at most every `interval` seconds.
 
@@ -94,7 +106,7 @@ class StreamingReply:
             return
         self._last_edit = now
         self._shown = text
-        visible = text if len(text) < MESSAGE_LIMIT - 50 else text[: MESSAGE_LIMIT - 50] + "…"
+        visible = _clip_utf16(text, MESSAGE_LIMIT - 50)
         draft = escape(visible) + " ▌"
         if self._draft is None:
             self._draft = await send_part(self._bot, self._chat_id, draft, reply_to=self._reply_to)

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.telegram.delivery import StreamingReply
+from bot.telegram.delivery import StreamingReply, _clip_utf16
 from bot.telegram.formatting import (
-    ArticleListing, display_date, passages_html, short_quote, sources_list_html, split_message, to_plain_text,
+    MESSAGE_LIMIT, ArticleListing, display_date, passages_html, short_quote, sources_list_html, split_message, to_plain_text,
     to_telegram_html, utf16_len,
 )
 from retrieval.types import Answer, Source
@@ -210,3 +210,10 @@ def test_streaming_reply_edits_at_most_once_per_interval(monkeypatch: pytest.Mon
     assert len(bot.sent) == 1 and bot.sent[0].endswith("▌")  # the draft appears after 1.5 s
     assert len(bot.edited) == 4  # at 3.0, 4.5 and 6.0 s, then the final answer
     assert bot.edited[-1] == "<b>Xong</b> [1]"
+
+
+@pytest.mark.parametrize("draft", ["a" * 5000, "😀" * 3000, "Đảng viên " * 600])
+def test_a_streamed_draft_is_cut_to_telegram_utf16_limit(draft: str) -> None:
+    clipped = _clip_utf16(draft, MESSAGE_LIMIT - 50)
+    assert utf16_len(clipped) <= MESSAGE_LIMIT - 50 and clipped.endswith("…")
+    assert draft.startswith(clipped[:-1])
