@@ -74,6 +74,9 @@ def test_syllable_shape() -> None:
         ("Who is he?", "en"),
         ("Los Angeles Angels of Anaheim đến từ môn thể thao nào?", "vi"),
         ("Doctor Who nao duoc viet ma khong co Doctor Who trong do?", "vi_plain"),
+        ("Bitcoin price", "en"),  # no function word, but a word the glossary knows
+        ("x", "vi_plain"),  # neither shape nor words say English: not waved through the English gate
+        ("dangvien", "vi_plain"),
     ],
 )
 def test_query_kind(question: str, kind: str) -> None:
