@@ -18,6 +18,10 @@ from retrieval.types import Answerer, Retriever, SearchFilters
 
 log = logging.getLogger(__name__)
 
+LEXICAL = "lexical"  # the saved BM25 index, a folder inside the store generation
+# What numpy, json and bm25s raise on a cut-off or overwritten file (EOFError: an empty .npy).
+_LEXICAL_DAMAGE = (OSError, ValueError, EOFError, KeyError)
+
 
 def offline_environment() -> None:
     """Nothing below may reach the Hugging Face Hub: weights come from local folders only."""
@@ -71,26 +75,78 @@ def lexical_index(store: IndexStore):
     """The BM25 index of a store generation: loaded from its folder, or built once and saved there.
 
     A generation never changes once written, so a lexical index saved inside it stays consistent with it.
+    A saved index that is damaged is only a cache: it is rebuilt from the store and replaced.
     """
     from retrieval.lexical import LexicalIndex
 
-    folder = store.directory / "lexical"
+    folder = store.directory / LEXICAL
     try:
         lexical = LexicalIndex.load(folder)
-        if len(lexical) == store.manifest.n_chunks:
+        problem = _lexical_mismatch(lexical, store.manifest.n_chunks)
+        if problem is None:
             return lexical
-    except (OSError, ValueError) as reason:
-        log.info("building the lexical index (%s)", reason)
+        log.warning("rebuilding the lexical index in %s: %s", folder, problem)
+    except FileNotFoundError:
+        log.info("building the lexical index of %s", store.directory)
+    except _LEXICAL_DAMAGE as reason:
+        log.warning("rebuilding the unreadable lexical index in %s (%s)", folder, reason)
     lexical = LexicalIndex.from_store(store)
-    partial = store.directory / f"lexical.{os.getpid()}.partial"
+    partial = store.directory / f"{LEXICAL}.{os.getpid()}.partial"
+    stale = store.directory / f"{LEXICAL}.{os.getpid()}.stale"
     try:
         shutil.rmtree(partial, ignore_errors=True)
         lexical.save(partial)
-        os.replace(partial, folder)
+        if folder.exists():  # a damaged save: os.replace cannot overwrite a folder, so move it aside first
+            os.replace(folder, stale)
+        os.replace(partial, folder)  # readers see the old folder, no folder, or the complete new one
     except OSError as error:  # a read-only index still answers; it just rebuilds BM25 at each start
         log.warning("could not save the lexical index in %s: %s", folder, error)
+    finally:
         shutil.rmtree(partial, ignore_errors=True)
+        shutil.rmtree(stale, ignore_errors=True)
     return lexical
+
+
+def _lexical_mismatch(lexical, n_chunks: int) -> str | None:
+    """Why a loaded lexical index does not belong to a store of `n_chunks` chunks, or None when it does."""
+    import numpy as np
+
+    if len(lexical) != n_chunks or not np.array_equal(lexical.chunk_ids, np.arange(n_chunks)):
+        return f"it indexes {len(lexical)} passages, the store holds {n_chunks}"
+    if len(lexical.article_ids) != n_chunks:
+        return f"it names the article of {len(lexical.article_ids)} passages, the store holds {n_chunks}"
+    return None
+
+
+def check_index(index_dir: Path) -> tuple[str, list[str]]:
+    """Describe the index and list every problem in it (store and saved BM25 index) without changing anything."""
+    store = IndexStore.open(index_dir)
+    try:
+        manifest = store.manifest
+        described = (f"{manifest.n_articles} articles, {manifest.n_chunks} chunks, {manifest.embedding_model} "
+                     f"(dim {manifest.dim}) in {store.directory}")
+        return described, [*store.verify(), *_saved_lexical_problems(store)]
+    finally:
+        store.close()
+
+
+def _saved_lexical_problems(store: IndexStore) -> list[str]:
+    from retrieval.lexical import LexicalIndex
+
+    folder = store.directory / LEXICAL
+    if not folder.exists():
+        return []  # built at the first question
+    hint = "it is rebuilt at the next start, or run `hoidap index --rebuild`"
+    try:
+        lexical = LexicalIndex.load(folder)
+    except _LEXICAL_DAMAGE as reason:
+        return [f"the saved BM25 index {folder} is unreadable ({reason}); {hint}"]
+    problem = _lexical_mismatch(lexical, store.manifest.n_chunks)
+    if problem is None and lexical.article_ids.tolist() != [chunk.article_id for chunk in store.iter_chunks()]:
+        problem = "its passages belong to other articles"
+    if problem is not None:
+        return [f"the saved BM25 index {folder} does not match the store: {problem}; {hint}"]
+    return []
 
 
 def build_retriever(store: IndexStore, embedder: Embedder, filters: SearchFilters | None = None) -> Retriever:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from index.errors import ModelFilesMissingError
-from index.onnx_encoder import OnnxEncoder, OnnxUnsupportedError, describe, export_onnx, prompts
+from index.onnx_encoder import OnnxEncoder, OnnxLoadError, OnnxUnsupportedError, describe, export_onnx, prompts
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +25,7 @@ Precision = Literal["fp32", "bf16"]
 Backend = Literal["onnx", "torch"]
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".onnx")
 PROVISIONING_MARKER = "hoidap-model.json"
+HASH_CACHE = ".weights-sha256.json"  # in the models folder: file hashes keyed by (path, size, mtime)
 
 
 @dataclass(frozen=True)
@@ -47,26 +48,62 @@ def weights_digest(folder: Path, cache_file: Path | None = None) -> str:
         return cache[key]
     digest = hashlib.sha256()
     for path in files:
-        file_digest = hashlib.sha256()
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                file_digest.update(block)
-        digest.update(f"{path.relative_to(folder)}:{file_digest.hexdigest()}\n".encode())
+        digest.update(f"{path.relative_to(folder)}:{_sha256(path)}\n".encode())
     value = digest.hexdigest()
     if cache_file:
-        cache[key] = value
+        _remember(cache_file, key, value)
+    return value
+
+
+def file_sha256(path: Path, cache_file: Path | None = None) -> str:
+    """SHA-256 of one file, cached like `weights_digest`: rewriting a file changes its size or mtime."""
+    key = _file_key(path)
+    cached = _read_json(cache_file).get(key) if cache_file else None
+    if cached:
+        return cached
+    value = _sha256(path)
+    if cache_file:
+        _remember(cache_file, key, value)
+    return value
+
+
+def remember_sha256(path: Path, value: str, cache_file: Path) -> None:
+    """Record a hash just computed elsewhere (while assembling the file), so the first start does not redo it."""
+    _remember(cache_file, _file_key(path), value)
+
+
+def _file_key(path: Path) -> str:
+    stat = path.stat()
+    return json.dumps([str(path), stat.st_size, stat.st_mtime_ns])
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _remember(cache_file: Path, key: str, value: str) -> None:
+    cache = _read_json(cache_file)
+    cache[key] = value
+    tmp = cache_file.with_name(f"{cache_file.name}.{os.getpid()}.tmp")  # two processes may write at once
+    try:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(cache), encoding="utf-8")
         os.replace(tmp, cache_file)
-    return value
+    except OSError as error:  # a read-only models folder still works; it hashes again at each start
+        log.warning("could not cache file hashes in %s: %s", cache_file, error)
+        tmp.unlink(missing_ok=True)
 
 
 def _read_json(path: Path) -> dict:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        value = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _model_dim(folder: Path) -> int:
@@ -104,7 +141,11 @@ class Embedder:
         self.batch_size = batch_size
         self.cache_dir = cache_dir
         marker = _read_json(folder / PROVISIONING_MARKER)
-        cache_file = cache_dir / ".weights-sha256.json" if cache_dir else None
+        cache_file = cache_dir / HASH_CACHE if cache_dir else None
+        if marker:  # a provisioned folder: its files must still be the ones assembled (a cached hash keeps this fast)
+            from index.models import check_embedding_folder
+
+            check_embedding_folder(folder, cache_file)
         digest = marker.get("model_sha256") or weights_digest(folder, cache_file)
         self.identity = ModelIdentity(name=name, weights_sha256=digest, dim=_model_dim(folder))
         self.backend = backend if precision == "fp32" else "torch"  # bf16 runs through PyTorch
@@ -126,7 +167,12 @@ class Embedder:
                 if not target.is_file():
                     log.warning("exporting %s to ONNX once (%s)", self.identity.name, target)
                     export_onnx(self.folder, target)
-                self._onnx = OnnxEncoder(self.folder, target)
+                try:
+                    self._onnx = OnnxEncoder(self.folder, target)
+                except OnnxLoadError as error:  # the export is a cache: a damaged one is made again
+                    log.warning("exporting %s to ONNX again: %s", self.identity.name, error)
+                    export_onnx(self.folder, target)
+                    self._onnx = OnnxEncoder(self.folder, target)
                 self._prompts = prompts(self.folder)
             return self._onnx
 

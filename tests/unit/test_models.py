@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import struct
 import subprocess
 import zipfile
@@ -13,7 +14,8 @@ import numpy as np
 import pytest
 
 from index import models
-from index.errors import ModelFetchError, ModelFilesMissingError
+from index.embedding import HASH_CACHE, file_sha256
+from index.errors import ModelFetchError, ModelFilesDamagedError, ModelFilesMissingError
 from index.models import PackagedFile, SplitGguf
 from index.quant import dequantize_q4_0, quantize_q4_0, read_e5_file
 
@@ -314,3 +316,80 @@ def test_resolve_llm_path(tmp_path: Path, split_llm: FakeIndex) -> None:
     own.write_bytes(b"GGUF")
     assert models.resolve_llm_path(tmp_path, "tiny-llm") == provisioned
     assert models.resolve_llm_path(tmp_path, str(own)) == own
+
+
+# ----------------------------------------------------------------------------- damage after provisioning
+
+
+def _flip_middle_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    mtime = path.stat().st_mtime_ns
+    path.write_bytes(bytes(data))
+    # File times tick every few milliseconds; a tiny file rewritten within one tick keeps its mtime.
+    os.utime(path, ns=(mtime, max(path.stat().st_mtime_ns, mtime + 1_000_000)))
+
+
+def test_same_size_damage_is_found_and_fetch_repairs_it(tmp_path: Path, e5_sources: FakeIndex) -> None:
+    folder = models.fetch_embedding_model(tmp_path, download=e5_sources)
+    weights = folder / "model.safetensors"
+    good = weights.read_bytes()
+    cache = tmp_path / HASH_CACHE
+    models.check_embedding_folder(folder, cache)  # sound, and the hash is now cached
+    _flip_middle_byte(weights)
+
+    with pytest.raises(ModelFilesDamagedError, match="model.safetensors .*hoidap models fetch"):
+        models.check_embedding_folder(folder, cache)
+    messages: list[str] = []
+    models.fetch_embedding_model(tmp_path, report=messages.append, download=e5_sources)
+
+    assert weights.read_bytes() == good
+    assert any("incomplete or damaged" in message for message in messages)
+    models.check_embedding_folder(folder, cache)
+
+
+@pytest.mark.parametrize("name", ["config.json", "1_Pooling/config.json", "tokenizer.json"])
+def test_a_missing_file_makes_the_folder_incomplete_and_fetch_restores_it(
+    tmp_path: Path, e5_sources: FakeIndex, name: str
+) -> None:
+    folder = models.fetch_embedding_model(tmp_path, download=e5_sources)
+    (folder / name).unlink()
+
+    with pytest.raises(ModelFilesMissingError, match="incomplete .*hoidap models fetch"):
+        models.resolve_embedding_model("multilingual-e5-small", tmp_path)
+    models.fetch_embedding_model(tmp_path, download=e5_sources)
+
+    assert (folder / name).is_file() and models.embedding_folder_damage(folder) is None
+
+
+def test_an_edited_json_file_is_damage(tmp_path: Path, e5_sources: FakeIndex) -> None:
+    folder = models.fetch_embedding_model(tmp_path, download=e5_sources)
+    (folder / "modules.json").write_text("[{", encoding="utf-8")
+    assert models.embedding_folder_damage(folder) == "modules.json is not valid JSON"
+
+
+def test_file_hash_cache_is_keyed_by_size_and_mtime(tmp_path: Path) -> None:
+    path, cache = tmp_path / "weights.bin", tmp_path / HASH_CACHE
+    path.write_bytes(b"first")
+    assert file_sha256(path, cache) == hashlib.sha256(b"first").hexdigest()
+    path.write_bytes(b"other")  # same size; a later mtime
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1_000_000))
+    assert file_sha256(path, cache) == hashlib.sha256(b"other").hexdigest()
+    assert len(json.loads(cache.read_text())) == 2
+
+
+def test_a_cut_short_llm_is_damaged_and_names_the_fetch(tmp_path: Path, split_llm: FakeIndex) -> None:
+    path = models.fetch_llm(tmp_path, "tiny-llm", download=split_llm)
+    path.write_bytes(path.read_bytes()[:50])
+
+    with pytest.raises(ModelFilesDamagedError, match=r"damaged \(50 bytes, expected .*hoidap models fetch --llm"):
+        models.resolve_llm_path(tmp_path, "tiny-llm")
+    models.fetch_llm(tmp_path, "tiny-llm", download=split_llm)
+    assert models.resolve_llm_path(tmp_path, "tiny-llm") == path
+
+
+def test_a_gguf_path_that_is_not_gguf_is_refused(tmp_path: Path) -> None:
+    html = tmp_path / "model.gguf"
+    html.write_bytes(b"<html>Not Found</html>")
+    with pytest.raises(ModelFilesDamagedError, match="not a GGUF file"):
+        models.resolve_llm_path(tmp_path, str(html))
