@@ -11,7 +11,7 @@ from pathlib import Path
 
 from bot.settings import Settings
 from index.embedding import Embedder, load_embedder
-from index.errors import HoidapError, ModelFilesMissingError
+from index.errors import HoidapError, ModelFilesDamagedError, ModelFilesMissingError
 from index.indexer import ChunkSettings, SyncSummary, sync_index
 from index.store import IndexStore
 from retrieval.types import Answerer, Retriever, SearchFilters
@@ -166,6 +166,9 @@ def choose_answerer(settings: Settings) -> str:
 
     try:
         resolve_llm_path(settings.models_dir, settings.llm_model)
+    except ModelFilesDamagedError as error:  # present but broken: worth saying, unlike never fetched
+        log.warning("answering without the local LLM: %s", error)
+        return "extractive"
     except ModelFilesMissingError:
         return "extractive"
     from retrieval.llm import local_runtime_available

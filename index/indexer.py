@@ -32,7 +32,7 @@ from index.loading import load_documents
 from index.store import DATABASE, MANIFEST, SCHEMA, SCHEMA_VERSION, VECTORS, IndexStore, Manifest, new_vector_index
 
 # Bump when cleaning or chunking changes what an unchanged file turns into: every article is redone.
-PIPELINE_VERSION = "1"
+PIPELINE_VERSION = "2"
 EMBED_BATCH = 64
 
 Progress = Callable[[int, int], None]  # (done, total) chunks embedded
