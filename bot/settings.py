@@ -35,6 +35,7 @@ class Settings(BaseSettings):
     answerer: Literal["auto", "extractive", "local", "openai"] = "auto"
     top_k: int = Field(5, ge=1, le=50)
     history_turns: int = Field(4, ge=0, le=50)
+    extractive_fallback: bool = True  # an LLM answer that fails the citation checks gives way to a quoted one
     llm_model: str = "qwen2.5-1.5b-instruct"
     llm_threads: int = Field(2, ge=1)
     llm_context: int = Field(4096, ge=512)

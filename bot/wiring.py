@@ -179,12 +179,13 @@ def choose_answerer(settings: Settings) -> str:
 def build_answerer(settings: Settings, retriever: Retriever, name: str | None = None) -> Answerer:
     from retrieval.grounding import CorpusGate
 
+    from retrieval.extractive import ExtractiveAnswerer
+
     name = name or choose_answerer(settings)
     gate = CorpusGate(_corpus_idf(retriever))
+    extractive = ExtractiveAnswerer(retriever, top_k=settings.top_k, gate=gate, history_turns=settings.history_turns)
     if name == "extractive":
-        from retrieval.extractive import ExtractiveAnswerer
-
-        return ExtractiveAnswerer(retriever, top_k=settings.top_k, gate=gate, history_turns=settings.history_turns)
+        return extractive
     from retrieval.generative import GenerativeAnswerer
     from retrieval.llm import load_local_chat_model, openai_chat_model
 
@@ -202,7 +203,8 @@ def build_answerer(settings: Settings, retriever: Retriever, name: str | None = 
     else:
         raise HoidapError(f"Unknown answerer {name!r}: choose extractive, local or openai.")
     return GenerativeAnswerer(retriever, chat_model, top_k=settings.top_k, gate=gate, compact=name == "local",
-                              history_turns=settings.history_turns)
+                              history_turns=settings.history_turns,
+                              fallback=extractive.answer_from if settings.extractive_fallback else None)
 
 
 def warm_up_in_background(answerer: Answerer) -> None:

@@ -49,7 +49,10 @@ class ExtractiveAnswerer:
     def answer(self, question: str, history: list[Turn] | None = None) -> Answer:
         """Answer from the best sentence(s) of the retrieved passages, or say it is not in the articles."""
         standalone = rewrite_question(question, history, history_turns=self.history_turns)
-        passages = self.retriever.retrieve(standalone, self.top_k)
+        return self.answer_from(standalone, self.retriever.retrieve(standalone, self.top_k))
+
+    def answer_from(self, standalone: str, passages: list[Passage]) -> Answer:
+        """Answer a standalone question from passages already retrieved (also the LLM answerer's fallback)."""
         parsed = parse_question(standalone)
         language = "en" if parsed.kind == "en" else "vi"
         if not passages or not self.gate(standalone, passages):

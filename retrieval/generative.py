@@ -41,6 +41,9 @@ Gate = Callable[[str, list[Passage]], bool]
 Rewriter = Callable[[str, list[Turn]], str]
 """Turns a follow-up question into a standalone one using the recent turns."""
 
+Fallback = Callable[[str, list[Passage]], Answer]
+"""Answers a standalone question from the same passages without the model (the extractive answerer)."""
+
 # The model saying it found nothing, in either language (accents folded).
 _REFUSAL_RE = re.compile(
     r"khong (tim thay|co thong tin|chua thong tin|de cap|neu)|khong the tra loi"
@@ -81,7 +84,8 @@ class GenerativeAnswerer:
 
     `excerpt_words` limits each passage in the prompt to its best sentences (the local model on two
     cores must read a prompt of a few hundred tokens to answer within seconds); None sends whole
-    passages. `prompt_passages` caps how many of the `top_k` passages the model reads. `compact=True`
+    passages. `prompt_passages` caps how many of the `top_k` passages the model reads. `fallback`
+    answers instead when the model's answer fails the checks (see `stream`). `compact=True`
     sets both for a small local model, drops a second excerpt that scores far below the first,
     leaves titles out of the passage headers, and rewrites follow-ups by rules rather than by a
     second, slower model call; explicit values win.
@@ -101,6 +105,7 @@ class GenerativeAnswerer:
         prompt_passages: int | None = None,
         nearest: int = 3,
         ranker: SentenceRanker = rank_by_evidence,
+        fallback: Fallback | None = None,
     ) -> None:
         self.retriever = retriever
         self.chat_model = chat_model
@@ -115,6 +120,7 @@ class GenerativeAnswerer:
         self.relevance_floor = COMPACT_RELEVANCE_FLOOR if compact else None
         self.nearest = nearest
         self.ranker = ranker
+        self.fallback = fallback
 
     def _excerpts(self, question: str, passages: list[Passage]) -> list[Excerpt]:
         """What the model reads: the best sentences of the first `prompt_passages` passages."""
@@ -154,7 +160,8 @@ class GenerativeAnswerer:
         """Yield answer fragments as the model writes them (citations already renumbered), then the Answer.
 
         The fragments are provisional: when the answer turns out unsupported, the final Answer is the
-        "not found" reply instead, and front-ends should show the final Answer's text.
+        fallback's answer if it found one, else the "not found" reply, and front-ends should show the
+        final Answer's text.
         """
         language = detect_language(question)
         recent = list(history or [])[-self.history_turns :] if self.history_turns else []
@@ -185,6 +192,10 @@ class GenerativeAnswerer:
         sources = cited_sources([excerpt.to_source(n) for n, excerpt in enumerate(excerpts, 1)], rewriter.cited)
         supported = bool(sources) and not _is_refusal(text)
         if not supported or not is_grounded(text, standalone, sources, check_names=language == "vi"):
-            yield self._not_found(standalone, passages, language)
+            # The passages passed the gate, so the model's refusal or unsupported answer may be the
+            # model's failing: a small local model says "not found" to a third of the answerable
+            # bundled questions. A quoted sentence that answers is better than a refusal.
+            rescued = self.fallback(standalone, passages) if self.fallback is not None else None
+            yield rescued if rescued is not None and rescued.found else self._not_found(standalone, passages, language)
             return
         yield Answer(text=text, found=True, sources=sources)

@@ -280,3 +280,25 @@ def test_compact_prompts_keep_a_second_excerpt_only_when_it_answers_too() -> Non
     answer = answerer.answer("Đảng bộ có bao nhiêu đảng viên?")  # both articles answer: both are read
     assert "[2] (2018-10-08, Báo tỉnh)\nTính đến tháng 6-2018" in model.prompts[1][-1].content
     assert [s.article_id for s in answer.sources] == ["004", "001"]
+
+
+def test_a_refusal_or_unsupported_answer_gives_way_to_the_fallback() -> None:
+    asked: list[tuple[str, list[Passage]]] = []
+    quoted = Answer("Theo «Hội nghị» (29/09/2023): ... 74.127 đồng chí. [1]", True, [])
+
+    def fallback(question: str, passages: list[Passage]) -> Answer:
+        asked.append((question, passages))
+        return quoted
+
+    for reply in ["Không tìm thấy thông tin này trong các bài báo.", "Có 1.200 đồng chí [2]."]:
+        answerer, _, _ = _answerer([reply], fallback=fallback)
+        assert answerer.answer(QUESTION) is quoted
+    assert [(q, [p.article_id for p in ps]) for q, ps in asked] == [(QUESTION, ["001", "004"])] * 2
+
+    # A supported answer is the model's own; a fallback that finds nothing leaves "not found".
+    answerer, _, _ = _answerer(["Tổng số đảng viên năm 2023 là 74.127 đồng chí [2]."], fallback=fallback)
+    assert answerer.answer(QUESTION).text.endswith("74.127 đồng chí [1].") and len(asked) == 2
+    nothing = Answer("Không tìm thấy.", False, [])
+    answerer, _, _ = _answerer(["Không tìm thấy."], fallback=lambda q, p: nothing)
+    answer = answerer.answer(QUESTION)
+    assert (answer.found, answer.text) == (False, NOT_FOUND_TEXT["vi"]) and answer.sources
