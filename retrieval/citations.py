@@ -154,6 +154,11 @@ _WORD_RE = re.compile(r"\w+", re.UNICODE)
 _SENTENCE_START_RE = re.compile(r"(?:^|[.!?:]\s+|\n)(\w+)")
 
 
+def strip_citations(text: str) -> str:
+    """`text` without its citation groups (`[1]`, `[1, 2]`)."""
+    return _CITATION_GROUP_RE.sub(" ", text)
+
+
 def _number_values(text: str) -> set[str]:
     """Numbers written any way (74.127, 74,127, 74127; 09 and 9) reduced to their digits."""
     return {re.sub(r"\D", "", n).lstrip("0") or "0" for n in _NUMBER_RE.findall(text)}
@@ -177,7 +182,7 @@ def is_grounded(answer: str, question: str, cited: Sequence[Source], *, check_na
     """
     from retrieval.prompts import content_words, fold  # kept local: this module stays a leaf
 
-    body = _CITATION_GROUP_RE.sub(" ", answer)
+    body = strip_citations(answer)
     support_text = " ".join(f"{s.title} {s.date or ''} {s.text}" for s in cited)
     if content_words(body) <= content_words(question):
         return False

@@ -2,8 +2,9 @@
 
 Refusal never rests on the model alone (small models invent answers when the passages hold none):
 retrieval judged too weak by the gate, an answer that cites nothing, an answer that only says it found
-nothing, and one whose new figures or names are not in the passages it cites all become the same
-"not found in the articles" reply, in the question's language, listing the nearest passages.
+nothing, one whose new figures or names are not in the passages it cites, and one that only carries out
+an order written in a passage (`retrieval.orders`) all become the same "not found in the articles"
+reply, in the question's language, listing the nearest passages (or the fallback's answer).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from index.errors import LLMError
 from retrieval.citations import CitationRewriter, cited_sources, is_grounded
 from retrieval.conversation import rewrite_question
 from retrieval.llm import LLM_FAILURES
+from retrieval.orders import relays_an_order
 from retrieval.prompts import (
     DEFAULT_TITLE_WORDS,
     NOT_FOUND_TEXT,
@@ -191,7 +193,8 @@ class GenerativeAnswerer:
         text = "".join(parts).strip()
         sources = cited_sources([excerpt.to_source(n) for n, excerpt in enumerate(excerpts, 1)], rewriter.cited)
         supported = bool(sources) and not _is_refusal(text)
-        if not supported or not is_grounded(text, standalone, sources, check_names=language == "vi"):
+        if (not supported or not is_grounded(text, standalone, sources, check_names=language == "vi")
+                or relays_an_order(text, standalone, sources)):
             # The passages passed the gate, so the model's refusal or unsupported answer may be the
             # model's failing: a small local model says "not found" to a third of the answerable
             # bundled questions. A quoted sentence that answers is better than a refusal.

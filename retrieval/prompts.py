@@ -128,6 +128,11 @@ def content_words(text: str) -> set[str]:
     return {word for word in _terms(text) if word not in _STOPWORDS}
 
 
+def content_features(text: str) -> set[str]:
+    """The content words of `text` and its word pairs (see `_features`), accents folded."""
+    return _features(_terms(text))
+
+
 def _features(words: list[str]) -> set[str]:
     """Content words and word pairs: Vietnamese words span syllables ("đảng viên"), so pairs carry meaning."""
     unigrams = {word for word in words if word not in _STOPWORDS}
