@@ -135,6 +135,32 @@ def copy_index(built: Settings, tmp_path: Path, server: BotApiServer) -> Setting
                                     "telegram_api_url": server.base_url})
 
 
+@contextmanager
+def telegram_process(env: dict[str, str], cwd: Path, server: BotApiServer,
+                     answerer: str = "extractive") -> Iterator[subprocess.Popen[str]]:
+    """The real `hoidap telegram` in a subprocess, once it has registered its commands; killed if left running."""
+    registered = len(server.calls_of("setMyCommands"))
+    process = subprocess.Popen([*HOIDAP, "telegram", "--answerer", answerer], env=env, cwd=cwd,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        server.wait_for(lambda: len(server.calls_of("setMyCommands")) > registered or process.poll() is not None,
+                        timeout=300, what="the bot to start")
+        assert process.poll() is None, process.communicate()[1][-3000:]
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
+def stop(process: subprocess.Popen[str]) -> tuple[str, str]:
+    """SIGTERM, as a service manager sends it: the bot must leave cleanly. Returns its stdout and stderr."""
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stderr[-3000:]
+    return stdout, stderr
+
+
 # --- the scenarios ---
 
 
@@ -163,20 +189,12 @@ def test_hoidap_telegram_command_serves_until_sigterm(tmp_path: Path, server: Bo
     settings = copy_index(built_index_settings, tmp_path, server)
     env = cli_env(settings, HOIDAP_TELEGRAM_TOKEN=TOKEN, HOIDAP_TELEGRAM_API_URL=server.base_url,
                   HOIDAP_LOG_LEVEL="DEBUG")
-    process = subprocess.Popen([*HOIDAP, "telegram", "--answerer", "extractive"], env=env, cwd=tmp_path,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        server.wait_for(lambda: server.commands or process.poll() is not None, timeout=300, what="the bot to start")
+    with telegram_process(env, tmp_path, server) as process:
         lan = server.user(120)
         listing = lan.wait_reply(lan.say("/sources"), timeout=120)
         answer = lan.wait_reply(lan.say("Đoàn công tác Tỉnh ủy làm việc với Ban Thường vụ vào ngày nào?"), timeout=120,
                                 where=lambda m: bool(m.buttons()))
-        process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=120)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == 0, stderr[-3000:]
+        _, stderr = stop(process)
     assert "Các bài báo đã lập chỉ mục (5)" in listing.text
     assert "29/10" in answer.text and "[1]" in answer.text
     assert "Telegram bot @hoidap_test_bot running (long polling)" in stderr
@@ -567,21 +585,15 @@ def test_token_and_api_key_never_reach_logs_or_chats(tmp_path: Path, server: Bot
     settings = copy_index(built_index_settings, tmp_path, server)
     env = cli_env(settings, HOIDAP_TELEGRAM_TOKEN=TOKEN, HOIDAP_TELEGRAM_API_URL=server.base_url,
                   HOIDAP_LOG_LEVEL="DEBUG", HOIDAP_OPENAI_API_KEY=API_KEY, HOIDAP_OPENAI_BASE_URL=llm.url)
-    process = subprocess.Popen([*HOIDAP, "telegram", "--answerer", "openai"], env=env, cwd=tmp_path,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        server.wait_for(lambda: server.commands or process.poll() is not None, timeout=300, what="the bot to start")
-        lan = server.user(130)
-        replies = [lan.wait_reply(lan.say(question), timeout=120) for question in
-                   ("Ai dẫn đầu đoàn công tác Tỉnh ủy Tiền Giang?", "/sources",
-                    "Tổng số đảng viên toàn Đảng bộ tỉnh năm 2023 là bao nhiêu?")]
-        process.send_signal(signal.SIGTERM)
-        stdout, stderr = process.communicate(timeout=120)
+        with telegram_process(env, tmp_path, server, answerer="openai") as process:
+            lan = server.user(130)
+            replies = [lan.wait_reply(lan.say(question), timeout=120) for question in
+                       ("Ai dẫn đầu đoàn công tác Tỉnh ủy Tiền Giang?", "/sources",
+                        "Tổng số đảng viên toàn Đảng bộ tỉnh năm 2023 là bao nhiêu?")]
+            stdout, stderr = stop(process)
     finally:
-        if process.poll() is None:
-            process.kill()
         llm.close()
-    assert process.returncode == 0, stderr[-3000:]
     assert llm.keys_seen and all(API_KEY in key for key in llm.keys_seen)  # the key was used, and it failed:
     assert replies[0].text.startswith("Xin lỗi, đã có lỗi") and replies[2].text.startswith("Xin lỗi, đã có lỗi")
     assert "Failed to handle update" in stderr and "Incorrect API key provided: Bearer <redacted>" in stderr
@@ -637,29 +649,15 @@ def test_conversation_survives_the_bot_being_killed(tmp_path: Path, server: BotA
     settings = copy_index(built_index_settings, tmp_path, server)
     env = cli_env(settings, HOIDAP_TELEGRAM_TOKEN=TOKEN, HOIDAP_TELEGRAM_API_URL=server.base_url)
 
-    def start(run: int) -> subprocess.Popen[str]:
-        process = subprocess.Popen([*HOIDAP, "telegram", "--answerer", "extractive"], env=env, cwd=tmp_path,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        server.wait_for(lambda: len(server.calls_of("setMyCommands")) == run or process.poll() is not None,
-                        timeout=300, what=f"the bot to start (run {run})")
-        assert process.poll() is None, process.communicate()[1][-3000:]
-        return process
-
     lan = server.user(132)
-    process = start(1)
-    try:
+    with telegram_process(env, tmp_path, server) as process:
         first = lan.wait_reply(lan.say("Tổng số đảng viên toàn Đảng bộ tỉnh năm 2023 là bao nhiêu?"), timeout=120,
                                where=lambda m: bool(m.buttons()))
         process.send_signal(signal.SIGKILL)  # no shutdown, no flush: what a crash or an OOM kill does
         process.wait(60)
-        process = start(2)
+    with telegram_process(env, tmp_path, server) as process:
         follow_up = lan.wait_reply(lan.say("còn năm 2018 thì sao?"), timeout=120, where=lambda m: bool(m.buttons()))
-        process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=120)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == 0, stderr[-3000:]
+        stop(process)
     assert "74.127" in first.text
     assert "3.463" in follow_up.text  # the 2018 article's figure: the question was read with the history
     assert len(server.messages_in(132)) == 2  # nothing answered twice after the restart
