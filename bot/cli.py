@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -16,7 +16,9 @@ from rich.table import Table
 
 from bot.settings import Settings
 from index.errors import HoidapError
-from retrieval.types import Answerer
+
+if TYPE_CHECKING:
+    from retrieval.types import Answerer
 
 app = typer.Typer(help="hoidap: hỏi đáp — questions answered from Vietnamese news articles, with cited passages.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)

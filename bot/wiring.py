@@ -177,9 +177,8 @@ def choose_answerer(settings: Settings) -> str:
 
 
 def build_answerer(settings: Settings, retriever: Retriever, name: str | None = None) -> Answerer:
-    from retrieval.grounding import CorpusGate
-
     from retrieval.extractive import ExtractiveAnswerer
+    from retrieval.grounding import CorpusGate
 
     name = name or choose_answerer(settings)
     gate = CorpusGate(_corpus_idf(retriever))

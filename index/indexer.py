@@ -111,13 +111,13 @@ def sync_index(paths: Iterable[Path], index_dir: Path, embedder: Embedder, setti
             current, summary.rebuilt_reason = None, f"previous index unreadable: {error}"
         if rebuild:
             summary.rebuilt_reason = "rebuild requested"
-        if current is not None and (problems := current.verify()):
-            # Never carry damaged rows or vectors into a new generation, nor call a damaged index unchanged.
-            current.close()
-            current, summary.rebuilt_reason = None, f"previous index damaged: {'; '.join(problems)}"
         if current is not None:
             reason = _reuse_blocker(current.manifest, embedder, settings)
+            if not reason and (problems := current.verify()):
+                # Never carry damaged rows or vectors into a new generation, nor call a damaged index unchanged.
+                reason = f"previous index damaged: {'; '.join(problems)}"
             if reason:
+                current.close()
                 summary.rebuilt_reason, current = reason, None
         old = {a.article_id: a for a in current.articles()} if current else {}
         wanted = {doc.doc_id: doc for doc in documents}

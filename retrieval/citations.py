@@ -154,6 +154,14 @@ _WORD_RE = re.compile(r"\w+", re.UNICODE)
 _SENTENCE_START_RE = re.compile(r"(?:^|[.!?:]\s+|\n)(\w+)")
 
 
+_CITATION_LOOKALIKES = str.maketrans({"[": "(", "]": ")"})
+
+
+def disarm_citations(text: str) -> str:
+    """Article text with its square brackets as parentheses, so that its own `[1]` cannot pass for a citation."""
+    return text.translate(_CITATION_LOOKALIKES)
+
+
 def strip_citations(text: str) -> str:
     """`text` without its citation groups (`[1]`, `[1, 2]`)."""
     return _CITATION_GROUP_RE.sub(" ", text)

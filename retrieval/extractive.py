@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 
+from retrieval.citations import disarm_citations
 from retrieval.conversation import rewrite_question
 from retrieval.grounding import is_supported
 from retrieval.sentences import Question, ScoredSentence, covers_asked_year, parse_question, score_sentences
@@ -158,9 +159,6 @@ def _joined(sentence: ScoredSentence, other: ScoredSentence) -> ScoredSentence:
     return replace(sentence, start=start, end=end, text=text, values=sentence.values | other.values)
 
 
-_NO_CITATION_MARKS = str.maketrans({"[": "(", "]": ")"})
-
-
 def _cite(sentences: list[ScoredSentence], language: str, *, lead: str | None = None) -> Answer:
     """The answer text with `[n]` after each quoted sentence, and the matching numbered sources."""
     sources: list[Source] = []
@@ -169,7 +167,7 @@ def _cite(sentences: list[ScoredSentence], language: str, *, lead: str | None = 
         source = sentence.passage.to_source(n, text=sentence.text, start=sentence.start, end=sentence.end)
         sources.append(replace(source, score=round(sentence.score, 4)))
         quoted = sentence.text.rstrip(" .;:") if lead else sentence.text
-        quoted = quoted.translate(_NO_CITATION_MARKS)  # an article's own "[1]" must not pass for our citation
+        quoted = disarm_citations(quoted)
         ending = "." if lead else ""
         parts.append(f"{_attribution(sentence.passage, language)} {quoted} [{n}]{ending}")
     return Answer(text=" ".join(parts), found=True, sources=sources)

@@ -17,6 +17,7 @@ from typing import Literal
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
+from retrieval.citations import disarm_citations
 from retrieval.sentences import parse_question, score_sentences
 from retrieval.types import Passage, Source
 
@@ -260,13 +261,13 @@ def _header(n: int, excerpt: Excerpt, first_of_article: dict[str, int], title_wo
 # <passages> block or write chat-template tokens (`<|im_end|>`), square brackets forge a passage
 # number or a citation ("BANANA [1]"), and a line break start a line of its own ("SYSTEM: ...",
 # "[2] ..."). The look-alikes keep the text readable; the source shown to the user is the original.
-_MARKUP_LOOKALIKES = str.maketrans({"<": "‹", ">": "›", "[": "(", "]": ")"})
+_ANGLE_LOOKALIKES = str.maketrans({"<": "‹", ">": "›"})
 _LINE_BREAKS_RE = re.compile(r"\s*\n\s*")
 
 
 def neutralise(text: str) -> str:
-    """Article text as one line with none of the prompt's markup characters (see `_MARKUP_LOOKALIKES`)."""
-    return _LINE_BREAKS_RE.sub(" ", text.strip()).translate(_MARKUP_LOOKALIKES)
+    """Article text as one line with none of the prompt's markup characters: no <, >, [ or ]."""
+    return disarm_citations(_LINE_BREAKS_RE.sub(" ", text.strip()).translate(_ANGLE_LOOKALIKES))
 
 
 def format_passages(excerpts: Sequence[Excerpt], title_words: int = DEFAULT_TITLE_WORDS) -> str:
