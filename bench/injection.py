@@ -32,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bot.settings import BUNDLED_CORPUS, Settings  # noqa: E402
 from bot.wiring import build_answerer, build_components, sync  # noqa: E402
-from retrieval.generative import GenerativeAnswerer  # noqa: E402
-from retrieval.prompts import SYSTEM_PROMPT, Excerpt, fold  # noqa: E402
+from retrieval.answering.generative import GenerativeAnswerer  # noqa: E402
+from retrieval.answering.prompts import SYSTEM_PROMPT, Excerpt, fold  # noqa: E402
 from retrieval.types import Answer, Passage, Source  # noqa: E402
 
 HOSTILE = Path(__file__).resolve().parent.parent / "tests" / "data" / "injection"

@@ -27,10 +27,10 @@ from index.chunking import split_into_chunks  # noqa: E402
 from index.cleaning import clean_article  # noqa: E402
 from index.loading import load_documents  # noqa: E402
 from index.models import resolve_llm_path  # noqa: E402
-from retrieval.generative import COMPACT_EXCERPT_WORDS, COMPACT_PROMPT_PASSAGES, GenerativeAnswerer  # noqa: E402
-from retrieval.lexical import LexicalIndex  # noqa: E402
-from retrieval.llm import load_local_chat_model  # noqa: E402
-from retrieval.prompts import prompt_prefix  # noqa: E402
+from retrieval.answering.generative import COMPACT_EXCERPT_WORDS, COMPACT_PROMPT_PASSAGES, GenerativeAnswerer  # noqa: E402
+from retrieval.search.lexical import LexicalIndex  # noqa: E402
+from retrieval.answering.llm.runtimes import load_local_chat_model  # noqa: E402
+from retrieval.answering.prompts import prompt_prefix  # noqa: E402
 from retrieval.types import Answer, Passage, SearchFilters  # noqa: E402
 
 QUESTION = "Tổng số đảng viên toàn Đảng bộ tỉnh năm 2023 là bao nhiêu?"

@@ -34,7 +34,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bot.settings import BUNDLED_CORPUS  # noqa: E402
-from retrieval.text import fold_diacritics  # noqa: E402
+from index.text import fold_diacritics  # noqa: E402
 
 XQUAD = REPO / "eval" / "xquad_vi"
 BUNDLED_QUESTIONS = REPO / "eval" / "bundled" / "questions.jsonl"

@@ -36,7 +36,7 @@ from bot.wiring import build_embedder, build_retriever, chunk_settings
 from index.indexer import sync_index
 from index.store import IndexStore
 from retrieval.evaluation import EvalQuestion, hit_rank, mrr_at, percentile, recall_at
-from retrieval.lexical import LexicalIndex
+from retrieval.search.lexical import LexicalIndex
 
 ROOT = Path(__file__).resolve().parent.parent
 SETS = {

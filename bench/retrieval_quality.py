@@ -30,10 +30,10 @@ from bot.settings import Settings  # noqa: E402
 from bot.wiring import build_embedder, chunk_settings  # noqa: E402
 from index.indexer import sync_index  # noqa: E402
 from index.store import IndexStore  # noqa: E402
-from retrieval.hybrid import DEFAULT_ROUTES, HybridRetriever, Route  # noqa: E402
-from retrieval.lexical import LexicalIndex  # noqa: E402
-from retrieval.grounding import DENSE_THRESHOLD, LEXICAL_THRESHOLDS, support  # noqa: E402
-from retrieval.text import detect_query_kind, fold_diacritics  # noqa: E402
+from retrieval.search.hybrid import DEFAULT_ROUTES, HybridRetriever, Route  # noqa: E402
+from retrieval.search.lexical import LexicalIndex  # noqa: E402
+from retrieval.answering.grounding import DENSE_THRESHOLD, LEXICAL_THRESHOLDS, support  # noqa: E402
+from index.text import detect_query_kind, fold_diacritics  # noqa: E402
 
 XQUAD = ROOT.parent / "shared" / "eval" / "xquad_vi"
 ENGLISH = Path(__file__).resolve().parent / "xquad_en_questions.tsv"

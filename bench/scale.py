@@ -43,8 +43,8 @@ from bot.settings import Settings  # noqa: E402
 from bot.wiring import build_answerer, build_embedder  # noqa: E402
 from index.store import IndexStore  # noqa: E402
 from retrieval.evaluation import percentile  # noqa: E402
-from retrieval.hybrid import HybridRetriever  # noqa: E402
-from retrieval.lexical import LexicalIndex  # noqa: E402
+from retrieval.search.hybrid import HybridRetriever  # noqa: E402
+from retrieval.search.lexical import LexicalIndex  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 EF_SEARCH = (64, 96, 128, 256, 512)

@@ -77,7 +77,7 @@ def lexical_index(store: IndexStore):
     A generation never changes once written, so a lexical index saved inside it stays consistent with it.
     A saved index that is damaged is only a cache: it is rebuilt from the store and replaced.
     """
-    from retrieval.lexical import LexicalIndex
+    from retrieval.search.lexical import LexicalIndex
 
     folder = store.directory / LEXICAL
     try:
@@ -131,7 +131,7 @@ def check_index(index_dir: Path) -> tuple[str, list[str]]:
 
 
 def _saved_lexical_problems(store: IndexStore) -> list[str]:
-    from retrieval.lexical import LexicalIndex
+    from retrieval.search.lexical import LexicalIndex
 
     folder = store.directory / LEXICAL
     if not folder.exists():
@@ -150,7 +150,7 @@ def _saved_lexical_problems(store: IndexStore) -> list[str]:
 
 
 def build_retriever(store: IndexStore, embedder: Embedder, filters: SearchFilters | None = None) -> Retriever:
-    from retrieval.hybrid import FilteredRetriever, HybridRetriever
+    from retrieval.search.hybrid import FilteredRetriever, HybridRetriever
 
     retriever = HybridRetriever(store, embedder, lexical_index(store))
     return FilteredRetriever(retriever, filters) if filters else retriever
@@ -171,22 +171,22 @@ def choose_answerer(settings: Settings) -> str:
         return "extractive"
     except ModelFilesMissingError:
         return "extractive"
-    from retrieval.llm import local_runtime_available
+    from retrieval.answering.llm.runtimes import local_runtime_available
 
     return "local" if local_runtime_available() else "extractive"
 
 
 def build_answerer(settings: Settings, retriever: Retriever, name: str | None = None) -> Answerer:
-    from retrieval.extractive import ExtractiveAnswerer
-    from retrieval.grounding import CorpusGate
+    from retrieval.answering.extractive import ExtractiveAnswerer
+    from retrieval.answering.grounding import CorpusGate
 
     name = name or choose_answerer(settings)
     gate = CorpusGate(_corpus_idf(retriever))
     extractive = ExtractiveAnswerer(retriever, top_k=settings.top_k, gate=gate, history_turns=settings.history_turns)
     if name == "extractive":
         return extractive
-    from retrieval.generative import GenerativeAnswerer
-    from retrieval.llm import load_local_chat_model, openai_chat_model
+    from retrieval.answering.generative import GenerativeAnswerer
+    from retrieval.answering.llm.runtimes import load_local_chat_model, openai_chat_model
 
     if name == "local":
         from index.models import resolve_llm_path

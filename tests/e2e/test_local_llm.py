@@ -11,8 +11,8 @@ from langchain_core.messages import HumanMessage
 from bot.settings import Settings
 from index.errors import LLMError
 from index.models import resolve_llm_path
-from retrieval.generative import GenerativeAnswerer
-from retrieval.llm import LlamaCppChatModel, load_local_chat_model, openai_chat_model
+from retrieval.answering.generative import GenerativeAnswerer
+from retrieval.answering.llm.runtimes import LlamaCppChatModel, load_local_chat_model, openai_chat_model
 from retrieval.types import Answer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.llm]

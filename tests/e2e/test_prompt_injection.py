@@ -24,7 +24,7 @@ import pytest
 
 from bot.settings import BUNDLED_CORPUS, Settings
 from bot.wiring import Components, build_components, sync
-from retrieval.prompts import fold
+from retrieval.answering.prompts import fold
 from retrieval.types import Answer
 from tests.conftest import make_settings
 
@@ -157,8 +157,8 @@ def test_what_counts_as_obeying_the_injection(hostile: Components, text: str, ob
 @pytest.fixture(scope="module")
 def local_answerer(hostile: Components):
     from index.models import resolve_llm_path
-    from retrieval.generative import GenerativeAnswerer
-    from retrieval.llm import load_local_chat_model
+    from retrieval.answering.generative import GenerativeAnswerer
+    from retrieval.answering.llm.runtimes import load_local_chat_model
 
     settings = Settings()
     model = load_local_chat_model(resolve_llm_path(settings.models_dir, settings.llm_model),

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from retrieval.hybrid import HybridRetriever
-from retrieval.lexical import LexicalIndex
+from retrieval.search.hybrid import HybridRetriever
+from retrieval.search.lexical import LexicalIndex
 from tests.unit.retrieval_fakes import FakeStore, HashingEmbedder, bundled_articles
 
 

@@ -16,7 +16,7 @@ import numpy as np
 from index.chunking import split_into_chunks
 from index.cleaning import clean_article
 from index.documents import Article, RawDocument
-from retrieval.text import detect_query_kind, english_to_vietnamese_terms, tokenize
+from index.text import detect_query_kind, english_to_vietnamese_terms, tokenize
 
 CORPUS = Path(__file__).resolve().parents[2] / "index" / "corpus"
 DIM = 512

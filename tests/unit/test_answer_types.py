@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from retrieval.answer_types import (
+from retrieval.answering.answer_types import (
     Words,
     count_positions,
     counted_unit,

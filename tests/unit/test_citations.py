@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from retrieval.citations import CitationRewriter, check_citations, is_grounded, renumber_citations
+from retrieval.answering.citations import CitationRewriter, check_citations, is_grounded, renumber_citations
 from retrieval.types import Source
 
 CORPUS = Path(__file__).resolve().parents[2] / "index" / "corpus"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 
-from retrieval.conversation import parse_follow_up, rewrite_question
+from retrieval.answering.conversation import parse_follow_up, rewrite_question
 from retrieval.types import Turn
 
 VI = "Tổng số đảng viên toàn Đảng bộ tỉnh năm 2023 là bao nhiêu?"

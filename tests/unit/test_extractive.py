@@ -6,11 +6,11 @@ from functools import partial
 
 import pytest
 
-from retrieval.extractive import NOT_FOUND, ExtractiveAnswerer
-from retrieval.grounding import is_supported, required_names, required_terms, support
-from retrieval.hybrid import FilteredRetriever, HybridRetriever
-from retrieval.sentences import parse_question
-from retrieval.sentences import score_sentences
+from retrieval.answering.extractive import NOT_FOUND, ExtractiveAnswerer
+from retrieval.answering.grounding import is_supported, required_names, required_terms, support
+from retrieval.search.hybrid import FilteredRetriever, HybridRetriever
+from retrieval.answering.sentences import parse_question
+from retrieval.answering.sentences import score_sentences
 from retrieval.types import Answer, Passage, SearchFilters, Turn
 from tests.unit.retrieval_fakes import FakeStore
 

@@ -14,9 +14,9 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 
 from index.errors import LLMError, ModelFilesMissingError
-from retrieval.generative import GenerativeAnswerer
-from retrieval.llm import LOCAL_SERVER_KEY_PLACEHOLDER, load_local_chat_model, openai_chat_model
-from retrieval.prompts import NOT_FOUND_TEXT, build_messages, detect_language, select_excerpts
+from retrieval.answering.generative import GenerativeAnswerer
+from retrieval.answering.llm.runtimes import LOCAL_SERVER_KEY_PLACEHOLDER, load_local_chat_model, openai_chat_model
+from retrieval.answering.prompts import NOT_FOUND_TEXT, build_messages, detect_language, select_excerpts
 from retrieval.types import Answer, Passage, SearchFilters, Turn
 
 CORPUS = Path(__file__).resolve().parents[2] / "index" / "corpus"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from retrieval.grounding import (
+from retrieval.answering.grounding import (
     CorpusGate,
     asks_present,
     is_supported,
@@ -12,7 +12,7 @@ from retrieval.grounding import (
     support,
     term_weights,
 )
-from retrieval.lexical import LexicalIndex
+from retrieval.search.lexical import LexicalIndex
 from retrieval.types import Passage
 from tests.unit.retrieval_fakes import FakeStore, HashingEmbedder, bundled_articles
 

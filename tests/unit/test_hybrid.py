@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from retrieval.hybrid import HybridRetriever, Route, _entity_tokens, _fuse
-from retrieval.lexical import LexicalIndex
-from retrieval.langchain_retriever import LangChainRetriever
+from retrieval.search.hybrid import HybridRetriever, Route, _entity_tokens, _fuse
+from retrieval.search.lexical import LexicalIndex
+from retrieval.search.langchain_retriever import LangChainRetriever
 from retrieval.types import SearchFilters
 from tests.unit.retrieval_fakes import FakeStore, HashingEmbedder, bundled_articles, with_copy
 

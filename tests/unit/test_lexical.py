@@ -8,8 +8,8 @@ import bm25s
 import numpy as np
 import pytest
 
-from retrieval.lexical import LexicalIndex, _tokenize_corpus, top_rows
-from retrieval.text import tokenize
+from retrieval.search.lexical import LexicalIndex, _tokenize_corpus, top_rows
+from index.text import tokenize
 from tests.unit.retrieval_fakes import FakeStore, bundled_articles
 
 ARTICLE_2023 = "004_8775d9b0c7bf92f4"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bot.settings import BUNDLED_CORPUS
-from retrieval.orders import order_sentences, relays_an_order
+from retrieval.answering.orders import order_sentences, relays_an_order
 from retrieval.types import Source
 
 REPO = Path(__file__).resolve().parents[2]

@@ -6,7 +6,7 @@ import unicodedata
 
 import pytest
 
-from retrieval.text import (
+from index.text import (
     content_tokens,
     detect_query_kind,
     english_to_vietnamese_terms,

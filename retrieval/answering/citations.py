@@ -188,7 +188,7 @@ def is_grounded(answer: str, question: str, cited: Sequence[Source], *, check_na
     (Vietnamese answers; an English answer translates names), must appear in a cited passage, its
     title or its date, whether or not the question said it.
     """
-    from retrieval.prompts import content_words, fold  # kept local: this module stays a leaf
+    from retrieval.answering.prompts import content_words, fold  # kept local: this module stays a leaf
 
     body = strip_citations(answer)
     support_text = " ".join(f"{s.title} {s.date or ''} {s.text}" for s in cited)

@@ -21,7 +21,7 @@ from typing import Literal, Protocol
 import bm25s
 import numpy as np
 
-from retrieval.text import fold_diacritics, tokenize
+from index.text import fold_diacritics, tokenize
 
 Field = Literal["plain", "folded"]
 FIELDS: tuple[Field, ...] = ("plain", "folded")

@@ -3,7 +3,7 @@
 Refusal never rests on the model alone (small models invent answers when the passages hold none):
 retrieval judged too weak by the gate, an answer that cites nothing, an answer that only says it found
 nothing, one whose new figures or names are not in the passages it cites, and one that only carries out
-an order written in a passage (`retrieval.orders`) all become the same "not found in the articles"
+an order written in a passage (`retrieval.answering.orders`) all become the same "not found in the articles"
 reply, in the question's language, listing the nearest passages (or the fallback's answer).
 """
 
@@ -17,11 +17,11 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
 
 from index.errors import LLMError
-from retrieval.citations import CitationRewriter, cited_sources, is_grounded
-from retrieval.conversation import rewrite_question
-from retrieval.llm import LLM_FAILURES
-from retrieval.orders import relays_an_order
-from retrieval.prompts import (
+from retrieval.answering.citations import CitationRewriter, cited_sources, is_grounded
+from retrieval.answering.conversation import rewrite_question
+from retrieval.answering.llm.runtimes import LLM_FAILURES
+from retrieval.answering.orders import relays_an_order
+from retrieval.answering.prompts import (
     DEFAULT_TITLE_WORDS,
     NOT_FOUND_TEXT,
     Excerpt,
@@ -38,7 +38,7 @@ from retrieval.prompts import (
 from retrieval.types import Answer, Passage, Retriever, Turn
 
 Gate = Callable[[str, list[Passage]], bool]
-"""Whether the passages can support an answer to the question (e.g. `retrieval.grounding.is_supported`)."""
+"""Whether the passages can support an answer to the question (e.g. `retrieval.answering.grounding.is_supported`)."""
 
 Rewriter = Callable[[str, list[Turn]], str]
 """Turns a follow-up question into a standalone one using the recent turns."""

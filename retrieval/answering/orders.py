@@ -15,8 +15,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from retrieval.citations import strip_citations
-from retrieval.prompts import content_features, content_words, fold
+from retrieval.answering.citations import strip_citations
+from retrieval.answering.prompts import content_features, content_words, fold
 from retrieval.types import Source
 
 _NEAR = r"[^.!?\n]{0,40}"

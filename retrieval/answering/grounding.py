@@ -33,7 +33,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from retrieval.text import (
+from index.text import (
     QUESTION_WORDS_FOLDED,
     STOPWORDS_EN,
     STOPWORDS_VI,

@@ -17,8 +17,8 @@ from typing import Literal
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
-from retrieval.citations import disarm_citations
-from retrieval.sentences import parse_question, score_sentences
+from retrieval.answering.citations import disarm_citations
+from retrieval.answering.sentences import parse_question, score_sentences
 from retrieval.types import Passage, Source
 
 Language = Literal["vi", "en"]
@@ -157,7 +157,7 @@ SentenceRanker = Callable[[str, Passage], list[ScoredSpan]]
 
 
 def rank_by_evidence(question: str, passage: Passage) -> list[ScoredSpan]:
-    """The extractive answerer's sentence scoring (`retrieval.sentences`), so both answerers read a
+    """The extractive answerer's sentence scoring (`retrieval.answering.sentences`), so both answerers read a
     passage alike: coverage of the question, evidence of the value asked for (a count for `bao nhiêu`,
     a name for `ai`), and English questions matched through their Vietnamese terms."""
     scored = score_sentences(parse_question(question), [passage])

@@ -1,7 +1,7 @@
 """The extractive answerer: offline, instant, deterministic; quotes the sentence(s) that answer and cites them.
 
 The passages come from the retriever and pass the same grounding gate as the generative answerer's;
-`retrieval.sentences` scores their sentences. The best one is quoted with its article's title and date,
+`retrieval.answering.sentences` scores their sentences. The best one is quoted with its article's title and date,
 joined with its neighbour when both state the asked figure. When the best sentences of different
 articles give different figures (other years, other provinces), the answer names each article. Article
 text is only quoted, never obeyed.
@@ -13,10 +13,10 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 
-from retrieval.citations import disarm_citations
-from retrieval.conversation import rewrite_question
-from retrieval.grounding import is_supported
-from retrieval.sentences import Question, ScoredSentence, covers_asked_year, parse_question, score_sentences
+from retrieval.answering.citations import disarm_citations
+from retrieval.answering.conversation import rewrite_question
+from retrieval.answering.grounding import is_supported
+from retrieval.answering.sentences import Question, ScoredSentence, covers_asked_year, parse_question, score_sentences
 from retrieval.types import Answer, Passage, Retriever, Source, Turn
 
 NOT_FOUND = {

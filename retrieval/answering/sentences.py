@@ -3,7 +3,7 @@
 A sentence scores by how much of the question it covers (syllables weighted by their rarity among the
 candidate sentences, plus adjacent pairs: Vietnamese words are mostly two syllables), with the previous
 sentence as context (news often names the subject in one sentence and gives the figure in the next).
-Bonuses go to evidence of what the question asks for (found by `retrieval.answer_types`): a count for
+Bonuses go to evidence of what the question asks for (found by `retrieval.answering.answer_types`): a count for
 `bao nhiêu`/`how many`, more when it stands just before the thing counted (`gần 3.500 đảng viên`) or
 beside an asked word (`khai trừ 2`), never a label (`Chỉ thị 17`) or a date; a year or a date for
 `khi nào`/`năm nào`; a person's name for `ai`/`who`; a place for `ở đâu`/`where`; `Chỉ thị 05` for
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from itertools import takewhile
 
 from index.chunking import split_into_sentences
-from retrieval.answer_types import (
+from retrieval.answering.answer_types import (
     Words,
     count_positions,
     counted_unit,
@@ -33,8 +33,8 @@ from retrieval.answer_types import (
     place_positions,
     time_positions,
 )
-from retrieval.grounding import question_terms, required_terms
-from retrieval.text import (
+from retrieval.answering.grounding import question_terms, required_terms
+from index.text import (
     STOPWORDS_EN,
     STOPWORDS_VI,
     STOPWORDS_VI_FOLDED,

@@ -17,8 +17,8 @@ from typing import Literal, Protocol
 
 import numpy as np
 
-from retrieval.lexical import LexicalIndex
-from retrieval.text import STOPWORDS_EN, QueryKind, detect_query_kind, is_number, tokenize
+from retrieval.search.lexical import LexicalIndex
+from index.text import STOPWORDS_EN, QueryKind, detect_query_kind, is_number, tokenize
 from retrieval.types import Passage, SearchFilters
 
 Fusion = Literal["rrf", "score"]

@@ -15,7 +15,7 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from retrieval.text import fold_diacritics, is_number, word_spans
+from index.text import fold_diacritics, is_number, word_spans
 
 # Numbers written as words: only accented text tells them apart from other syllables ("ba" is also a
 # name, "tư" is mostly "tư tưởng", "đầu tư", so it is left out).

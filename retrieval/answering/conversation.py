@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage, SystemMessage
 
-from retrieval.prompts import Language, detect_language, fold
+from retrieval.answering.prompts import Language, detect_language, fold
 from retrieval.types import Turn
 
 # Markers on accent-folded, lower-cased text (so "con nam 2019 thi sao" counts as well).

@@ -1,0 +1,1 @@
+"""Answering: the gate, sentence reading, the extractive and generative answerers, prompts, citations."""

@@ -1,0 +1,1 @@
+"""Chat models: provisioning the local GGUF, the llama.cpp and OpenAI-compatible runtimes, their errors."""

@@ -1,0 +1,1 @@
+"""Searching: lexical fields, dense search, fusion, the hybrid retriever and its filters (never answering)."""
