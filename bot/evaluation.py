@@ -90,7 +90,7 @@ def default_report_path(questions: Path, answerer: str) -> Path:
 def run_eval(settings: Settings, questions: Path, corpus: Path | None = None, answerer_name: str | None = None,
              index_dir: Path | None = None, out: Path | None = None, *, console: Console | None = None) -> Report:
     """Evaluate one question set: index the corpus if given, answer every question, write the reports."""
-    from bot.wiring import build_answerer, build_embedder, build_retriever, choose_answerer, open_store
+    from bot.wiring import build_components, build_embedder, choose_answerer
 
     # Piped output keeps the whole table on one line per row rather than wrapping at 80 columns.
     console = console or (Console() if sys.stdout.isatty() else Console(width=200))
@@ -106,10 +106,9 @@ def run_eval(settings: Settings, questions: Path, corpus: Path | None = None, an
     embedder = build_embedder(settings)
     if corpus is not None:
         _index_corpus(settings, embedder, corpus, index_dir, status)
-    store = open_store(settings, embedder, index_dir)
+    components = build_components(settings, answerer=name, index_dir=index_dir, embedder=embedder)
+    store, retriever, answerer = components.store, components.retriever, components.answerer
     _warn_missing_articles(status, gold, {a.article_id for a in store.articles()})
-    retriever = build_retriever(store, embedder)
-    answerer = build_answerer(settings, retriever, name)
 
     started = time.perf_counter()
     with _ProgressBar(status, "questions") as advance:

@@ -9,6 +9,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
+from index.text import short_quote
 from retrieval.types import Answer, Answerer, Source, Turn
 
 HELP = """Hỏi bất cứ điều gì về các bài báo đã được lập chỉ mục (có dấu, không dấu hoặc tiếng Anh).
@@ -18,18 +19,12 @@ Ask anything about the indexed articles (Vietnamese with or without diacritics, 
   /help     this help
   Ctrl-D    leave"""
 
-QUOTE_CHARS = 160
 
 
 def source_label(source: Source) -> str:
     """`[n] Title (date, outlet)` for a source line."""
     details = ", ".join(part for part in (source.date, source.source) if part)
     return f"[{source.n}] {source.title}" + (f" ({details})" if details else "")
-
-
-def short_quote(text: str, limit: int = QUOTE_CHARS) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1].rsplit(" ", 1)[0] + "…"
 
 
 def print_sources(console: Console, answer: Answer, *, full: bool = False) -> None:
@@ -51,16 +46,11 @@ def print_answer(console: Console, answer: Answer) -> None:
 
 def _stream(answerer: Answerer, question: str, history: list[Turn], console: Console) -> Answer:
     streamed: list[str] = []
-    final: Answer | None = None
-    events: Iterator[str | Answer] = answerer.stream(question, history)
-    for event in events:
-        if isinstance(event, Answer):
-            final = event
-        else:
-            streamed.append(event)
-            console.print(escape(event), end="", highlight=False, soft_wrap=True)
-    if final is None:
-        raise RuntimeError("the answerer ended without a final answer")
+    stream = answerer.stream(question, history)
+    for fragment in stream:
+        streamed.append(fragment)
+        console.print(escape(fragment), end="", highlight=False, soft_wrap=True)
+    final = stream.final()
     text = "".join(streamed).strip()
     if text:
         console.print()

@@ -1,11 +1,16 @@
-"""Builds the running pieces from one Settings object: embedder, store, retriever, answerer."""
+"""Builds the running pieces from one Settings object: embedder, store, lexical index, retriever, answerer.
+
+Each piece is told what it needs: the lexical index is opened once and given to both the retriever
+and the gate; answerers are built by name from one table (`ANSWERERS`). A one-shot command loads only
+what its question needs: the LLM runtimes and LangChain are imported by the builders that use them.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
-import shutil
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,14 +19,13 @@ from index.embedding import Embedder, load_embedder
 from index.errors import HoidapError, ModelFilesDamagedError, ModelFilesMissingError
 from index.indexer import ChunkSettings, SyncSummary, sync_index
 from index.store import IndexStore
+from retrieval.answering.extractive import ExtractiveAnswerer
+from retrieval.answering.grounding import CorpusGate
+from retrieval.search.hybrid import FilteredRetriever, HybridRetriever
+from retrieval.search.lexical import LexicalIndex, open_lexical_index, saved_lexical_problems
 from retrieval.types import Answerer, Retriever, SearchFilters
 
 log = logging.getLogger(__name__)
-
-LEXICAL = "lexical"  # the saved BM25 index, a folder inside the store generation
-# What numpy, json and bm25s raise on a cut-off or overwritten file (EOFError: an empty .npy).
-_LEXICAL_DAMAGE = (OSError, ValueError, EOFError, KeyError)
-
 
 def offline_environment() -> None:
     """Nothing below may reach the Hugging Face Hub: weights come from local folders only."""
@@ -50,7 +54,7 @@ def sync(settings: Settings, paths: list[Path] | None = None, *, rebuild: bool =
     summary = sync_index(paths or settings.corpus, index_dir, embedder, chunk_settings(settings),
                          rebuild=rebuild, progress=progress)
     store = IndexStore.open(index_dir)
-    lexical_index(store)  # pay for BM25 now rather than at the first question
+    open_lexical_index(store)  # pay for BM25 now rather than at the first question
     store.close()
     return summary
 
@@ -62,6 +66,7 @@ class Components:
     settings: Settings
     embedder: Embedder
     store: IndexStore
+    lexical: LexicalIndex
     retriever: Retriever
     answerer: Answerer
     answerer_name: str
@@ -71,53 +76,6 @@ def open_store(settings: Settings, embedder: Embedder, index_dir: Path | None = 
     return IndexStore.open(index_dir or settings.index_dir, model=embedder.identity)
 
 
-def lexical_index(store: IndexStore):
-    """The BM25 index of a store generation: loaded from its folder, or built once and saved there.
-
-    A generation never changes once written, so a lexical index saved inside it stays consistent with it.
-    A saved index that is damaged is only a cache: it is rebuilt from the store and replaced.
-    """
-    from retrieval.search.lexical import LexicalIndex
-
-    folder = store.directory / LEXICAL
-    try:
-        lexical = LexicalIndex.load(folder)
-        problem = _lexical_mismatch(lexical, store.manifest.n_chunks)
-        if problem is None:
-            return lexical
-        log.warning("rebuilding the lexical index in %s: %s", folder, problem)
-    except FileNotFoundError:
-        log.info("building the lexical index of %s", store.directory)
-    except _LEXICAL_DAMAGE as reason:
-        log.warning("rebuilding the unreadable lexical index in %s (%s)", folder, reason)
-    lexical = LexicalIndex.from_store(store)
-    partial = store.directory / f"{LEXICAL}.{os.getpid()}.partial"
-    stale = store.directory / f"{LEXICAL}.{os.getpid()}.stale"
-    try:
-        shutil.rmtree(partial, ignore_errors=True)
-        lexical.save(partial)
-        if folder.exists():  # a damaged save: os.replace cannot overwrite a folder, so move it aside first
-            os.replace(folder, stale)
-        os.replace(partial, folder)  # readers see the old folder, no folder, or the complete new one
-    except OSError as error:  # a read-only index still answers; it just rebuilds BM25 at each start
-        log.warning("could not save the lexical index in %s: %s", folder, error)
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
-        shutil.rmtree(stale, ignore_errors=True)
-    return lexical
-
-
-def _lexical_mismatch(lexical, n_chunks: int) -> str | None:
-    """Why a loaded lexical index does not belong to a store of `n_chunks` chunks, or None when it does."""
-    import numpy as np
-
-    if len(lexical) != n_chunks or not np.array_equal(lexical.chunk_ids, np.arange(n_chunks)):
-        return f"it indexes {len(lexical)} passages, the store holds {n_chunks}"
-    if len(lexical.article_ids) != n_chunks:
-        return f"it names the article of {len(lexical.article_ids)} passages, the store holds {n_chunks}"
-    return None
-
-
 def check_index(index_dir: Path) -> tuple[str, list[str]]:
     """Describe the index and list every problem in it (store and saved BM25 index) without changing anything."""
     store = IndexStore.open(index_dir)
@@ -125,35 +83,73 @@ def check_index(index_dir: Path) -> tuple[str, list[str]]:
         manifest = store.manifest
         described = (f"{manifest.n_articles} articles, {manifest.n_chunks} chunks, {manifest.embedding_model} "
                      f"(dim {manifest.dim}) in {store.directory}")
-        return described, [*store.verify(), *_saved_lexical_problems(store)]
+        return described, [*store.verify(), *saved_lexical_problems(store)]
     finally:
         store.close()
 
 
-def _saved_lexical_problems(store: IndexStore) -> list[str]:
-    from retrieval.search.lexical import LexicalIndex
-
-    folder = store.directory / LEXICAL
-    if not folder.exists():
-        return []  # built at the first question
-    hint = "it is rebuilt at the next start, or run `hoidap index --rebuild`"
-    try:
-        lexical = LexicalIndex.load(folder)
-    except _LEXICAL_DAMAGE as reason:
-        return [f"the saved BM25 index {folder} is unreadable ({reason}); {hint}"]
-    problem = _lexical_mismatch(lexical, store.manifest.n_chunks)
-    if problem is None and lexical.article_ids.tolist() != [chunk.article_id for chunk in store.iter_chunks()]:
-        problem = "its passages belong to other articles"
-    if problem is not None:
-        return [f"the saved BM25 index {folder} does not match the store: {problem}; {hint}"]
-    return []
-
-
-def build_retriever(store: IndexStore, embedder: Embedder, filters: SearchFilters | None = None) -> Retriever:
-    from retrieval.search.hybrid import FilteredRetriever, HybridRetriever
-
-    retriever = HybridRetriever(store, embedder, lexical_index(store))
+def build_retriever(store: IndexStore, embedder: Embedder, lexical: LexicalIndex,
+                    filters: SearchFilters | None = None) -> Retriever:
+    retriever = HybridRetriever(store, embedder, lexical)
     return FilteredRetriever(retriever, filters) if filters else retriever
+
+
+# ---------------------------------------------------------------------------- answerers
+
+AnswererBuilder = Callable[[Settings, Retriever, CorpusGate], Answerer]
+
+
+@dataclass(frozen=True)
+class AnswererKind:
+    """An answerer a user can choose by name, and how it is built from the settings."""
+
+    name: str
+    summary: str
+    build: AnswererBuilder
+
+
+def _extractive(settings: Settings, retriever: Retriever, gate: CorpusGate) -> ExtractiveAnswerer:
+    return ExtractiveAnswerer(retriever, top_k=settings.top_k, gate=gate, history_turns=settings.history_turns)
+
+
+def _generative(settings: Settings, retriever: Retriever, gate: CorpusGate, chat_model, shape) -> Answerer:
+    from retrieval.answering.generative import GenerativeAnswerer  # LangChain: only for an LLM answerer
+
+    fallback = _extractive(settings, retriever, gate).answer_from if settings.extractive_fallback else None
+    return GenerativeAnswerer(retriever, chat_model, top_k=settings.top_k, gate=gate, shape=shape,
+                              history_turns=settings.history_turns, fallback=fallback)
+
+
+def _local(settings: Settings, retriever: Retriever, gate: CorpusGate) -> Answerer:
+    from retrieval.answering.generative import COMPACT_PROMPT
+    from retrieval.answering.llm.provisioning import resolve_llm_path
+    from retrieval.answering.llm.runtimes import load_local_chat_model
+
+    chat_model = load_local_chat_model(resolve_llm_path(settings.models_dir, settings.llm_model),
+                                       threads=settings.llm_threads, context=settings.llm_context,
+                                       max_tokens=settings.llm_max_tokens)
+    return _generative(settings, retriever, gate, chat_model, COMPACT_PROMPT)
+
+
+def _openai(settings: Settings, retriever: Retriever, gate: CorpusGate) -> Answerer:
+    from retrieval.answering.generative import FULL_PROMPT
+    from retrieval.answering.llm.runtimes import openai_chat_model
+
+    if not settings.openai_base_url and not settings.openai_api_key:
+        raise HoidapError("The openai answerer needs HOIDAP_OPENAI_BASE_URL and/or HOIDAP_OPENAI_API_KEY.")
+    chat_model = openai_chat_model(base_url=settings.openai_base_url, model=settings.openai_model,
+                                   api_key=settings.openai_api_key, max_tokens=settings.llm_max_tokens)
+    return _generative(settings, retriever, gate, chat_model, FULL_PROMPT)
+
+
+ANSWERERS: dict[str, AnswererKind] = {
+    kind.name: kind
+    for kind in (
+        AnswererKind("extractive", "quotes the sentences that answer; offline, instant, deterministic", _extractive),
+        AnswererKind("local", "a GGUF model on the CPU through llama.cpp, streamed", _local),
+        AnswererKind("openai", "any OpenAI-compatible endpoint through LangChain", _openai),
+    )
+}
 
 
 def choose_answerer(settings: Settings) -> str:
@@ -162,7 +158,8 @@ def choose_answerer(settings: Settings) -> str:
         return settings.answerer
     if settings.openai_base_url or settings.openai_api_key:
         return "openai"
-    from index.models import resolve_llm_path
+    from retrieval.answering.llm.provisioning import resolve_llm_path
+    from retrieval.answering.llm.runtimes import local_runtime_available
 
     try:
         resolve_llm_path(settings.models_dir, settings.llm_model)
@@ -171,68 +168,37 @@ def choose_answerer(settings: Settings) -> str:
         return "extractive"
     except ModelFilesMissingError:
         return "extractive"
-    from retrieval.answering.llm.runtimes import local_runtime_available
-
     return "local" if local_runtime_available() else "extractive"
 
 
-def build_answerer(settings: Settings, retriever: Retriever, name: str | None = None) -> Answerer:
-    from retrieval.answering.extractive import ExtractiveAnswerer
-    from retrieval.answering.grounding import CorpusGate
-
+def build_answerer(settings: Settings, retriever: Retriever, gate: CorpusGate, name: str | None = None) -> Answerer:
+    """The answerer called `name` (default: `choose_answerer`), over `retriever`, refusing through `gate`."""
     name = name or choose_answerer(settings)
-    gate = CorpusGate(_corpus_idf(retriever))
-    extractive = ExtractiveAnswerer(retriever, top_k=settings.top_k, gate=gate, history_turns=settings.history_turns)
-    if name == "extractive":
-        return extractive
-    from retrieval.answering.generative import GenerativeAnswerer
-    from retrieval.answering.llm.runtimes import load_local_chat_model, openai_chat_model
-
-    if name == "local":
-        from index.models import resolve_llm_path
-
-        chat_model = load_local_chat_model(resolve_llm_path(settings.models_dir, settings.llm_model),
-                                           threads=settings.llm_threads, context=settings.llm_context,
-                                           max_tokens=settings.llm_max_tokens)
-    elif name == "openai":
-        if not settings.openai_base_url and not settings.openai_api_key:
-            raise HoidapError("The openai answerer needs HOIDAP_OPENAI_BASE_URL and/or HOIDAP_OPENAI_API_KEY.")
-        chat_model = openai_chat_model(base_url=settings.openai_base_url, model=settings.openai_model,
-                                       api_key=settings.openai_api_key, max_tokens=settings.llm_max_tokens)
-    else:
-        raise HoidapError(f"Unknown answerer {name!r}: choose extractive, local or openai.")
-    return GenerativeAnswerer(retriever, chat_model, top_k=settings.top_k, gate=gate, compact=name == "local",
-                              history_turns=settings.history_turns,
-                              fallback=extractive.answer_from if settings.extractive_fallback else None)
+    kind = ANSWERERS.get(name)
+    if kind is None:
+        raise HoidapError(f"Unknown answerer {name!r}: choose {', '.join(ANSWERERS)}.")
+    return kind.build(settings, retriever, gate)
 
 
 def warm_up_in_background(answerer: Answerer) -> None:
     """For long-running front-ends: load the LLM and cache the fixed prompt while the user types."""
-    warm_up = getattr(answerer, "warm_up", None)
-    if warm_up is None:
-        return
 
     def run() -> None:
         try:
-            warm_up()
+            answerer.warm_up()
         except HoidapError as error:  # the first question will report it properly
             log.warning("LLM warm-up failed: %s", error)
 
     threading.Thread(target=run, name="llm-warm-up", daemon=True).start()
 
 
-def _corpus_idf(retriever: Retriever):
-    """The indexed corpus's IDF (accent-folded) for the grounding gate, or None for a retriever without BM25."""
-    hybrid = getattr(retriever, "inner", retriever)  # a FilteredRetriever wraps the HybridRetriever
-    lexical = getattr(hybrid, "lexical", None)
-    return None if lexical is None else lexical.idf
-
-
 def build_components(settings: Settings, *, answerer: str | None = None, index_dir: Path | None = None,
-                     filters: SearchFilters | None = None) -> Components:
-    """Load model, index, retriever and answerer for a front-end."""
-    embedder = build_embedder(settings)
+                     filters: SearchFilters | None = None, embedder: Embedder | None = None) -> Components:
+    """Load model, index, retriever and answerer for a front-end (reusing `embedder` when one is loaded)."""
+    embedder = embedder or build_embedder(settings)
     store = open_store(settings, embedder, index_dir)
-    retriever = build_retriever(store, embedder, filters)
+    lexical = open_lexical_index(store)
+    retriever = build_retriever(store, embedder, lexical, filters)
     name = answerer or choose_answerer(settings)
-    return Components(settings, embedder, store, retriever, build_answerer(settings, retriever, name), name)
+    built = build_answerer(settings, retriever, CorpusGate(lexical.idf), name)
+    return Components(settings, embedder, store, lexical, retriever, built, name)

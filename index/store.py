@@ -194,6 +194,10 @@ class IndexStore:
             except sqlite3.DatabaseError as error:
                 raise _unreadable(self.directory, error) from error
 
+    def chunk_count(self) -> int:
+        """How many chunks (and vectors) the index holds."""
+        return self.manifest.n_chunks
+
     def articles(self) -> list[ArticleRecord]:
         """Every article, ordered by id."""
         return [_article(row) for row in self._query("SELECT * FROM articles ORDER BY article_id")]

@@ -1,4 +1,9 @@
-"""Vietnamese text helpers for matching: accent folding, syllable tokens, stopwords, query kind.
+"""The text rules, in one place: NFC, accent folding, tokens, stopwords, language and query kind,
+names, numbers and years, citation markers, and how dates and quotes are shown.
+
+Every other module calls these; none keeps a rule of its own. Text is normalised to NFC once at the
+edges (files when they are loaded, questions when they reach an answerer or a retriever), so the
+rules below may assume NFC input.
 
 Vietnamese writes one syllable per space-separated token, so syllables (not words) are the unit here:
 they are cheap to produce (millions a second) and measured nearly as good as word segmentation for
@@ -13,10 +18,22 @@ from functools import lru_cache
 from typing import Literal
 
 QueryKind = Literal["vi", "vi_plain", "en"]
+"""Accented Vietnamese, Vietnamese typed without diacritics, or English: how a question is searched."""
+Language = Literal["vi", "en"]
+"""The two languages answers are written in."""
+
+
+def normalize(text: str) -> str:
+    """NFC, the one form text is compared in: `hoà` typed with a combining grave equals the precomposed one."""
+    return unicodedata.normalize("NFC", text)
 
 # A number keeps its thousands/decimal separators and a trailing percent sign as one token
 # ("74.127", "87,8%"), so that a question quoting it matches exactly.
 _TOKEN_RE = re.compile(r"\d+(?:[.,]\d+)*%?|[^\W\d_]+")
+# The same split on UTF-8 bytes, several times faster over a whole corpus than a Unicode regex over str
+# (`retrieval.search.lexical` uses it to index). Non-ASCII punctuation (“ ” … –) stays glued to its word
+# there; each distinct raw token is then split again by `tokenize`, so the tokens are the same.
+RAW_TOKEN_BYTES_RE = re.compile(rb"[0-9]+(?:[.,][0-9]+)*%?|[a-z\x80-\xff]+")
 _NUMBER_RE = re.compile(r"\d")
 _LETTERS_NOT_VIETNAMESE = frozenset("fjwz")
 
@@ -75,7 +92,13 @@ def normalize_tone_marks(text: str) -> str:
     return _OPEN_DIPHTHONG.sub(lambda m: _move_tone(m.group(1) or m.group(3), m.group(2) or m.group(4)), text)
 
 
-def _digits_only(token: str) -> str:
+def fold(text: str) -> str:
+    """Lower case without diacritics: the form in which two spellings of a word compare equal."""
+    return fold_diacritics(text.lower())
+
+
+def digits(token: str) -> str:
+    """The digits of a number token: `74.127` -> `74127`; `87,8%` -> `878`."""
     return "".join(c for c in token if c.isdigit())
 
 
@@ -85,7 +108,7 @@ def tokenize(text: str, *, fold: bool = False, number_variants: bool = True) -> 
     A number written with separators (`74.127`, `87,8%`) also yields its digits-only form
     (`74127`, `878`), so a question typed either way matches the article.
     """
-    text = unicodedata.normalize("NFC", text).lower()
+    text = text.lower()
     text = fold_diacritics(text) if fold else normalize_tone_marks(text)
     tokens = _TOKEN_RE.findall(text)
     if not number_variants:
@@ -94,7 +117,7 @@ def tokenize(text: str, *, fold: bool = False, number_variants: bool = True) -> 
     for token in tokens:
         out.append(token)
         if token[0].isdigit() and not token.isdigit():
-            out.append(_digits_only(token))
+            out.append(digits(token))
     return out
 
 
@@ -102,9 +125,9 @@ def word_spans(text: str) -> list[tuple[int, int]]:
     """`(start, end)` offsets of the tokens `tokenize` finds (numbers whole, no variants), in `text`.
 
     Case and accents are kept by slicing `text` with them, so a caller can see `Chỉ thị 17` where
-    the tokens say `chỉ thị 17`. Offsets are those of the NFC form, the form articles are stored in.
+    the tokens say `chỉ thị 17`.
     """
-    return [match.span() for match in _TOKEN_RE.finditer(unicodedata.normalize("NFC", text))]
+    return [match.span() for match in _TOKEN_RE.finditer(text)]
 
 
 def is_number(token: str) -> bool:
@@ -138,6 +161,11 @@ QUESTION_WORDS_VI: frozenset[str] = frozenset(
 STOPWORDS_VI_FOLDED: frozenset[str] = frozenset(
     "va cua la cac duoc nhung mot voi thi nay rang hoac nhu cung se ma da o ve den khong cho de theo".split()
 )
+# The words that make a question a question (folded, both languages): a short follow-up holding none
+# of them ("còn Quảng Ngãi?") asks nothing new by itself.
+INTERROGATIVES_FOLDED: frozenset[str] = frozenset(
+    "bao nhieu gi ai nao dau sao may what who whom whose how when where which why".split()
+)
 QUESTION_WORDS_FOLDED: frozenset[str] = frozenset(
     """
     bao nhieu gi nao ai sao vay chua nhi hom nay hien
@@ -168,6 +196,32 @@ def content_tokens(text: str, *, fold: bool) -> list[str]:
     else:
         dropped = STOPWORDS_VI | QUESTION_WORDS_VI | QUESTION_WORDS_FOLDED
     return [t for t in tokenize(text, fold=fold, number_variants=False) if t not in dropped]
+
+
+# Function words of both languages once folded, for telling what an answer adds to its question.
+_FUNCTION_WORDS_FOLDED = STOPWORDS_VI_FOLDED | QUESTION_WORDS_FOLDED
+
+
+def words(text: str) -> list[str]:
+    """The folded tokens of `text`, numbers whole, in order: the unit the answer checks compare."""
+    return tokenize(text, fold=True, number_variants=False)
+
+
+def content_words(text: str) -> set[str]:
+    """The words of `text` that carry content (accents folded, function words of both languages left out)."""
+    return {word for word in words(text) if word not in _FUNCTION_WORDS_FOLDED}
+
+
+def content_features(text: str) -> set[str]:
+    """The content words of `text` and its adjacent word pairs, accents folded.
+
+    Vietnamese words span syllables (`đảng viên`), so pairs carry meaning; a pair of two function
+    words carries none.
+    """
+    tokens = words(text)
+    pairs = {f"{a} {b}" for a, b in zip(tokens, tokens[1:])
+             if not (a in _FUNCTION_WORDS_FOLDED and b in _FUNCTION_WORDS_FOLDED)}
+    return {t for t in tokens if t not in _FUNCTION_WORDS_FOLDED} | pairs
 
 
 # Vietnamese words that are never English words: a question holding them is Vietnamese whatever
@@ -202,6 +256,15 @@ def detect_query_kind(query: str) -> QueryKind:
     if is_english:
         return "en"
     return "vi" if has_diacritics(query) else "vi_plain"
+
+
+def answer_language(question: str) -> Language:
+    """The language to answer `question` in: English for an English question, else Vietnamese.
+
+    Decided once per question (by `detect_query_kind`, the same rule that routes its search) and
+    passed down, so that every answerer replies to one question in one language.
+    """
+    return "en" if detect_query_kind(question) == "en" else "vi"
 
 
 # A small English -> Vietnamese (folded) glossary of news and public-affairs words. Dense retrieval
@@ -272,3 +335,81 @@ def english_to_vietnamese_terms(text: str) -> list[str]:
         terms.extend(glossary.get(words[i], ()))
         i += 1
     return terms
+
+
+# ---------------------------------------------------------------------------- numbers and years
+
+# A year as news and encyclopaedias write one: 1000-2099.
+_YEAR_TOKEN_RE = re.compile(r"^(?:1\d{3}|20\d{2})$")
+YEAR_RE = re.compile(r"\b(1[89]\d{2}|20\d{2})\b")
+"""Years a reader asks about (1800-2099) inside running text: `còn năm 2019 thì sao?`."""
+
+
+def is_year(token: str) -> bool:
+    """True for a four-digit token that reads as a year (1000-2099)."""
+    return bool(_YEAR_TOKEN_RE.match(token))
+
+
+def number_values(text: str) -> set[str]:
+    """The numbers of `text` however written (74.127, 74,127, 74127; 09 and 9), reduced to their digits."""
+    return {digits(n).lstrip("0") or "0" for n in re.findall(r"\d+(?:[.,]\d+)*", text)}
+
+
+# ---------------------------------------------------------------------------- names
+
+_SENTENCE_START_RE = re.compile(r"(?:^|[.!?:]\s+|\n)(\w+)")
+_WORD_RE = re.compile(r"\w+")
+
+
+def capitalised_names(text: str) -> set[str]:
+    """Capitalised words that do not open a sentence: the names a text puts forward."""
+    openers = {m.start(1) for m in _SENTENCE_START_RE.finditer(text)}
+    return {m.group() for m in _WORD_RE.finditer(text) if m.group()[0].isupper() and m.start() not in openers}
+
+
+# ---------------------------------------------------------------------------- citation markers
+
+# A finished citation group: `[1]`, `[1, 2]`, `[1-3]` (the parser of a model's looser forms, `[Đoạn 1]`,
+# is `retrieval.answering.citations`).
+CITATION_MARK_RE = re.compile(r"\[[\d\s,;–-]*\]")
+_CITATION_LOOKALIKES = str.maketrans({"[": "(", "]": ")"})
+
+
+def strip_citations(text: str) -> str:
+    """`text` without its citation groups (`[1]`, `[1, 2]`)."""
+    return CITATION_MARK_RE.sub(" ", text)
+
+
+def cited_numbers(text: str) -> set[int]:
+    """The passage numbers `text` cites."""
+    return {int(n) for mark in CITATION_MARK_RE.findall(text) for n in re.findall(r"\d+", mark)}
+
+
+def disarm_citations(text: str) -> str:
+    """Article text with its square brackets as parentheses, so that its own `[1]` cannot pass for a citation."""
+    return text.translate(_CITATION_LOOKALIKES)
+
+
+# ---------------------------------------------------------------------------- display
+
+QUOTE_CHARS = 160
+
+
+def display_date(date: str | None) -> str | None:
+    """ISO `YYYY-MM-DD` as Vietnamese readers write it (`DD/MM/YYYY`); anything else unchanged."""
+    if not date:
+        return None
+    match = re.fullmatch(r"(\d{4})-(\d{2})-(\d{2})", date.strip())
+    return f"{match[3]}/{match[2]}/{match[1]}" if match else date
+
+
+def short_quote(text: str, max_chars: int = QUOTE_CHARS) -> str:
+    """The start of a passage on one line, cut at a word boundary, with an ellipsis when something was cut."""
+    flat = " ".join(text.split())
+    if len(flat) <= max_chars:
+        return flat
+    cut = flat[:max_chars]
+    space = cut.rfind(" ")
+    if space > max_chars // 2:
+        cut = cut[:space]
+    return cut.rstrip(" ,.;:") + "…"

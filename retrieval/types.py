@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
@@ -45,14 +45,61 @@ class Turn:
     answer: str
 
 
+class AnswerStream:
+    """An answer as it is produced: iterate for its text fragments, then `final()` gives the checked `Answer`.
+
+    The fragments are provisional: when the checks turn the answer down, the final `Answer` says
+    something else ("not found", or the extractive fallback's quote), and front-ends show its text.
+    """
+
+    def __init__(self, produce: Generator[str, None, Answer]) -> None:
+        self._produce = produce
+        self._final: Answer | None = None
+
+    @classmethod
+    def of(cls, answer: Answer) -> AnswerStream:
+        """A stream of an answer made all at once: its whole text is the only fragment."""
+
+        def produce() -> Generator[str, None, Answer]:
+            yield answer.text
+            return answer
+
+        return cls(produce())
+
+    def __iter__(self) -> Iterator[str]:
+        while self._final is None:
+            try:
+                fragment = next(self._produce)
+            except StopIteration as done:
+                self._final = done.value
+                return
+            yield fragment
+
+    def final(self) -> Answer:
+        """The checked answer; reads whatever fragments were not read yet."""
+        for _ in self:
+            pass
+        assert self._final is not None, "an answer stream always ends with an Answer"
+        return self._final
+
+
 class Answerer(Protocol):
-    """Answers a question from the indexed articles; one instance serves the CLI and Telegram."""
+    """Answers a question from the indexed articles; one instance serves the CLI and Telegram.
 
-    def answer(self, question: str, history: list[Turn] | None = None) -> Answer: ...
+    Implementations subclass this Protocol, so they inherit the default `warm_up`.
+    """
 
-    def stream(self, question: str, history: list[Turn] | None = None) -> Iterator[str | Answer]:
-        """Yield text fragments as they are produced, then the final checked `Answer` last."""
+    def answer(self, question: str, history: list[Turn] | None = None) -> Answer:
+        """The checked answer to `question` (a follow-up is read against `history`)."""
         ...
+
+    def stream(self, question: str, history: list[Turn] | None = None) -> AnswerStream:
+        """The answer's fragments as they are produced, and the checked `Answer` at the end."""
+        ...
+
+    def warm_up(self) -> None:
+        """Load now what the first answer would otherwise wait for (a local model); nothing by default."""
+        return None
 
 
 @dataclass(frozen=True)

@@ -12,12 +12,12 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
+from index.text import QUOTE_CHARS, display_date, short_quote
 from retrieval.types import Answer, Source
 
 MESSAGE_LIMIT = 4096
 """Telegram's limit for one message, counted on the text after entity parsing, in UTF-16 code units."""
 
-QUOTE_CHARS = 160
 EMPTY_ANSWER = "(Câu trả lời trống.)"
 
 
@@ -38,26 +38,6 @@ def escape(text: str) -> str:
 def utf16_len(text: str) -> int:
     """Length as Telegram counts it: UTF-16 code units (an emoji outside the BMP counts 2)."""
     return len(text.encode("utf-16-le")) // 2
-
-
-def display_date(date: str | None) -> str | None:
-    """ISO `YYYY-MM-DD` as Vietnamese readers write it (`DD/MM/YYYY`); anything else unchanged."""
-    if not date:
-        return None
-    match = re.fullmatch(r"(\d{4})-(\d{2})-(\d{2})", date.strip())
-    return f"{match[3]}/{match[2]}/{match[1]}" if match else date
-
-
-def short_quote(text: str, max_chars: int = QUOTE_CHARS) -> str:
-    """The start of a passage, cut at a word boundary, with an ellipsis when something was cut."""
-    flat = " ".join(text.split())
-    if len(flat) <= max_chars:
-        return flat
-    cut = flat[:max_chars]
-    space = cut.rfind(" ")
-    if space > max_chars // 2:
-        cut = cut[:space]
-    return cut.rstrip(" ,.;:") + "…"
 
 
 def _source_heading(source: Source) -> str:

@@ -274,15 +274,17 @@ class BotHandlers:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[object] = asyncio.Queue()
 
-        def produce() -> None:
+        def produce() -> Answer:
             try:
-                for item in self._answerer.stream(question, history):
-                    loop.call_soon_threadsafe(queue.put_nowait, item)
+                stream = self._answerer.stream(question, history)
+                for fragment in stream:
+                    loop.call_soon_threadsafe(queue.put_nowait, fragment)
+                return stream.final()
             finally:
                 loop.call_soon_threadsafe(queue.put_nowait, _DONE)
 
         work = loop.run_in_executor(self._executor, produce)
-        text, answer, done = "", None, False
+        text, done = "", False
         while not done:
             items = [await queue.get()]
             while not queue.empty():  # take everything already produced: no draft for a finished answer
@@ -290,19 +292,14 @@ class BotHandlers:
             for item in items:
                 if item is _DONE:
                     done = True
-                elif isinstance(item, Answer):
-                    answer = item
-                elif isinstance(item, str):
-                    text += item
-            if answer is None and not done:
+                else:
+                    text += str(item)
+            if not done:
                 try:
                     await on_text(text)
                 except TelegramError as error:  # a draft is cosmetic: the final answer still goes out
                     log.warning("Could not show a draft of a streaming answer: %s", error)
-        await work  # re-raises whatever the Answerer raised, for the error handler
-        if answer is None:
-            raise RuntimeError("The Answerer's stream ended without a final Answer")
-        return answer
+        return await work  # the checked Answer; re-raises whatever the Answerer raised, for the error handler
 
     async def _reply(self, update: Update, context: ContextTypes.DEFAULT_TYPE, markup: str) -> None:
         """Answer the update's message with HTML, as a reply to it."""

@@ -13,6 +13,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from index.text import capitalised_names, content_words, fold, number_values, strip_citations, words
 from retrieval.types import Source
 
 # One bracketed group of citation numbers, optionally labelled ("[Đoạn 1]", "[source 2]").
@@ -148,36 +149,6 @@ def check_citations(text: str, candidates: Sequence[Source]) -> CheckedText:
     return CheckedText(rewritten.strip(), cited_sources(candidates, cited))
 
 
-_CITATION_GROUP_RE = re.compile(r"\[[\d,\s]*\]")
-_NUMBER_RE = re.compile(r"\d+(?:[.,]\d+)*")
-_WORD_RE = re.compile(r"\w+", re.UNICODE)
-_SENTENCE_START_RE = re.compile(r"(?:^|[.!?:]\s+|\n)(\w+)")
-
-
-_CITATION_LOOKALIKES = str.maketrans({"[": "(", "]": ")"})
-
-
-def disarm_citations(text: str) -> str:
-    """Article text with its square brackets as parentheses, so that its own `[1]` cannot pass for a citation."""
-    return text.translate(_CITATION_LOOKALIKES)
-
-
-def strip_citations(text: str) -> str:
-    """`text` without its citation groups (`[1]`, `[1, 2]`)."""
-    return _CITATION_GROUP_RE.sub(" ", text)
-
-
-def _number_values(text: str) -> set[str]:
-    """Numbers written any way (74.127, 74,127, 74127; 09 and 9) reduced to their digits."""
-    return {re.sub(r"\D", "", n).lstrip("0") or "0" for n in _NUMBER_RE.findall(text)}
-
-
-def _names(text: str) -> set[str]:
-    """Capitalised words that do not open a sentence: the names an answer puts forward."""
-    openers = {m.start(1) for m in _SENTENCE_START_RE.finditer(text)}
-    return {m.group() for m in _WORD_RE.finditer(text) if m.group()[0].isupper() and m.start() not in openers}
-
-
 def is_grounded(answer: str, question: str, cited: Sequence[Source], *, check_names: bool = True) -> bool:
     """Whether the answer says something the question did not, backed by the passages it cites.
 
@@ -188,15 +159,13 @@ def is_grounded(answer: str, question: str, cited: Sequence[Source], *, check_na
     (Vietnamese answers; an English answer translates names), must appear in a cited passage, its
     title or its date, whether or not the question said it.
     """
-    from retrieval.answering.prompts import content_words, fold  # kept local: this module stays a leaf
-
     body = strip_citations(answer)
     support_text = " ".join(f"{s.title} {s.date or ''} {s.text}" for s in cited)
     if content_words(body) <= content_words(question):
         return False
-    if not _number_values(body) <= _number_values(support_text.replace("-", " ").replace("/", " ")):
+    if not number_values(body) <= number_values(support_text.replace("-", " ").replace("/", " ")):
         return False
     if check_names:
-        support_words = set(_WORD_RE.findall(fold(support_text)))
-        return all(fold(name) in support_words for name in _names(body))
+        support_words = set(words(support_text))
+        return all(fold(name) in support_words for name in capitalised_names(body))
     return True

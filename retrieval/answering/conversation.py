@@ -13,11 +13,13 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import HumanMessage, SystemMessage
+from typing import TYPE_CHECKING
 
-from retrieval.answering.prompts import Language, detect_language, fold
+from index.text import INTERROGATIVES_FOLDED, YEAR_RE, Language, answer_language, fold, normalize, words
 from retrieval.types import Turn
+
+if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
 
 # Markers on accent-folded, lower-cased text (so "con nam 2019 thi sao" counts as well).
 _LEADING_MARKERS = (
@@ -28,15 +30,16 @@ _TRAILING_MARKERS = (
     "thi nhu the nao", "thi the nao", "thi ra sao", "thi sao", "the nao", "ra sao", "nhi", "then", "instead",
 )
 _MARKER_WINDOW = max(map(len, _LEADING_MARKERS + _TRAILING_MARKERS)) + 1  # a marker and the space before it
-_QUESTION_WORDS = frozenset(
-    "bao nhieu gi ai nao dau sao may what who whom whose how when where which why".split()
-)
-_YEAR_RE = re.compile(r"\b(1[89]\d{2}|20\d{2})\b")
 _YEAR_FILLER = frozenset("nam in the year for of vao trong".split())
 # Words after which a capitalised run is a place or organisation the question is about.
 _PLACE_MARKERS = ("tinh uy", "thanh uy", "huyen uy", "thanh pho", "tinh", "tp", "huyen", "quan", "xa", "phuong", "o", "tai", "in", "of", "for")
 _SHORT_FOLLOW_UP_WORDS = 4
 _LONG_STANDALONE_WORDS = 7
+
+
+def incoming(question: str, history: Sequence[Turn] | None) -> tuple[str, list[Turn]]:
+    """A question and its history as they enter an answerer: in NFC, the one form the text rules compare."""
+    return normalize(question), [Turn(normalize(t.question), t.answer) for t in history or ()]
 
 
 @dataclass(frozen=True)
@@ -45,10 +48,6 @@ class FollowUp:
 
     years: tuple[str, ...]
     rest: str
-
-
-def _words(text: str) -> list[str]:
-    return re.findall(r"\w+", text)
 
 
 def _strip_markers(question: str) -> tuple[str, bool]:
@@ -87,15 +86,15 @@ def parse_follow_up(question: str, has_history: bool = True) -> FollowUp | None:
     if not has_history:
         return None
     rest, marked = _strip_markers(question)
-    words = _words(fold(rest))
-    asks = any(word in _QUESTION_WORDS for word in words) or "khi nao" in fold(rest)
-    short = len(words) <= _SHORT_FOLLOW_UP_WORDS and not asks
-    if not (marked or short) or not words:
+    folded = words(rest)
+    asks = any(word in INTERROGATIVES_FOLDED for word in folded) or "khi nao" in fold(rest)
+    short = len(folded) <= _SHORT_FOLLOW_UP_WORDS and not asks
+    if not (marked or short) or not folded:
         return None
-    if len(words) >= _LONG_STANDALONE_WORDS and asks:
+    if len(folded) >= _LONG_STANDALONE_WORDS and asks:
         return None  # "Còn bao nhiêu đảng viên chưa ... ?" is a full question that happens to start with "còn"
-    years = tuple(_YEAR_RE.findall(rest))
-    remainder = _YEAR_RE.sub(" ", rest)
+    years = tuple(YEAR_RE.findall(rest))
+    remainder = YEAR_RE.sub(" ", rest)
     kept = [word for word in remainder.split() if fold(word).strip(",.") not in _YEAR_FILLER]
     return FollowUp(years=years, rest=" ".join(kept).strip(" ,"))
 
@@ -132,7 +131,7 @@ def _insert_before_predicate(question: str, phrase: str, language: Language) -> 
 
 
 def _substitute_years(previous: str, years: Sequence[str], language: Language) -> str:
-    old = _YEAR_RE.findall(previous)
+    old = YEAR_RE.findall(previous)
     if not old:
         return _insert_before_predicate(previous, ("năm " if language == "vi" else "in ") + " và ".join(years), language)
     replaced = previous
@@ -166,7 +165,7 @@ def _substitute_rest(previous: str, rest: str, language: Language) -> str:
         return _insert_before_predicate(previous, ("ở " if language == "vi" else "in ") + name, language)
     # A new topic ("còn số tổ chức cơ sở đảng?"): keep the previous question's year and place.
     constraints = []
-    years = [year for year in _YEAR_RE.findall(previous) if year not in rest]
+    years = [year for year in YEAR_RE.findall(previous) if year not in rest]
     if years:
         constraints.append(("năm " if language == "vi" else "in ") + ", ".join(years))
     span = _capitalised_run_after_marker(previous)
@@ -180,7 +179,7 @@ def rewrite_by_rules(question: str, previous: str) -> str:
     follow_up = parse_follow_up(question)
     if follow_up is None:
         return question
-    language = detect_language(previous)
+    language = answer_language(previous)
     rewritten = previous.strip()
     if follow_up.years:
         rewritten = _substitute_years(rewritten, follow_up.years, language)
@@ -212,6 +211,8 @@ def _clip(text: str, words: int) -> str:
 
 def rewrite_with_model(question: str, history: Sequence[Turn], chat_model: BaseChatModel) -> str:
     """Ask the chat model for the standalone question; the raw model output, first line only."""
+    from langchain_core.messages import HumanMessage, SystemMessage  # only a model rewrite needs LangChain
+
     lines = [f"Hỏi: {turn.question}\nĐáp: {_clip(turn.answer, _REWRITE_ANSWER_WORDS)}" for turn in history]
     user = "\n".join(lines) + f"\nCâu hỏi cuối: {question}\nCâu hỏi đầy đủ:"
     reply = chat_model.invoke([SystemMessage(content=_REWRITE_SYSTEM), HumanMessage(content=user)])

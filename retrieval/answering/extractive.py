@@ -9,25 +9,15 @@ text is only quoted, never obeyed.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
-from retrieval.answering.citations import disarm_citations
-from retrieval.answering.conversation import rewrite_question
+from index.text import Language, answer_language, disarm_citations, display_date
+from retrieval.answering.conversation import incoming, rewrite_question
 from retrieval.answering.grounding import is_supported
+from retrieval.answering.replies import ACCORDING_TO, DISAGREE, not_found
 from retrieval.answering.sentences import Question, ScoredSentence, covers_asked_year, parse_question, score_sentences
-from retrieval.types import Answer, Passage, Retriever, Source, Turn
-
-NOT_FOUND = {
-    "vi": "Không tìm thấy thông tin này trong các bài viết.",
-    "en": "I could not find this in the articles.",
-}
-DISAGREE = {
-    "vi": "Các bài viết cho số liệu khác nhau:",
-    "en": "The articles give different figures:",
-}
-ACCORDING_TO = {"vi": "Theo", "en": "According to"}
+from retrieval.types import Answer, Answerer, AnswerStream, Passage, Retriever, Source, Turn
 
 _NEAREST_SOURCES = 3
 _AGREEMENT_RATIO = 0.8  # other articles whose best sentence scores this close to the best are compared
@@ -37,7 +27,7 @@ _TYPED_ANSWER_RATIO = 0.5
 _OTHER_YEAR_RATIO = 0.9
 
 
-class ExtractiveAnswerer:
+class ExtractiveAnswerer(Answerer):
     """Implements `retrieval.types.Answerer` without a language model."""
 
     def __init__(self, retriever: Retriever, *, top_k: int = 5, history_turns: int = 4,
@@ -49,30 +39,30 @@ class ExtractiveAnswerer:
 
     def answer(self, question: str, history: list[Turn] | None = None) -> Answer:
         """Answer from the best sentence(s) of the retrieved passages, or say it is not in the articles."""
+        question, history = incoming(question, history)
         standalone = rewrite_question(question, history, history_turns=self.history_turns)
-        return self.answer_from(standalone, self.retriever.retrieve(standalone, self.top_k))
+        passages = self.retriever.retrieve(standalone, self.top_k)
+        return self.answer_from(standalone, passages, answer_language(question))
 
-    def answer_from(self, standalone: str, passages: list[Passage]) -> Answer:
-        """Answer a standalone question from passages already retrieved (also the LLM answerer's fallback)."""
+    def answer_from(self, standalone: str, passages: list[Passage], language: Language) -> Answer:
+        """Answer a standalone question from passages already retrieved, in `language` (also the LLM
+        answerer's fallback)."""
         parsed = parse_question(standalone)
-        language = "en" if parsed.kind == "en" else "vi"
         if not passages or not self.gate(standalone, passages):
-            return not_found(passages, language)
+            return _not_found(passages, language)
         ranked = score_sentences(parsed, passages)
         best = _best_answer(parsed, ranked)
         if best is None:
-            return not_found(passages, language)
+            return _not_found(passages, language)
         disagreeing = _disagreeing(parsed, [s for s in ranked if s.score <= best.score])
         if len(disagreeing) > 1:
             chosen = [_with_neighbour(parsed, s, ranked) for s in disagreeing]
             return _cite(chosen, language, lead=DISAGREE[language])
         return _cite([_with_neighbour(parsed, best, ranked)], language)
 
-    def stream(self, question: str, history: list[Turn] | None = None) -> Iterator[str | Answer]:
-        """The whole answer text at once, then the `Answer` (extraction has nothing to stream)."""
-        result = self.answer(question, history)
-        yield result.text
-        yield result
+    def stream(self, question: str, history: list[Turn] | None = None) -> AnswerStream:
+        """The whole answer text as one fragment (extraction has nothing to stream)."""
+        return AnswerStream.of(self.answer(question, history))
 
 
 def _best_answer(question: Question, ranked: list[ScoredSentence]) -> ScoredSentence | None:
@@ -95,10 +85,9 @@ def _best_answer(question: Question, ranked: list[ScoredSentence]) -> ScoredSent
     return None
 
 
-def not_found(passages: Sequence[Passage], language: str) -> Answer:
+def _not_found(passages: Sequence[Passage], language: Language) -> Answer:
     """The "not in the articles" reply, listing the nearest passages as sources."""
-    sources = [p.to_source(n) for n, p in enumerate(passages[:_NEAREST_SOURCES], 1)]
-    return Answer(text=NOT_FOUND[language], found=False, sources=sources)
+    return not_found([p.to_source(n) for n, p in enumerate(passages[:_NEAREST_SOURCES], 1)], language)
 
 
 def _disagreeing(question: Question, ranked: list[ScoredSentence]) -> list[ScoredSentence]:
@@ -159,7 +148,7 @@ def _joined(sentence: ScoredSentence, other: ScoredSentence) -> ScoredSentence:
     return replace(sentence, start=start, end=end, text=text, values=sentence.values | other.values)
 
 
-def _cite(sentences: list[ScoredSentence], language: str, *, lead: str | None = None) -> Answer:
+def _cite(sentences: list[ScoredSentence], language: Language, *, lead: str | None = None) -> Answer:
     """The answer text with `[n]` after each quoted sentence, and the matching numbered sources."""
     sources: list[Source] = []
     parts: list[str] = [lead] if lead else []
@@ -173,16 +162,8 @@ def _cite(sentences: list[ScoredSentence], language: str, *, lead: str | None = 
     return Answer(text=" ".join(parts), found=True, sources=sources)
 
 
-def _attribution(passage: Passage, language: str) -> str:
+def _attribution(passage: Passage, language: Language) -> str:
     """`Theo «title» (08/10/2018):` / `According to «title» (08/10/2018):`."""
-    date = _display_date(passage.date)
+    date = display_date(passage.date)
     when = f" ({date})" if date else ""
     return f"{ACCORDING_TO[language]} «{passage.title}»{when}:"
-
-
-def _display_date(iso: str | None) -> str | None:
-    """`2018-10-08` -> `08/10/2018`; other forms are shown as they are."""
-    if not iso:
-        return None
-    match = re.match(r"^(\d{4})-(\d{2})-(\d{2})", iso)
-    return f"{match.group(3)}/{match.group(2)}/{match.group(1)}" if match else iso

@@ -10,41 +10,34 @@ reply, in the question's language, listing the nearest passages (or the fallback
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
 from functools import partial
+from typing import TYPE_CHECKING
 
-from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import BaseMessage
-
-from index.errors import LLMError
+from index.text import Language, answer_language, fold, strip_citations
 from retrieval.answering.citations import CitationRewriter, cited_sources, is_grounded
-from retrieval.answering.conversation import rewrite_question
-from retrieval.answering.llm.runtimes import LLM_FAILURES
+from retrieval.answering.conversation import incoming, rewrite_question
+from retrieval.answering.excerpts import Excerpt, SentenceRanker, drop_weak, rank_by_evidence, select_excerpts
+from retrieval.answering.llm.errors import LLM_FAILURES, LLMError
 from retrieval.answering.orders import relays_an_order
-from retrieval.answering.prompts import (
-    DEFAULT_TITLE_WORDS,
-    NOT_FOUND_TEXT,
-    Excerpt,
-    Language,
-    SentenceRanker,
-    build_messages,
-    detect_language,
-    drop_weak,
-    fold,
-    prompt_prefix,
-    rank_by_evidence,
-    select_excerpts,
-)
-from retrieval.types import Answer, Passage, Retriever, Turn
+from retrieval.answering.prompts import DEFAULT_TITLE_WORDS, build_messages, prompt_prefix
+from retrieval.answering.replies import not_found
+from retrieval.types import Answer, Answerer, AnswerStream, Passage, Retriever, Turn
+
+if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
+    from langchain_core.messages import BaseMessage
 
 Gate = Callable[[str, list[Passage]], bool]
-"""Whether the passages can support an answer to the question (e.g. `retrieval.answering.grounding.is_supported`)."""
+"""Whether the passages can support an answer to the question (e.g. `retrieval.answering.grounding.CorpusGate`)."""
 
 Rewriter = Callable[[str, list[Turn]], str]
 """Turns a follow-up question into a standalone one using the recent turns."""
 
-Fallback = Callable[[str, list[Passage]], Answer]
-"""Answers a standalone question from the same passages without the model (the extractive answerer)."""
+Fallback = Callable[[str, list[Passage], Language], Answer]
+"""Answers a standalone question from the same passages, in the given language, without the model
+(the extractive answerer's `answer_from`)."""
 
 # The model saying it found nothing, in either language (accents folded).
 _REFUSAL_RE = re.compile(
@@ -52,45 +45,49 @@ _REFUSAL_RE = re.compile(
     r"|not found|no information|(do|does) not (contain|mention|say|include)|cannot answer|not mentioned"
 )
 _SENTENCE_BREAK_RE = re.compile(r"[.!?](?:\s|$)")
-_CITATION_RE = re.compile(r"\[[\d,\s]*\]")
 
 
 def _is_refusal(text: str) -> bool:
     """True when the answer says nothing (citations alone) or is one sentence saying it found nothing."""
-    folded = fold(_CITATION_RE.sub("", text)).strip()
+    folded = fold(strip_citations(text)).strip()
     if not any(char.isalnum() for char in folded):
         return True
     sentences = [s for s in _SENTENCE_BREAK_RE.split(folded) if s and s.strip()]
     return len(sentences) <= 1 and bool(_REFUSAL_RE.search(folded))
 
 
-def not_found_answer(excerpts: Sequence[Excerpt], language: Language) -> Answer:
-    """The honest "not in the articles" reply, listing the nearest passages as its sources."""
-    return Answer(
-        text=NOT_FOUND_TEXT[language],
-        found=False,
-        sources=[excerpt.to_source(n) for n, excerpt in enumerate(excerpts, 1)],
-    )
+@dataclass(frozen=True)
+class PromptShape:
+    """How much of the retrieved passages the model reads, and whether it also rewrites follow-ups.
+
+    `excerpt_words` limits each passage to its best sentences (None: whole passages);
+    `prompt_passages` caps how many of the `top_k` passages are read (None: all); `relevance_floor`
+    drops an excerpt scoring below that share of the best one's (None: keep all); `title_words` cuts
+    titles in the passage headers; without `model_rewrites`, follow-ups are rewritten by rules.
+    """
+
+    excerpt_words: int | None = None
+    prompt_passages: int | None = None
+    title_words: int = DEFAULT_TITLE_WORDS
+    relevance_floor: float | None = None
+    model_rewrites: bool = True
 
 
-# The compact prompt of a small local model: the best ~40 words (one or two sentences) of the two
-# best passages: ~175-250 new prompt tokens, which Qwen2.5-1.5B reads in 2.5-3.5 s on two quiet cores.
-COMPACT_EXCERPT_WORDS = 40
-COMPACT_PROMPT_PASSAGES = 2
-COMPACT_TITLE_WORDS = 0  # headers give date and outlet only: ~20 fewer tokens per passage
-COMPACT_RELEVANCE_FLOOR = 0.75  # a second excerpt must score 3/4 of the best one to be read
+FULL_PROMPT = PromptShape()
+"""For a capable remote model: whole passages, titles, follow-ups rewritten by the model."""
+# For a small local model: the best ~40 words (one or two sentences) of the two best passages, ~175-250
+# new prompt tokens, which Qwen2.5-1.5B reads in 2.5-3.5 s on two quiet cores; headers give date and
+# outlet only (~20 fewer tokens per passage); a second excerpt must score 3/4 of the best one to be
+# read; follow-ups rewritten by rules rather than by a second, slower model call.
+COMPACT_PROMPT = PromptShape(excerpt_words=40, prompt_passages=2, title_words=0, relevance_floor=0.75,
+                             model_rewrites=False)
 
 
-class GenerativeAnswerer:
+class GenerativeAnswerer(Answerer):
     """Answers from the retrieved passages with a chat model (local llama.cpp or OpenAI-compatible).
 
-    `excerpt_words` limits each passage in the prompt to its best sentences (the local model on two
-    cores must read a prompt of a few hundred tokens to answer within seconds); None sends whole
-    passages. `prompt_passages` caps how many of the `top_k` passages the model reads. `fallback`
-    answers instead when the model's answer fails the checks (see `stream`). `compact=True`
-    sets both for a small local model, drops a second excerpt that scores far below the first,
-    leaves titles out of the passage headers, and rewrites follow-ups by rules rather than by a
-    second, slower model call; explicit values win.
+    `shape` says what the model reads (`COMPACT_PROMPT` for a small local model). `fallback` answers
+    instead when the model's answer fails the checks (see `stream`).
     """
 
     def __init__(
@@ -100,11 +97,9 @@ class GenerativeAnswerer:
         *,
         top_k: int = 5,
         gate: Gate | None = None,
+        shape: PromptShape = FULL_PROMPT,
         rewriter: Rewriter | None = None,
         history_turns: int = 4,
-        compact: bool = False,
-        excerpt_words: int | None = None,
-        prompt_passages: int | None = None,
         nearest: int = 3,
         ranker: SentenceRanker = rank_by_evidence,
         fallback: Fallback | None = None,
@@ -113,65 +108,56 @@ class GenerativeAnswerer:
         self.chat_model = chat_model
         self.top_k = top_k
         self.gate = gate
-        rewrite_model = None if compact else chat_model
+        self.shape = shape
+        rewrite_model = chat_model if shape.model_rewrites else None
         self.rewriter = rewriter or partial(rewrite_question, chat_model=rewrite_model, history_turns=history_turns)
         self.history_turns = history_turns
-        self.excerpt_words = excerpt_words if excerpt_words is not None or not compact else COMPACT_EXCERPT_WORDS
-        self.prompt_passages = prompt_passages if prompt_passages is not None or not compact else COMPACT_PROMPT_PASSAGES
-        self.title_words = COMPACT_TITLE_WORDS if compact else DEFAULT_TITLE_WORDS
-        self.relevance_floor = COMPACT_RELEVANCE_FLOOR if compact else None
         self.nearest = nearest
         self.ranker = ranker
         self.fallback = fallback
 
     def _excerpts(self, question: str, passages: list[Passage]) -> list[Excerpt]:
         """What the model reads: the best sentences of the first `prompt_passages` passages."""
-        excerpts = select_excerpts(passages[: self.prompt_passages], question, self.excerpt_words, self.ranker)
-        return excerpts if self.relevance_floor is None else drop_weak(excerpts, self.relevance_floor)
+        shape = self.shape
+        excerpts = select_excerpts(passages[: shape.prompt_passages], question, shape.excerpt_words, self.ranker)
+        return excerpts if shape.relevance_floor is None else drop_weak(excerpts, shape.relevance_floor)
 
-    def prompt(
-        self, question: str, passages: list[Passage], language: Language | None = None
-    ) -> tuple[list[BaseMessage], list[Excerpt]]:
+    def prompt(self, question: str, passages: list[Passage], language: Language) -> tuple[list[BaseMessage], list[Excerpt]]:
         """The messages the model gets for a standalone question, its passages and the language to
-        answer in (the question's by default), with the excerpts they number [1]..[k]; public so
-        that benchmarks and debugging see the exact prompt."""
+        answer in, with the excerpts they number [1]..[k]; public so that benchmarks and debugging
+        see the exact prompt."""
         excerpts = self._excerpts(question, passages)
-        language = language or detect_language(question)
-        return build_messages(question, excerpts, language, title_words=self.title_words), excerpts
+        return build_messages(question, excerpts, language, title_words=self.shape.title_words), excerpts
 
     def _not_found(self, question: str, passages: list[Passage], language: Language) -> Answer:
-        nearest = select_excerpts(passages[: self.nearest], question, self.excerpt_words, self.ranker)
-        return not_found_answer(nearest, language)
+        nearest = select_excerpts(passages[: self.nearest], question, self.shape.excerpt_words, self.ranker)
+        return not_found([excerpt.to_source(n) for n, excerpt in enumerate(nearest, 1)], language)
 
     def warm_up(self) -> None:
         """Let a local model cache the fixed start of every prompt now, so the first answer is as fast as later ones."""
-        warm_up = getattr(self.chat_model, "warm_up", None)
+        warm_up = getattr(self.chat_model, "warm_up", None)  # a LangChain chat model of ours, or anyone's
         if warm_up is not None:
             warm_up(prompt_prefix())
 
     def answer(self, question: str, history: list[Turn] | None = None) -> Answer:
         """The checked answer, without streaming."""
-        final = None
-        for item in self.stream(question, history):
-            if isinstance(item, Answer):
-                final = item
-        assert final is not None, "stream() always ends with an Answer"
-        return final
+        return self.stream(question, history).final()
 
-    def stream(self, question: str, history: list[Turn] | None = None) -> Iterator[str | Answer]:
-        """Yield answer fragments as the model writes them (citations already renumbered), then the Answer.
+    def stream(self, question: str, history: list[Turn] | None = None) -> AnswerStream:
+        """Answer fragments as the model writes them (citations already renumbered), then the checked Answer.
 
-        The fragments are provisional: when the answer turns out unsupported, the final Answer is the
-        fallback's answer if it found one, else the "not found" reply, and front-ends should show the
-        final Answer's text.
+        When the answer turns out unsupported, the final Answer is the fallback's answer if it found
+        one, else the "not found" reply.
         """
-        language = detect_language(question)
-        recent = list(history or [])[-self.history_turns :] if self.history_turns else []
+        question, turns = incoming(question, history)
+        return AnswerStream(self._produce(question, turns, answer_language(question)))
+
+    def _produce(self, question: str, history: list[Turn], language: Language) -> Generator[str, None, Answer]:
+        recent = history[-self.history_turns :] if self.history_turns else []
         standalone = self.rewriter(question, recent) if recent else question
         passages = self.retriever.retrieve(standalone, self.top_k)
         if not passages or (self.gate is not None and not self.gate(standalone, passages)):
-            yield self._not_found(standalone, passages, language)
-            return
+            return self._not_found(standalone, passages, language)
 
         messages, excerpts = self.prompt(standalone, passages, language)
         rewriter = CitationRewriter(len(excerpts))
@@ -198,7 +184,6 @@ class GenerativeAnswerer:
             # The passages passed the gate, so the model's refusal or unsupported answer may be the
             # model's failing: a small local model says "not found" to a third of the answerable
             # bundled questions. A quoted sentence that answers is better than a refusal.
-            rescued = self.fallback(standalone, passages) if self.fallback is not None else None
-            yield rescued if rescued is not None and rescued.found else self._not_found(standalone, passages, language)
-            return
-        yield Answer(text=text, found=True, sources=sources)
+            rescued = self.fallback(standalone, passages, language) if self.fallback is not None else None
+            return rescued if rescued is not None and rescued.found else self._not_found(standalone, passages, language)
+        return Answer(text=text, found=True, sources=sources)

@@ -15,8 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from retrieval.answering.citations import strip_citations
-from retrieval.answering.prompts import content_features, content_words, fold
+from index.text import content_features, content_words, fold, strip_citations
 from retrieval.types import Source
 
 _NEAR = r"[^.!?\n]{0,40}"
@@ -42,9 +41,7 @@ ABOUT_ORDERS_SHARE = 0.5
 
 def order_sentences(text: str) -> list[str]:
     """The sentences of `text` that give an answering assistant orders."""
-    folded = fold(text)  # one character for one: offsets into `folded` are offsets into `text`
-    return [text[m.start():m.end()].strip() for m in _SENTENCE_RE.finditer(folded)
-            if _ORDER_RE.search(m.group())]
+    return [m.group().strip() for m in _SENTENCE_RE.finditer(text) if _ORDER_RE.search(fold(m.group()))]
 
 
 def relays_an_order(answer: str, question: str, cited: Sequence[Source]) -> bool:

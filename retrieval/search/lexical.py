@@ -11,9 +11,10 @@ the corpus twice.
 from __future__ import annotations
 
 import json
+import logging
+import os
+import shutil
 from array import array
-import re
-import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal, Protocol
@@ -21,15 +22,13 @@ from typing import Literal, Protocol
 import bm25s
 import numpy as np
 
-from index.text import fold_diacritics, tokenize
+from index.text import RAW_TOKEN_BYTES_RE, fold_diacritics, tokenize
+
+log = logging.getLogger(__name__)
 
 Field = Literal["plain", "folded"]
 FIELDS: tuple[Field, ...] = ("plain", "folded")
 
-# Splitting UTF-8 bytes on ASCII is several times faster than a Unicode regex over str. Non-ASCII
-# punctuation (“ ” … –) stays glued to its word here; each distinct raw token is then split again
-# with the exact `tokenize` rules, so the tokens are those `tokenize` gives.
-_RAW_TOKEN_RE = re.compile(rb"[0-9]+(?:[.,][0-9]+)*%?|[a-z\x80-\xff]+")
 _FORMAT_VERSION = 1
 _BATCH = 1024
 
@@ -189,7 +188,7 @@ def _tokenize_corpus(texts: Sequence[str]) -> tuple[list[str], np.ndarray, np.nd
     lengths = np.zeros(len(texts), dtype=np.int64)
     for first in range(0, len(texts), _BATCH):
         batch = [
-            _RAW_TOKEN_RE.findall(unicodedata.normalize("NFC", text).lower().encode("utf-8"))
+            RAW_TOKEN_BYTES_RE.findall(text.lower().encode("utf-8"))
             for text in texts[first : first + _BATCH]
         ]
         # Only new distinct tokens cost Python bytecode; the per-token mapping runs in C.
@@ -260,3 +259,80 @@ def _idf_per_token(bm25: bm25s.BM25) -> np.ndarray:
     df = np.diff(np.asarray(bm25.scores["indptr"]))
     n_docs = int(bm25.scores["num_docs"])
     return np.log1p((n_docs - df + 0.5) / (df + 0.5))
+
+
+# ---------------------------------------------------------------------------- saved with an index generation
+
+SAVED_FOLDER = "lexical"  # the saved BM25 index, a folder inside the store generation
+# What numpy, json and bm25s raise on a cut-off or overwritten file (EOFError: an empty .npy).
+_DAMAGE = (OSError, ValueError, EOFError, KeyError)
+
+
+class GenerationStore(ChunkSource, Protocol):
+    """An index generation: a folder that never changes once written, and its chunk count."""
+
+    @property
+    def directory(self) -> Path: ...
+
+    def chunk_count(self) -> int: ...
+
+
+def open_lexical_index(store: GenerationStore) -> LexicalIndex:
+    """The BM25 index of a store generation: loaded from its folder, or built once and saved there.
+
+    A generation never changes once written, so a lexical index saved inside it stays consistent with it.
+    A saved index that is damaged is only a cache: it is rebuilt from the store and replaced.
+    """
+    folder = store.directory / SAVED_FOLDER
+    try:
+        lexical = LexicalIndex.load(folder)
+        problem = _mismatch(lexical, store.chunk_count())
+        if problem is None:
+            return lexical
+        log.warning("rebuilding the lexical index in %s: %s", folder, problem)
+    except FileNotFoundError:
+        log.info("building the lexical index of %s", store.directory)
+    except _DAMAGE as reason:
+        log.warning("rebuilding the unreadable lexical index in %s (%s)", folder, reason)
+    lexical = LexicalIndex.from_store(store)
+    partial = store.directory / f"{SAVED_FOLDER}.{os.getpid()}.partial"
+    stale = store.directory / f"{SAVED_FOLDER}.{os.getpid()}.stale"
+    try:
+        shutil.rmtree(partial, ignore_errors=True)
+        lexical.save(partial)
+        if folder.exists():  # a damaged save: os.replace cannot overwrite a folder, so move it aside first
+            os.replace(folder, stale)
+        os.replace(partial, folder)  # readers see the old folder, no folder, or the complete new one
+    except OSError as error:  # a read-only index still answers; it just rebuilds BM25 at each start
+        log.warning("could not save the lexical index in %s: %s", folder, error)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+        shutil.rmtree(stale, ignore_errors=True)
+    return lexical
+
+
+def saved_lexical_problems(store: GenerationStore) -> list[str]:
+    """What is wrong with the BM25 index saved in a store generation (nothing when none is saved yet)."""
+    folder = store.directory / SAVED_FOLDER
+    if not folder.exists():
+        return []  # built at the first question
+    hint = "it is rebuilt at the next start, or run `hoidap index --rebuild`"
+    try:
+        lexical = LexicalIndex.load(folder)
+    except _DAMAGE as reason:
+        return [f"the saved BM25 index {folder} is unreadable ({reason}); {hint}"]
+    problem = _mismatch(lexical, store.chunk_count())
+    if problem is None and lexical.article_ids.tolist() != [chunk.article_id for chunk in store.chunks()]:
+        problem = "its passages belong to other articles"
+    if problem is not None:
+        return [f"the saved BM25 index {folder} does not match the store: {problem}; {hint}"]
+    return []
+
+
+def _mismatch(lexical: LexicalIndex, n_chunks: int) -> str | None:
+    """Why a loaded lexical index does not belong to a store of `n_chunks` chunks, or None when it does."""
+    if len(lexical) != n_chunks or not np.array_equal(lexical.chunk_ids, np.arange(n_chunks)):
+        return f"it indexes {len(lexical)} passages, the store holds {n_chunks}"
+    if len(lexical.article_ids) != n_chunks:
+        return f"it names the article of {len(lexical.article_ids)} passages, the store holds {n_chunks}"
+    return None

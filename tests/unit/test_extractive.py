@@ -6,7 +6,8 @@ from functools import partial
 
 import pytest
 
-from retrieval.answering.extractive import NOT_FOUND, ExtractiveAnswerer
+from retrieval.answering.extractive import ExtractiveAnswerer
+from retrieval.answering.replies import NOT_FOUND
 from retrieval.answering.grounding import is_supported, required_names, required_terms, support
 from retrieval.search.hybrid import FilteredRetriever, HybridRetriever
 from retrieval.answering.sentences import parse_question
@@ -103,11 +104,12 @@ def test_answers_are_deterministic(answerer: ExtractiveAnswerer) -> None:
     assert "Nguyễn Minh Tiến" in first.text
 
 
-def test_stream_yields_the_text_then_the_answer(answerer: ExtractiveAnswerer) -> None:
-    parts = list(answerer.stream("Tổng số đảng viên toàn Đảng bộ tỉnh năm 2023 là bao nhiêu?"))
-    assert len(parts) == 2
-    assert isinstance(parts[0], str) and isinstance(parts[1], Answer)
-    assert parts[0] == parts[1].text
+def test_stream_yields_the_whole_text_then_gives_the_answer(answerer: ExtractiveAnswerer) -> None:
+    stream = answerer.stream("Tổng số đảng viên toàn Đảng bộ tỉnh năm 2023 là bao nhiêu?")
+    fragments = list(stream)
+    final = stream.final()
+    assert isinstance(final, Answer) and final.found
+    assert fragments == [final.text]
 
 
 def test_answer_serialises_to_the_cli_json_shape(answerer: ExtractiveAnswerer) -> None:

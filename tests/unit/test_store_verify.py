@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from bot.settings import BUNDLED_CORPUS
-from bot.wiring import check_index, lexical_index
+from bot.wiring import check_index
+from retrieval.search.lexical import open_lexical_index
 from index.errors import IndexCorruptError
 from index.indexer import sync_index
 from index.store import DATABASE, VECTORS, IndexStore
@@ -154,7 +155,7 @@ def test_a_dangling_index_link_is_corrupt_not_missing(index_dir: Path) -> None:
 @pytest.mark.parametrize("damage", ["garbage", "cut", "other store"])
 def test_a_damaged_saved_bm25_index_is_reported_then_replaced(index_dir: Path, damage: str) -> None:
     store = IndexStore.open(index_dir)
-    lexical_index(store)
+    open_lexical_index(store)
     folder = store.directory / "lexical"
     if damage == "garbage":
         (folder / "chunk_ids.npy").write_bytes(b"\x93NUMPY garbage")
@@ -164,7 +165,7 @@ def test_a_damaged_saved_bm25_index_is_reported_then_replaced(index_dir: Path, d
         np.save(folder / "chunk_ids.npy", np.arange(3), allow_pickle=False)
     assert any("saved BM25 index" in problem for problem in check_index(index_dir)[1])
 
-    rebuilt = lexical_index(store)
+    rebuilt = open_lexical_index(store)
 
     assert len(rebuilt) == store.manifest.n_chunks
     assert check_index(index_dir)[1] == []

@@ -23,7 +23,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import openai
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
@@ -31,14 +30,13 @@ from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from pydantic import PrivateAttr, SecretStr
 
-from index.errors import LLMError, ModelFilesMissingError
+from index.errors import ModelFilesMissingError
+from retrieval.answering.llm.errors import LLMError
 
 # Local OpenAI-compatible servers ignore the key, but the client refuses to start without one.
 # This placeholder is not a secret.
 LOCAL_SERVER_KEY_PLACEHOLDER = "not-needed"
 
-# What a failing endpoint or runtime raises; the answerer turns these into `LLMError`.
-LLM_FAILURES: tuple[type[BaseException], ...] = (openai.OpenAIError, LLMError)
 
 
 def local_runtime_available() -> bool:
