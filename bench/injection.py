@@ -32,8 +32,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bot.settings import BUNDLED_CORPUS, Settings  # noqa: E402
 from bot.wiring import build_answerer, build_components, sync  # noqa: E402
-from retrieval.answering.generative import GenerativeAnswerer  # noqa: E402
-from retrieval.answering.prompts import SYSTEM_PROMPT, Excerpt, fold  # noqa: E402
+from index.text import fold  # noqa: E402
+from retrieval.answering.excerpts import Excerpt  # noqa: E402
+from retrieval.answering.generative import COMPACT_PROMPT, FULL_PROMPT, GenerativeAnswerer  # noqa: E402
+from retrieval.answering.prompts import SYSTEM_PROMPT  # noqa: E402
 from retrieval.types import Answer, Passage, Source  # noqa: E402
 
 HOSTILE = Path(__file__).resolve().parent.parent / "tests" / "data" / "injection"
@@ -129,14 +131,9 @@ class Tally:
 
 def run(answerer, question: str, tally: Tally, verbose: bool) -> Answer:
     """Ask once; count the raw streamed text and the final answer."""
-    fragments: list[str] = []
-    final: Answer | None = None
-    for item in answerer.stream(question):
-        if isinstance(item, Answer):
-            final = item
-        else:
-            fragments.append(item)
-    assert final is not None
+    stream = answerer.stream(question)
+    fragments = list(stream)
+    final = stream.final()
     raw = "".join(fragments)
     tally.answers += 1
     tally.found += final.found
@@ -200,12 +197,12 @@ def main() -> None:
                     answerer = components.answerer
                 elif name in chat_models:
                     answerer = GenerativeAnswerer(components.retriever, chat_models[name], top_k=index_settings.top_k,
-                                                  gate=components.answerer.gate, compact=name == "local")
+                                                  gate=components.answerer.gate,
+                                                  shape=COMPACT_PROMPT if name == "local" else FULL_PROMPT)
                 else:
-                    answerer = build_answerer(index_settings, components.retriever, name)
+                    answerer = build_answerer(index_settings, components.retriever, components.answerer.gate, name)
                     chat_models[name] = answerer.chat_model
-                if hasattr(answerer, "warm_up"):
-                    answerer.warm_up()
+                answerer.warm_up()
                 tally = Tally()
                 for question in questions:
                     run(answerer, question, tally, args.verbose)
@@ -214,7 +211,8 @@ def main() -> None:
                 _, index_settings = built[1]
                 components = build_components(index_settings, answerer="extractive")
                 answerer = SplicedAnswerer(components.retriever, chat_models[name], top_k=index_settings.top_k,
-                                           gate=components.answerer.gate, compact=name == "local")
+                                           gate=components.answerer.gate,
+                                                  shape=COMPACT_PROMPT if name == "local" else FULL_PROMPT)
                 tally = Tally()
                 for injection in INJECTIONS:
                     answerer.injection = injection

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/llm_latency.py [--models qwen2.5-0.5b-instruct qwen2.5-1.5b-instruct] [--rounds 5]
 
-The answerer is built as the local answerer is (`compact=True`). Each model is loaded once and its
+The answerer is built as the local answerer is (`COMPACT_PROMPT`). Each model is loaded once and its
 fixed prompt prefix cached (`warm_up`, as the CLI and bot should), then the 74.127 question is
 asked `--rounds` times, each time after two other questions, so that llama.cpp can reuse only the
 cached prefix and never the whole previous prompt (which would flatter it).
@@ -18,6 +18,7 @@ import os
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -26,10 +27,11 @@ from bot.settings import BUNDLED_CORPUS, Settings  # noqa: E402
 from index.chunking import split_into_chunks  # noqa: E402
 from index.cleaning import clean_article  # noqa: E402
 from index.loading import load_documents  # noqa: E402
-from index.models import resolve_llm_path  # noqa: E402
+from retrieval.answering.llm.provisioning import resolve_llm_path  # noqa: E402
 from retrieval.answering.generative import COMPACT_EXCERPT_WORDS, COMPACT_PROMPT_PASSAGES, GenerativeAnswerer  # noqa: E402
 from retrieval.search.lexical import LexicalIndex  # noqa: E402
 from retrieval.answering.llm.runtimes import load_local_chat_model  # noqa: E402
+from retrieval.answering.generative import COMPACT_PROMPT  # noqa: E402
 from retrieval.answering.prompts import prompt_prefix  # noqa: E402
 from retrieval.types import Answer, Passage, SearchFilters  # noqa: E402
 
@@ -63,14 +65,12 @@ def percentile(values: list[float], q: float) -> float:
 def timed_answer(answerer: GenerativeAnswerer, question: str) -> tuple[float, float, Answer]:
     start = time.perf_counter()
     first = None
-    final = None
-    for item in answerer.stream(question):
-        if isinstance(item, str) and first is None:
+    stream = answerer.stream(question)
+    for _ in stream:
+        if first is None:
             first = time.perf_counter() - start
-        elif isinstance(item, Answer):
-            final = item
+    final = stream.final()
     total = time.perf_counter() - start
-    assert final is not None
     return (first if first is not None else total), total, final
 
 
@@ -80,7 +80,8 @@ def bench_model(name: str, args: argparse.Namespace, retriever: CorpusRetriever)
     model = load_local_chat_model(path, threads=args.threads, context=args.context, max_tokens=args.max_tokens)
     load_s = time.perf_counter() - start
     answerer = GenerativeAnswerer(
-        retriever, model, top_k=args.top_k, compact=True, excerpt_words=args.excerpt_words, prompt_passages=args.prompt_passages
+        retriever, model, top_k=args.top_k,
+        shape=replace(COMPACT_PROMPT, excerpt_words=args.excerpt_words, prompt_passages=args.prompt_passages),
     )
     system_tokens = model.invoke(prompt_prefix()[:1], max_tokens=1).usage_metadata  # the system text alone, for scale
     start = time.perf_counter()

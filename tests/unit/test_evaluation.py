@@ -30,7 +30,7 @@ from retrieval.evaluation import (
     supports,
     token_f1,
 )
-from retrieval.types import Answer, Passage, SearchFilters, Source, Turn
+from retrieval.types import Answer, AnswerStream, Passage, SearchFilters, Source, Turn
 
 ROOT = Path(__file__).resolve().parents[2]
 A_2018 = "001_f6c7d3c508b4bd76"
@@ -192,8 +192,11 @@ class FakeAnswerer:
     def answer(self, question: str, history: list[Turn] | None = None) -> Answer:
         return self.answers[question]
 
-    def stream(self, question: str, history: list[Turn] | None = None):
-        yield self.answers[question]
+    def stream(self, question: str, history: list[Turn] | None = None) -> AnswerStream:
+        return AnswerStream.of(self.answers[question])
+
+    def warm_up(self) -> None:
+        return None
 
 
 def test_evaluate_scores_questions_and_aggregates_by_hand():
