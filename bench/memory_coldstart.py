@@ -1,8 +1,10 @@
 """Resident memory after loading the index and the model, and cold start to the first answer (extractive).
 
-- **Cold start**: wall time of `hoidap ask --json --answerer extractive QUESTION` as a fresh process,
-  from spawn to exit (imports, settings, model load, index load, BM25 build, retrieval, answer, JSON).
-  The first run may pay for a cold OS file cache; the median of the following runs is the usual figure.
+- **Cold start**: wall time and peak RSS of `hoidap ask --json --answerer extractive QUESTION` as a fresh
+  process, from spawn to exit (imports, settings, model load, index load, retrieval, answer, JSON), each
+  run next to a bare `python -c "import faiss, numpy, onnxruntime, tokenizers"` (the floor: what any
+  process using these libraries pays), so that a loaded machine shows in both figures. The first run may
+  pay for a cold OS file cache; the median of the following runs is the usual figure.
 - **Memory**: a fresh process builds the components exactly as the CLI does (`build_components`),
   answers one question (so the model and every lazy structure are loaded), then reads its RSS and
   peak RSS (VmHWM) from /proc.
@@ -59,18 +61,39 @@ def measure_memory(data_dir: Path) -> dict:
     return json.loads(output.strip().splitlines()[-1])
 
 
-def cold_starts(data_dir: Path, runs: int) -> tuple[list[float], dict]:
+BARE_IMPORTS = [sys.executable, "-c", "import faiss, numpy, onnxruntime, tokenizers"]
+
+
+# Runs one command and writes its peak RSS (kB) last on stderr: a process with a single child reads that
+# child's own peak from RUSAGE_CHILDREN.
+_PEAK_WRAPPER = ("import resource, subprocess, sys; code = subprocess.call(sys.argv[1:]); "
+                 "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); sys.exit(code)")
+
+
+def measured(command: list[str], env: dict[str, str]) -> tuple[float, float, str]:
+    """Run `command` to its end: (wall seconds, peak RSS in MB, stdout). The wrapper's own start-up is
+    timed too, the same for both commands compared."""
+    started = time.perf_counter()
+    completed = subprocess.run([sys.executable, "-c", _PEAK_WRAPPER, *command], env=env, capture_output=True,
+                               text=True, cwd=ROOT)
+    seconds = time.perf_counter() - started
+    if completed.returncode != 0:
+        raise SystemExit(f"{command[0]} failed: {completed.stderr.strip()}")
+    peak_kb = float(completed.stderr.strip().splitlines()[-1])
+    return seconds, peak_kb / 1024, completed.stdout
+
+
+def cold_starts(data_dir: Path, runs: int) -> tuple[list[tuple[float, float]], list[tuple[float, float]], dict]:
+    """Per run: (seconds, peak MB) of `hoidap ask --json` and of the bare imports, alternating."""
     env = {**os.environ, "HOIDAP_DATA_DIR": str(data_dir), "HOIDAP_ANSWERER": "extractive"}
-    seconds, result = [], {}
+    asks, bare, result = [], [], {}
     for _ in range(runs):
-        started = time.perf_counter()
-        completed = subprocess.run([str(HOIDAP), "ask", "--json", QUESTION], env=env, capture_output=True,
-                                   text=True, cwd=ROOT)
-        seconds.append(time.perf_counter() - started)
-        if completed.returncode != 0:
-            raise SystemExit(f"hoidap ask failed: {completed.stderr.strip()}")
-        result = json.loads(completed.stdout)
-    return seconds, result
+        seconds, peak, stdout = measured([str(HOIDAP), "ask", "--json", QUESTION], env)
+        asks.append((seconds, peak))
+        result = json.loads(stdout)
+        seconds, peak, _ = measured(BARE_IMPORTS, env)
+        bare.append((seconds, peak))
+    return asks, bare, result
 
 
 def bundled_data_dir(work: Path) -> Path:
@@ -102,12 +125,15 @@ def synthetic_data_dir(work: Path, n_chunks: int) -> Path:
 
 def report(label: str, data_dir: Path, runs: int) -> None:
     memory = measure_memory(data_dir)
-    seconds, answer = cold_starts(data_dir, runs)
-    later = seconds[1:] or seconds
+    asks, bare, answer = cold_starts(data_dir, runs)
     print(f"{label}: {memory['chunks']:,} chunks | RSS after load+answer {memory['rss_mb']:,.0f} MB "
-          f"(peak {memory['peak_mb']:,.0f} MB; bare interpreter {memory['python_mb']:.0f} MB) | cold start "
-          f"first {seconds[0]:.2f}s, median of next {len(later)} {statistics.median(later):.2f}s "
-          f"(min {min(later):.2f}, max {max(later):.2f}) | found={answer.get('found')}", flush=True)
+          f"(peak {memory['peak_mb']:,.0f} MB; bare interpreter {memory['python_mb']:.0f} MB) | found={answer.get('found')}")
+    for name, rows in (("hoidap ask --json", asks), ("bare imports     ", bare)):
+        later = rows[1:] or rows
+        seconds, peaks = [s for s, _ in later], [m for _, m in later]
+        print(f"  {name}: first {rows[0][0]:.2f}s; median of next {len(later)} {statistics.median(seconds):.2f}s "
+              f"(min {min(seconds):.2f}, max {max(seconds):.2f}); peak RSS median {statistics.median(peaks):,.0f} MB "
+              f"(max {max(peaks):,.0f})", flush=True)
 
 
 def main() -> None:

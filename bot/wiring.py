@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bot.settings import Settings
 from index.embedding import Embedder, load_embedder
@@ -24,6 +25,11 @@ from retrieval.answering.grounding import CorpusGate
 from retrieval.search.hybrid import FilteredRetriever, HybridRetriever
 from retrieval.search.lexical import LexicalIndex, open_lexical_index, saved_lexical_problems
 from retrieval.types import Answerer, Retriever, SearchFilters
+
+if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
+
+    from retrieval.answering.generative import GenerativeAnswerer, PromptShape
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +118,9 @@ def _extractive(settings: Settings, retriever: Retriever, gate: CorpusGate) -> E
     return ExtractiveAnswerer(retriever, top_k=settings.top_k, gate=gate, history_turns=settings.history_turns)
 
 
-def _generative(settings: Settings, retriever: Retriever, gate: CorpusGate, chat_model, shape) -> Answerer:
+def build_generative(settings: Settings, retriever: Retriever, gate: CorpusGate, chat_model: BaseChatModel,
+                     shape: PromptShape) -> GenerativeAnswerer:
+    """A generative answerer over `chat_model`, with the gate and (when configured) the extractive fallback."""
     from retrieval.answering.generative import GenerativeAnswerer  # LangChain: only for an LLM answerer
 
     fallback = _extractive(settings, retriever, gate).answer_from if settings.extractive_fallback else None
@@ -128,7 +136,7 @@ def _local(settings: Settings, retriever: Retriever, gate: CorpusGate) -> Answer
     chat_model = load_local_chat_model(resolve_llm_path(settings.models_dir, settings.llm_model),
                                        threads=settings.llm_threads, context=settings.llm_context,
                                        max_tokens=settings.llm_max_tokens)
-    return _generative(settings, retriever, gate, chat_model, COMPACT_PROMPT)
+    return build_generative(settings, retriever, gate, chat_model, COMPACT_PROMPT)
 
 
 def _openai(settings: Settings, retriever: Retriever, gate: CorpusGate) -> Answerer:
@@ -139,7 +147,7 @@ def _openai(settings: Settings, retriever: Retriever, gate: CorpusGate) -> Answe
         raise HoidapError("The openai answerer needs HOIDAP_OPENAI_BASE_URL and/or HOIDAP_OPENAI_API_KEY.")
     chat_model = openai_chat_model(base_url=settings.openai_base_url, model=settings.openai_model,
                                    api_key=settings.openai_api_key, max_tokens=settings.llm_max_tokens)
-    return _generative(settings, retriever, gate, chat_model, FULL_PROMPT)
+    return build_generative(settings, retriever, gate, chat_model, FULL_PROMPT)
 
 
 ANSWERERS: dict[str, AnswererKind] = {

@@ -91,7 +91,8 @@ class Embedder:
                     log.info("embedding with PyTorch: %s", reason)
                     self.backend = "torch"
                     return None
-                target = (self.cache_dir or self.folder) / "onnx" / f"{self.identity.weights_sha256[:24]}.onnx"
+                # ".embeds": the graph takes token embeddings, its table memory-mapped beside it (index.onnx_encoder).
+                target = (self.cache_dir or self.folder) / "onnx" / f"{self.identity.weights_sha256[:24]}.embeds.onnx"
                 if not target.is_file():
                     log.warning("exporting %s to ONNX once (%s)", self.identity.name, target)
                     export_onnx(self.folder, target)

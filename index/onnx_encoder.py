@@ -3,6 +3,12 @@
 Why: on these CPUs ONNX Runtime with graph optimisations embeds about twice as fast as eager PyTorch with
 identical vectors (cosine 1.00000 in bench/indexing.py), and a process that only answers questions
 never imports torch. Folders of another shape (Dense layers, custom modules) keep the PyTorch path.
+
+The word-embedding table is not in the ONNX graph: a multilingual vocabulary makes it most of the
+model (multilingual-e5-small: 250k x 384 floats, 384 of its 470 MB), yet a question uses a few dozen of
+its rows. It is saved beside the graph as a `.npy` file that is memory-mapped, so a one-shot question
+reads only the rows of its tokens, and the graph ONNX Runtime must load and optimise is ~90 MB (the
+vectors are the same: the rows are looked up in numpy instead of inside the graph).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from index.errors import HoidapError
+from index.tokenizing import TokenizerCacheError, load_token_ids, write_sentencepiece_model
 
 SUPPORTED_POOLING = ("mean", "cls")
 
@@ -58,8 +65,19 @@ def prompts(folder: Path) -> dict[str, str]:
     return dict(_json(path).get("prompts", {})) if path.is_file() else {}
 
 
+def embedding_table_path(onnx_file: Path) -> Path:
+    """Where the word-embedding table of an exported graph is kept."""
+    return onnx_file.with_suffix(".embeddings.npy")
+
+
+def sentencepiece_path(onnx_file: Path) -> Path:
+    """Where the SentencePiece conversion of the folder's tokenizer is kept (when it has one)."""
+    return onnx_file.with_suffix(".sentencepiece.model")
+
+
 def export_onnx(folder: Path, target: Path) -> None:
-    """Export the folder's transformer to ONNX (last hidden state), atomically; needs torch once."""
+    """Export the folder's transformer to ONNX (token embeddings in, last hidden state out) and its
+    word-embedding table to a `.npy` beside it, atomically; needs torch once."""
     import torch
     from transformers import AutoModel
     from transformers.utils import logging as transformers_logging
@@ -73,19 +91,33 @@ def export_onnx(folder: Path, target: Path) -> None:
             super().__init__()
             self.inner = inner
 
-        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-            return self.inner(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        def forward(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            return self.inner(inputs_embeds=inputs_embeds, attention_mask=attention_mask).last_hidden_state
 
-    dummy = torch.ones((2, 8), dtype=torch.long)
+    table = model.get_input_embeddings().weight.detach().to(torch.float32).numpy()
+    embeds = torch.zeros((2, 8, table.shape[1]), dtype=torch.float32)
+    mask = torch.ones((2, 8), dtype=torch.long)
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
+    table_file = embedding_table_path(target)
+    table_partial = table_file.with_name(f"{table_file.name}.{os.getpid()}.partial")
     axes = {0: "batch", 1: "tokens"}
-    with torch.inference_mode(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tracer chatter about constant shapes; outputs are checked in tests
-        torch.onnx.export(HiddenStates(model), (dummy, dummy), str(partial), input_names=["input_ids", "attention_mask"],
-                          output_names=["hidden"], dynamic_axes={"input_ids": axes, "attention_mask": axes, "hidden": axes},
-                          opset_version=17, dynamo=False)
-    os.replace(partial, target)
+    try:
+        with torch.inference_mode(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer chatter about constant shapes; outputs are checked in tests
+            torch.onnx.export(HiddenStates(model), (embeds, mask), str(partial),
+                              input_names=["inputs_embeds", "attention_mask"], output_names=["hidden"],
+                              dynamic_axes={"inputs_embeds": axes, "attention_mask": axes, "hidden": axes},
+                              opset_version=17, dynamo=False)
+        with table_partial.open("wb") as handle:
+            np.save(handle, table, allow_pickle=False)
+        os.replace(table_partial, table_file)
+        sentencepiece_path(target).unlink(missing_ok=True)
+        write_sentencepiece_model(folder / "tokenizer.json", sentencepiece_path(target))
+        os.replace(partial, target)  # the graph last: its presence says the export is whole
+    finally:
+        partial.unlink(missing_ok=True)
+        table_partial.unlink(missing_ok=True)
 
 
 class OnnxEncoder:
@@ -95,13 +127,12 @@ class OnnxEncoder:
         import onnxruntime
         from onnxruntime.capi.onnxruntime_pybind11_state import (Fail, InvalidArgument, InvalidGraph, InvalidProtobuf,
                                                                  NoSuchFile)
-        from tokenizers import Tokenizer
 
         self.pooling, self.normalize, max_tokens = describe(folder)
-        self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
-        self.tokenizer.enable_truncation(max_length=max_tokens)
-        pad_id = self.tokenizer.token_to_id("<pad>")
-        self.tokenizer.enable_padding(pad_id=0 if pad_id is None else pad_id, pad_token="<pad>" if pad_id is not None else "[PAD]")
+        try:
+            self.tokens = load_token_ids(folder, sentencepiece_path(onnx_file), max_tokens)
+        except TokenizerCacheError as error:
+            raise OnnxLoadError(f"{error}: it is converted again with the ONNX export.") from error
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads or os.cpu_count() or 1
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -109,10 +140,16 @@ class OnnxEncoder:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = onnxruntime.InferenceSession(str(onnx_file), options, providers=["CPUExecutionProvider"])
-        except (InvalidProtobuf, InvalidArgument, InvalidGraph, Fail, NoSuchFile) as error:  # no common base but Exception
+            # Memory-mapped: only the pages holding the rows of the tokens met are ever read.
+            self.table = np.load(embedding_table_path(onnx_file), mmap_mode="r", allow_pickle=False)
+        except (InvalidProtobuf, InvalidArgument, InvalidGraph, Fail, NoSuchFile, OSError, ValueError) as error:
             raise OnnxLoadError(
                 f"The ONNX export {onnx_file} cannot be loaded ({error}). Delete it: it is exported again at the next start."
             ) from error
+        width = self.session.get_inputs()[0].shape[-1]
+        if self.table.ndim != 2 or self.table.shape[0] < self.tokens.vocab_size or self.table.shape[1] != width:
+            raise OnnxLoadError(f"The embedding table beside {onnx_file} has shape {self.table.shape}, not "
+                                f"(>= {self.tokens.vocab_size}, {width}): it is exported again.")
 
     def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
         """Vectors for `texts` in their order; batches of similar length waste little on padding."""
@@ -120,10 +157,8 @@ class OnnxEncoder:
         vectors: list[np.ndarray] = []
         for begin in range(0, len(order), batch_size):
             batch = [texts[i] for i in order[begin:begin + batch_size]]
-            encodings = self.tokenizer.encode_batch(batch)
-            ids = np.array([e.ids for e in encodings], dtype=np.int64)
-            mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
-            hidden = self.session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+            ids, mask = self.tokens.encode(batch)
+            hidden = self.session.run(None, {"inputs_embeds": self.table[ids], "attention_mask": mask})[0]
             if self.pooling == "cls":
                 pooled = hidden[:, 0]
             else:

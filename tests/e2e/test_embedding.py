@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 import numpy as np
 import pytest
 
@@ -31,3 +33,46 @@ def test_query_prompt_is_applied(models_dir) -> None:
     embedder = load_embedder("multilingual-e5-small", models_dir)
     query, passage = embedder.embed_queries(TEXTS[:1]), embedder.embed_passages(TEXTS[:1])
     assert float((query * passage).sum()) < 0.999  # "query: " and "passage: " prefixes differ
+
+
+def _real_texts() -> list[str]:
+    """Every line of the bundled articles and of XQuAD-vi (titles, paragraphs, questions), as prefixed for e5."""
+    import json
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    lines: list[str] = []
+    for article in (repo / "index" / "corpus").glob("*.txt"):
+        lines += article.read_text(encoding="utf-8").splitlines()
+    for name in ("corpus.jsonl", "questions.jsonl"):
+        for row in (repo / "eval" / "xquad_vi" / name).read_text(encoding="utf-8").splitlines():
+            record = json.loads(row)
+            lines += [record.get("title", ""), *record.get("text", "").splitlines(), record.get("question", "")]
+    for row in (repo / "eval" / "bundled" / "questions.jsonl").read_text(encoding="utf-8").splitlines():
+        lines.append(json.loads(row)["question"])
+    return [prefix + line for line in lines for prefix in ("query: ", "passage: ")]
+
+
+def test_the_sentencepiece_conversion_gives_the_ids_of_tokenizers(models_dir) -> None:
+    """The fast tokenizer the encoder loads (index.tokenizing) is the model's own, id for id."""
+    from index.tokenizing import HuggingFaceTokenIds, SentencePieceTokenIds, write_sentencepiece_model
+
+    embedder = load_embedder("multilingual-e5-small", models_dir, backend="onnx")
+    embedder.prepare()
+    assert isinstance(embedder._onnx.tokens, SentencePieceTokenIds)  # the conversion is what runs
+    folder = embedder.folder
+    original = HuggingFaceTokenIds(folder / "tokenizer.json", 512)
+    texts = [*_real_texts(), *TEXTS, "  leading and trailing  ", "nbsp\u00a0", "\u00a0", "", "tab\there", "ＡＢＣ ①",
+             "á ế ờ", "😀 emoji", "x " * 600]
+    converted = SentencePieceTokenIds(models_dir / "onnx" / "check.sentencepiece.model", 512) if write_sentencepiece_model(
+        folder / "tokenizer.json", models_dir / "onnx" / "check.sentencepiece.model") else None
+    assert converted is not None
+    for start in range(0, len(texts), 256):
+        batch = texts[start : start + 256]
+        ids, mask = converted.encode(batch)
+        expected_ids, expected_mask = original.encode(batch)
+        assert np.array_equal(mask, expected_mask) and np.array_equal(ids * mask, expected_ids * expected_mask), batch
+    # Decomposed letters are composed first (`tokenizers` itself drops the second mark of NFD "ế").
+    decomposed = [unicodedata.normalize("NFD", text) for text in texts[:200]]
+    assert np.array_equal(converted.encode(decomposed)[0], original.encode(texts[:200])[0])
+    (models_dir / "onnx" / "check.sentencepiece.model").unlink()
