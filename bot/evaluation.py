@@ -21,12 +21,27 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from bot.settings import Settings
 from index.errors import HoidapError, UnreadableFileError
-from retrieval.evaluation import K_MAX, RECALL_KS, EvalQuestion, QuestionResult, Report, Summary, evaluate, parse_question
+from retrieval.evaluation import (
+    K_MAX,
+    RECALL_KS,
+    EvalQuestion,
+    QuestionResult,
+    Report,
+    Summary,
+    evaluate,
+    parse_question,
+)
 
 if TYPE_CHECKING:
     from index.embedding import Embedder

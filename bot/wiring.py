@@ -23,7 +23,11 @@ from index.store import IndexStore
 from retrieval.answering.extractive import ExtractiveAnswerer
 from retrieval.answering.grounding import CorpusGate
 from retrieval.search.hybrid import FilteredRetriever, HybridRetriever
-from retrieval.search.lexical import LexicalIndex, open_lexical_index, saved_lexical_problems
+from retrieval.search.lexical import (
+    LexicalIndex,
+    open_lexical_index,
+    saved_lexical_problems,
+)
 from retrieval.types import Answerer, Retriever, SearchFilters
 
 if TYPE_CHECKING:
@@ -121,7 +125,9 @@ def _extractive(settings: Settings, retriever: Retriever, gate: CorpusGate) -> E
 def build_generative(settings: Settings, retriever: Retriever, gate: CorpusGate, chat_model: BaseChatModel,
                      shape: PromptShape) -> GenerativeAnswerer:
     """A generative answerer over `chat_model`, with the gate and (when configured) the extractive fallback."""
-    from retrieval.answering.generative import GenerativeAnswerer  # LangChain: only for an LLM answerer
+    from retrieval.answering.generative import (
+        GenerativeAnswerer,  # LangChain: only for an LLM answerer
+    )
 
     fallback = _extractive(settings, retriever, gate).answer_from if settings.extractive_fallback else None
     return GenerativeAnswerer(retriever, chat_model, top_k=settings.top_k, gate=gate, shape=shape,

@@ -10,13 +10,13 @@ the text ends up in the body, one paragraph per line, paragraphs separated by a 
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections import Counter
 from dataclasses import dataclass
 from datetime import date
 
 from index.chunking import split_into_sentences
 from index.documents import Article, RawDocument
+from index.text import normalize
 
 # --- line level -----------------------------------------------------------------------------------
 
@@ -51,7 +51,7 @@ class _Line:
 
 def _normalise_line(line: str) -> _Line:
     # Deleting an invisible character (or Markdown `**`) can join a letter to a combining mark: NFC again.
-    line = unicodedata.normalize("NFC", _INVISIBLE.sub("", _SPACES.sub(" ", line)))
+    line = normalize(_INVISIBLE.sub("", _SPACES.sub(" ", line)))
     line = _SPACE_RUN.sub(" ", line).strip()
     caption = bool(_CAPTION_BAR.search(line))
     if caption:

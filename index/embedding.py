@@ -15,7 +15,14 @@ import numpy as np
 from index.errors import ModelFilesMissingError
 from index.hashing import HASH_CACHE, read_json, weights_digest
 from index.models import MARKER, check_embedding_folder, resolve_embedding_model
-from index.onnx_encoder import OnnxEncoder, OnnxLoadError, OnnxUnsupportedError, describe, export_onnx, prompts
+from index.onnx_encoder import (
+    OnnxEncoder,
+    OnnxLoadError,
+    OnnxUnsupportedError,
+    describe,
+    export_onnx,
+    prompts,
+)
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +103,8 @@ class Embedder:
                 if not target.is_file():
                     log.warning("exporting %s to ONNX once (%s)", self.identity.name, target)
                     export_onnx(self.folder, target)
+                    # The export of earlier versions (the whole model in one graph) is not read any more.
+                    target.with_name(f"{self.identity.weights_sha256[:24]}.onnx").unlink(missing_ok=True)
                 try:
                     self._onnx = OnnxEncoder(self.folder, target)
                 except OnnxLoadError as error:  # the export is a cache: a damaged one is made again

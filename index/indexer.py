@@ -29,7 +29,16 @@ from index.documents import Article, Chunk, RawDocument, Skipped
 from index.embedding import Embedder
 from index.errors import HoidapError, IndexCorruptError, IndexMissingError
 from index.loading import load_documents
-from index.store import DATABASE, MANIFEST, SCHEMA, SCHEMA_VERSION, VECTORS, IndexStore, Manifest, new_vector_index
+from index.store import (
+    DATABASE,
+    MANIFEST,
+    SCHEMA,
+    SCHEMA_VERSION,
+    VECTORS,
+    IndexStore,
+    Manifest,
+    new_vector_index,
+)
 
 # Bump when cleaning or chunking changes what an unchanged file turns into: every article is redone.
 PIPELINE_VERSION = "2"

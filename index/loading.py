@@ -20,6 +20,7 @@ from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from index.documents import DocumentKind, RawDocument, Skipped
 from index.errors import UnreadableFileError
+from index.text import normalize
 
 KINDS: dict[str, DocumentKind] = {
     ".txt": "text",
@@ -172,7 +173,7 @@ def _read_text(path: Path) -> str:
     controls = sum(1 for ch in text if unicodedata.category(ch) == "Cc" and ch not in "\n\r\t\f")
     if controls > _BINARY_CONTROL_SHARE * len(text):
         raise UnreadableFileError("binary file (mostly control characters), not text")
-    text = unicodedata.normalize("NFC", text)
+    text = normalize(text)
     if not text.strip():
         raise UnreadableFileError("empty file")
     return text
@@ -214,7 +215,7 @@ def _jsonl_record(path: Path, record: object) -> RawDocument:
 
 
 def _nfc(text: str) -> str:
-    return unicodedata.normalize("NFC", text)
+    return normalize(text)
 
 
 def _html_document(path: Path, html: str, doc_id: str) -> RawDocument:

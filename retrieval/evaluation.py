@@ -34,6 +34,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 
+from index.text import normalize
 from retrieval.types import Answer, Answerer, Retriever, Source
 
 K_MAX = 20
@@ -102,7 +103,7 @@ def strip_citations(text: str) -> str:
 
 def normalize_answer(text: str, *, join_numbers: bool = False) -> str:
     """NFC, lower case, punctuation and symbols to spaces, spaces collapsed; optionally `74.127` -> `74127`."""
-    text = unicodedata.normalize("NFC", text).lower()
+    text = normalize(text).lower()
     if join_numbers:
         text = _NUMBER_SEPARATOR.sub("", text)
     text = "".join(" " if unicodedata.category(ch)[0] in "PS" else ch for ch in text)

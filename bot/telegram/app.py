@@ -19,8 +19,15 @@ from urllib.parse import urlsplit
 
 from telegram import BotCommand, Update
 from telegram.error import BadRequest, InvalidToken, NetworkError
-from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, CallbackQueryHandler, CommandHandler, \
-    MessageHandler, filters
+from telegram.ext import (
+    AIORateLimiter,
+    Application,
+    ApplicationBuilder,
+    CallbackQueryHandler,
+    CommandHandler,
+    MessageHandler,
+    filters,
+)
 
 from bot.settings import Settings
 from bot.telegram import texts

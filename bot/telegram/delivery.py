@@ -10,7 +10,13 @@ from telegram import Bot, InlineKeyboardMarkup, Message, ReplyParameters
 from telegram.constants import ParseMode
 from telegram.error import BadRequest
 
-from bot.telegram.formatting import MESSAGE_LIMIT, escape, split_message, to_plain_text, utf16_len
+from bot.telegram.formatting import (
+    MESSAGE_LIMIT,
+    escape,
+    split_message,
+    to_plain_text,
+    utf16_len,
+)
 
 log = logging.getLogger(__name__)
 

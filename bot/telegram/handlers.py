@@ -19,7 +19,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import Executor
 from contextlib import asynccontextmanager, suppress
 
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, MessageEntity, Update
+from telegram import (
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    Message,
+    MessageEntity,
+    Update,
+)
 from telegram.constants import ChatAction, ChatType
 from telegram.error import BadRequest, TelegramError
 from telegram.ext import ContextTypes
@@ -27,7 +33,12 @@ from telegram.ext import ContextTypes
 from bot.telegram import texts
 from bot.telegram.access import AccessPolicy, RateLimiter, truncate_input
 from bot.telegram.delivery import STREAM_EDIT_INTERVAL, StreamingReply, send_html
-from bot.telegram.formatting import ArticleListing, passages_html, sources_list_html, to_telegram_html
+from bot.telegram.formatting import (
+    ArticleListing,
+    passages_html,
+    sources_list_html,
+    to_telegram_html,
+)
 from bot.telegram.state import BotState
 from retrieval.types import Answer, Answerer, Turn
 

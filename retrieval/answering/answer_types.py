@@ -11,7 +11,6 @@ the question. Everything here is deterministic and pure.
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -61,7 +60,6 @@ class Words:
 
     @classmethod
     def of(cls, text: str) -> Words:
-        text = unicodedata.normalize("NFC", text)
         spans = word_spans(text)
         cased = [text[start:end] for start, end in spans]
         gaps = [text[spans[i - 1][1] : start] if i else "" for i, (start, _) in enumerate(spans)]
@@ -74,7 +72,7 @@ class Words:
 
 def date_positions(words: Words, text: str) -> set[int]:
     """Positions of the words that make up dates (`29/9`, `15-5-2009`): they count nothing."""
-    ranges = [match.span() for match in _DATE.finditer(unicodedata.normalize("NFC", text))]
+    ranges = [match.span() for match in _DATE.finditer(text)]
     return {i for i, (start, end) in enumerate(words.spans) if any(a <= start and end <= b for a, b in ranges)}
 
 

@@ -13,7 +13,14 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from index.text import capitalised_names, content_words, fold, number_values, strip_citations, words
+from index.text import (
+    capitalised_names,
+    content_words,
+    fold,
+    number_values,
+    strip_citations,
+    words,
+)
 from retrieval.types import Source
 
 # One bracketed group of citation numbers, optionally labelled ("[Đoạn 1]", "[source 2]").

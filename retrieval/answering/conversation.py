@@ -12,10 +12,17 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-
 from typing import TYPE_CHECKING
 
-from index.text import INTERROGATIVES_FOLDED, YEAR_RE, Language, answer_language, fold, normalize, words
+from index.text import (
+    INTERROGATIVES_FOLDED,
+    YEAR_RE,
+    Language,
+    answer_language,
+    fold,
+    normalize,
+    words,
+)
 from retrieval.types import Turn
 
 if TYPE_CHECKING:

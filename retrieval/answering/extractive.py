@@ -16,8 +16,22 @@ from index.text import Language, answer_language, disarm_citations, display_date
 from retrieval.answering.conversation import incoming, rewrite_question
 from retrieval.answering.grounding import is_supported
 from retrieval.answering.replies import ACCORDING_TO, DISAGREE, not_found
-from retrieval.answering.sentences import Question, ScoredSentence, covers_asked_year, parse_question, score_sentences
-from retrieval.types import Answer, Answerer, AnswerStream, Passage, Retriever, Source, Turn
+from retrieval.answering.sentences import (
+    Question,
+    ScoredSentence,
+    covers_asked_year,
+    parse_question,
+    score_sentences,
+)
+from retrieval.types import (
+    Answer,
+    Answerer,
+    AnswerStream,
+    Passage,
+    Retriever,
+    Source,
+    Turn,
+)
 
 _NEAREST_SOURCES = 3
 _AGREEMENT_RATIO = 0.8  # other articles whose best sentence scores this close to the best are compared

@@ -18,10 +18,20 @@ from typing import TYPE_CHECKING
 from index.text import Language, answer_language, fold, strip_citations
 from retrieval.answering.citations import CitationRewriter, cited_sources, is_grounded
 from retrieval.answering.conversation import incoming, rewrite_question
-from retrieval.answering.excerpts import Excerpt, SentenceRanker, drop_weak, rank_by_evidence, select_excerpts
+from retrieval.answering.excerpts import (
+    Excerpt,
+    SentenceRanker,
+    drop_weak,
+    rank_by_evidence,
+    select_excerpts,
+)
 from retrieval.answering.llm.errors import LLM_FAILURES, LLMError
 from retrieval.answering.orders import relays_an_order
-from retrieval.answering.prompts import DEFAULT_TITLE_WORDS, build_messages, prompt_prefix
+from retrieval.answering.prompts import (
+    DEFAULT_TITLE_WORDS,
+    build_messages,
+    prompt_prefix,
+)
 from retrieval.answering.replies import not_found
 from retrieval.types import Answer, Answerer, AnswerStream, Passage, Retriever, Turn
 

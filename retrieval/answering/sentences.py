@@ -22,18 +22,6 @@ from dataclasses import dataclass
 from itertools import takewhile
 
 from index.chunking import split_into_sentences
-from retrieval.answering.answer_types import (
-    Words,
-    count_positions,
-    counted_unit,
-    digits,
-    labelled_positions,
-    new_name_positions,
-    person_positions,
-    place_positions,
-    time_positions,
-)
-from retrieval.answering.grounding import question_terms, required_terms
 from index.text import (
     STOPWORDS_EN,
     STOPWORDS_VI,
@@ -46,6 +34,18 @@ from index.text import (
     normalize_tone_marks,
     tokenize,
 )
+from retrieval.answering.answer_types import (
+    Words,
+    count_positions,
+    counted_unit,
+    digits,
+    labelled_positions,
+    new_name_positions,
+    person_positions,
+    place_positions,
+    time_positions,
+)
+from retrieval.answering.grounding import question_terms, required_terms
 from retrieval.types import Passage
 
 _QUANTITY_CUES = ("bao nhieu", "how many", "how much", "what percentage", "what number")

@@ -17,8 +17,8 @@ from typing import Literal, Protocol
 
 import numpy as np
 
+from index.text import STOPWORDS_EN, QueryKind, detect_query_kind, is_number, normalize, tokenize
 from retrieval.search.lexical import LexicalIndex
-from index.text import STOPWORDS_EN, QueryKind, detect_query_kind, is_number, tokenize
 from retrieval.types import Passage, SearchFilters
 
 Fusion = Literal["rrf", "score"]
@@ -141,6 +141,7 @@ class HybridRetriever:
         """The `k` best passages for `query`, best first, within `filters`."""
         if k <= 0 or not query.strip():
             return []
+        query = normalize(query)  # an edge: a retriever may be called directly (LangChain, evaluation)
         candidates = self.rank_chunks(query, filters)
         return self._passages(candidates, k)
 

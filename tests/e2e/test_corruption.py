@@ -224,7 +224,7 @@ def test_models_fetch_repairs_changed_weights(index_with_private_models: Setting
 
 @pytest.mark.parametrize("part", ["graph", "embedding table"])
 def test_a_cut_short_onnx_export_is_made_again(index_with_private_models: Settings, part: str) -> None:
-    exports = list((index_with_private_models.models_dir / "onnx").glob("*.onnx"))
+    exports = list((index_with_private_models.models_dir / "onnx").glob("*.embeds.onnx"))
     assert exports
     damaged = exports if part == "graph" else [embedding_table_path(export) for export in exports]
     sizes = [path.stat().st_size for path in damaged]

