@@ -121,6 +121,25 @@ def tokenize(text: str, *, fold: bool = False, number_variants: bool = True) -> 
     return out
 
 
+# Punctuation that ends a run of syllables (a pair across it is no word); `.` and `,` only before a space
+# or the end, so that `74.127` stays one number.
+_RUN_BREAK_RE = re.compile(r"[.,;:!?…]+(?=\s|$)|[()\[\]{}\"“”‘’\n\t|–—]+")
+
+
+def syllable_pairs(text: str) -> list[str]:
+    """Every pair of adjacent syllables within a punctuation-free run, joined by `_` (`đảng_viên`).
+
+    Most Vietnamese words are two syllables, so pairs stand in for words without a segmenter:
+    measured as a BM25 field on the tuning set, syllables + pairs beat pyvi-segmented words (R@5 .882
+    vs .865 alone, .897 vs .881 fused with dense search), and need no model at query time.
+    """
+    pairs: list[str] = []
+    for piece in _RUN_BREAK_RE.split(text):
+        run = tokenize(piece, number_variants=False)
+        pairs.extend(f"{a}_{b}" for a, b in zip(run, run[1:]))
+    return pairs
+
+
 def word_spans(text: str) -> list[tuple[int, int]]:
     """`(start, end)` offsets of the tokens `tokenize` finds (numbers whole, no variants), in `text`.
 
