@@ -14,7 +14,6 @@ native build: Qwen2.5-1.5B Q4_K_M read up to ~70 prompt tokens/s and generated u
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import queue
 import secrets
@@ -37,11 +36,6 @@ from retrieval.answering.llm.errors import LLMError
 # This placeholder is not a secret.
 LOCAL_SERVER_KEY_PLACEHOLDER = "not-needed"
 
-
-
-def local_runtime_available() -> bool:
-    """Whether the llama.cpp runtime (`xllamacpp`) is installed, without loading it."""
-    return importlib.util.find_spec("xllamacpp") is not None
 
 
 def openai_chat_model(
