@@ -121,6 +121,10 @@ def tokenize(text: str, *, fold: bool = False, number_variants: bool = True) -> 
     return out
 
 
+# The tokens of `tokenize` (a syllable, a number) or a mark that ends a sentence, by kind: what a language
+# model of the syllables of a text reads (`retrieval.search.restore`).
+SENTENCE_TOKEN_RE = re.compile(r"(?P<word>[^\W\d_]+)|(?P<num>\d+(?:[.,]\d+)*%?)|(?P<stop>[.!?;:\n()\[\]\"“”…]+)")
+
 # Punctuation that ends a run of syllables (a pair across it is no word); `.` and `,` only before a space
 # or the end, so that `74.127` stays one number.
 _RUN_BREAK_RE = re.compile(r"[.,;:!?…]+(?=\s|$)|[()\[\]{}\"“”‘’\n\t|–—]+")

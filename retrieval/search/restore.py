@@ -33,13 +33,12 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import pairwise
 
-from index.text import fold_diacritics, has_diacritics, normalize, normalize_tone_marks
+from index.text import SENTENCE_TOKEN_RE, fold_diacritics, has_diacritics, normalize, normalize_tone_marks
 
 __all__ = ["DiacriticRestorer"]
 
@@ -52,8 +51,6 @@ QUESTION_PHRASES: tuple[str, ...] = (
     "có phải", "hay không", "không", "chưa", "những gì", "bằng cách nào", "nhằm mục đích gì",
 )
 BOS, EOS, NUM = "<s>", "</s>", "<num>"
-# Letters (one syllable), numbers, or anything that ends a sentence for the bigram model.
-_TOKEN_RE = re.compile(r"(?P<word>[^\W\d_]+)|(?P<num>\d+(?:[.,]\d+)*%?)|(?P<stop>[.!?;:\n()\[\]\"“”…]+)")
 
 
 @dataclass(frozen=True)
@@ -69,7 +66,7 @@ class _Token:
 def _tokens(text: str) -> list[_Token]:
     """Tokens of an NFC text, with `form` in the spelling the model counts."""
     tokens = []
-    for match in _TOKEN_RE.finditer(text):
+    for match in SENTENCE_TOKEN_RE.finditer(text):
         kind = match.lastgroup or "stop"
         form = normalize_tone_marks(match.group().lower()) if kind == "word" else match.group()
         tokens.append(_Token(match.start(), match.end(), form, kind))
