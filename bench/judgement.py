@@ -33,9 +33,14 @@ from bot.evaluation import eval_index_dir, load_questions  # noqa: E402
 from bot.settings import Settings  # noqa: E402
 from bot.wiring import build_components  # noqa: E402
 from retrieval.answering.grounding import PASSAGES_CONSIDERED, support  # noqa: E402
+from retrieval.answering.sentences import parse_question, score_sentences  # noqa: E402
 
-FEATURES = ("coverage", "pair_coverage", "lexical", "dense", "has_dense", "missing_share", "missing_focus",
-            "present_time", "kind_vi", "kind_plain", "kind_en", "top_score", "margin")
+GATE_FEATURES = ("coverage", "pair_coverage", "lexical", "dense", "has_dense", "missing_share", "missing_focus",
+                 "present_time", "kind_vi", "kind_plain", "kind_en", "top_score", "margin")
+# What the extractive answerer's sentence reading adds: how well its best sentence covers the question,
+# whether it states a value of the asked type, and how far it stands above the next one.
+SENTENCE_FEATURES = ("sentence_score", "sentence_pairs", "sentence_typed", "sentence_margin", "asks_value")
+FEATURES = GATE_FEATURES + SENTENCE_FEATURES
 
 
 def measure(settings: Settings, corpus: Path, questions: Path) -> list[dict]:
@@ -49,6 +54,10 @@ def measure(settings: Settings, corpus: Path, questions: Path) -> list[dict]:
         considered = {p.article_id for p in passages[:PASSAGES_CONSIDERED]}
         scores = [p.score for p in passages]
         required = max(1, len(measured.missing_names) + 1)
+        parsed = parse_question(item.question)
+        ranked = score_sentences(parsed, passages) if passages else []
+        best = ranked[0] if ranked else None
+        second = ranked[1].score if len(ranked) > 1 else 0.0
         rows.append({
             "coverage": measured.coverage, "pair_coverage": measured.pair_coverage, "lexical": measured.lexical,
             "dense": measured.dense or 0.0, "has_dense": float(measured.dense is not None),
@@ -57,6 +66,10 @@ def measure(settings: Settings, corpus: Path, questions: Path) -> list[dict]:
             "kind_plain": float(measured.kind == "vi_plain"), "kind_en": float(measured.kind == "en"),
             "top_score": scores[0] if scores else 0.0,
             "margin": (scores[0] - scores[1]) / scores[0] if len(scores) > 1 and scores[0] > 0 else 0.0,
+            "sentence_score": best.score if best else 0.0, "sentence_pairs": best.pair_share if best else 0.0,
+            "sentence_typed": float(bool(best and best.answers_type)),
+            "sentence_margin": (best.score - second) / best.score if best and best.score > 0 else 0.0,
+            "asks_value": float(parsed.asks_quantity or parsed.asks_time or parsed.asks_who or parsed.asks_where),
             "label": float(item.answerable and bool(considered & set(item.passage_ids))),
             "answerable": item.answerable, "gate": measured.supported,
             "article": sorted(item.passage_ids)[0] if item.passage_ids else f"none:{item.id}",
@@ -93,6 +106,25 @@ def rates(refused: np.ndarray, rows: list[dict]) -> str:
             f"{refused[supportable].mean():.3f} ({supportable.sum()})")
 
 
+def evaluate(rows: list[dict], y: np.ndarray, x: np.ndarray, features: tuple[str, ...], folds_wanted: int) -> None:
+    """Held-out refusal rates of a logistic model over `features`, at four operating points."""
+    articles = sorted({r["article"] for r in rows})
+    fold_of = {a: i % folds_wanted for i, a in enumerate(np.random.default_rng(0).permutation(articles))}
+    folds = np.array([fold_of[r["article"]] for r in rows])
+    held_out = np.zeros(len(rows))
+    for k in range(folds_wanted):
+        model = fit(x[folds != k], y[folds != k])
+        held_out[folds == k] = predict(x[folds == k], model)
+    unanswerable = np.array([not r["answerable"] for r in rows])
+    for share in (0.80, 0.85, 0.90, 0.95):
+        threshold = float(np.quantile(held_out[unanswerable], share)) if unanswerable.any() else 0.5
+        print(f"fitted, held out, threshold {threshold:.3f} (refuses {share:.0%} of unanswerable): "
+              f"{rates(held_out < threshold, rows)}")
+    model = fit(x, y)
+    print("weights (standardised features):", {f: round(float(w), 3) for f, w in zip(features, model[2])},
+          "bias", round(float(model[2][-1]), 3))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--set", action="append", required=True, help="NAME=CORPUS.jsonl,QUESTIONS.jsonl")
@@ -110,24 +142,11 @@ def main() -> None:
         rows += [{**r, "set": name} for r in measured]
     if args.save:
         args.save.write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
-    x = np.array([[r[f] for f in FEATURES] for r in rows])
-    y = np.array([r["label"] for r in rows])
-    articles = sorted({r["article"] for r in rows})
-    fold_of = {a: i % args.folds for i, a in enumerate(np.random.default_rng(0).permutation(articles))}
-    folds = np.array([fold_of[r["article"]] for r in rows])
-    held_out = np.zeros(len(rows))
-    for k in range(args.folds):
-        model = fit(x[folds != k], y[folds != k])
-        held_out[folds == k] = predict(x[folds == k], model)
     print(f"all sets, hand-set gate: {rates(~np.array([r['gate'] for r in rows]), rows)}")
-    unanswerable = np.array([not r["answerable"] for r in rows])
-    for share in (0.80, 0.85, 0.90, 0.95):
-        threshold = float(np.quantile(held_out[unanswerable], share)) if unanswerable.any() else 0.5
-        print(f"fitted, held out, threshold {threshold:.3f} (refuses {share:.0%} of unanswerable): "
-              f"{rates(held_out < threshold, rows)}")
-    model = fit(x, y)
-    print("weights (standardised features):", {f: round(float(w), 3) for f, w in zip(FEATURES, model[2])},
-          "bias", round(float(model[2][-1]), 3))
+    y = np.array([r["label"] for r in rows])
+    for name, features in (("gate measurements", GATE_FEATURES), ("gate + sentence reading", FEATURES)):
+        print(f"--- fitted on {name}")
+        evaluate(rows, y, np.array([[r[f] for f in features] for r in rows]), features, args.folds)
 
 
 if __name__ == "__main__":

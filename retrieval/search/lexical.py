@@ -135,13 +135,14 @@ class LexicalIndex:
 
     @classmethod
     def load(cls, directory: Path) -> LexicalIndex:
-        """Read an index written by `save`; raises `FileNotFoundError`/`ValueError` when absent or stale."""
+        """Read an index written by `save` (its score arrays memory-mapped: a question reads only the postings
+        of its tokens); raises `FileNotFoundError`/`ValueError` when absent or stale."""
         meta = json.loads((directory / "lexical.json").read_text(encoding="utf-8"))
         if meta.get("format") != _FORMAT_VERSION:
             raise ValueError(f"lexical index format {meta.get('format')} is not {_FORMAT_VERSION}")
         chunk_ids = np.load(directory / "chunk_ids.npy", allow_pickle=False)
         article_ids = np.load(directory / "article_ids.npy", allow_pickle=False)
-        fields = {name: bm25s.BM25.load(str(directory / name), allow_pickle=False) for name in FIELDS}
+        fields = {name: bm25s.BM25.load(str(directory / name), allow_pickle=False, mmap=True) for name in FIELDS}
         restorer = DiacriticRestorer.from_json((directory / "restorer.json").read_text(encoding="utf-8"))
         return cls(chunk_ids, fields, article_ids, restorer)
 
