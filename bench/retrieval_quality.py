@@ -19,7 +19,7 @@ A hit is a top-k chunk of the gold article (article-level recall); figures are R
 MRR@10, with the query latency of each method (ms/query, warm, on the largest corpus).
 Candidates, each over the same chunks:
 
-- BM25 over syllables as shipped (`retrieval.lexical`, title and source prepended), without the title,
+- BM25 over syllables as shipped (`retrieval.search.lexical`, title and source prepended), without the title,
   with the title twice, over the title alone; over accent-folded syllables; over pyvi words and over
   underthesea words (both tokenisers timed, in words/s);
 - dense multilingual-e5 (the configured embedder, exact inner-product search of the stored index);
@@ -278,7 +278,7 @@ class Segmenter:
 
 
 class TokenField:
-    """BM25 (bm25s, Lucene variant, k1 1.2, b 0.75 as `retrieval.lexical`) over given token lists."""
+    """BM25 (bm25s, Lucene variant, k1 1.2, b 0.75 as `retrieval.search.lexical`) over given token lists."""
 
     def __init__(self, documents: Sequence[list[str]]) -> None:
         self.bm25 = bm25s.BM25(method="lucene", k1=1.2, b=0.75)
@@ -532,7 +532,7 @@ def fused_ranks(lists: Sequence[Ranked], weights: np.ndarray, fusion: str, rrf_k
     """Article rank of `gold` under each weight row of `weights` (combos x sources), vectorised.
 
     `score`: each list's scores min-max normalised (the lowest of a list counts 0, as in
-    `retrieval.hybrid._fuse`), weighted and summed; `rrf`: weighted 1 / (rrf_k + rank). A chunk counts
+    `retrieval.search.hybrid._fuse`), weighted and summed; `rrf`: weighted 1 / (rrf_k + rank). A chunk counts
     only if a list with a positive weight found it. Ties go to the lower chunk id, as in the hybrid.
     """
     non_empty = [r for r, _ in lists if len(r)]
@@ -771,7 +771,7 @@ def startup_costs(work_dir: Path) -> dict[str, float]:
     out = {"import pyvi + first ViTokenizer.tokenize ms": 1000 * cold_seconds(
         "from pyvi import ViTokenizer\nViTokenizer.tokenize('Ai là chủ tịch nước Việt Nam')")}
     out["import sklearn alone ms"] = 1000 * cold_seconds("import sklearn")
-    out["import retrieval.text (syllable tokenizer) ms"] = 1000 * cold_seconds("import retrieval.text")
+    out["import index.text (syllable tokenizer) ms"] = 1000 * cold_seconds("import index.text")
     return out
 
 
