@@ -40,6 +40,9 @@ GATE_FEATURES = ("coverage", "pair_coverage", "lexical", "dense", "has_dense", "
 # What the extractive answerer's sentence reading adds: how well its best sentence covers the question,
 # whether it states a value of the asked type, and how far it stands above the next one.
 SENTENCE_FEATURES = ("sentence_score", "sentence_pairs", "sentence_typed", "sentence_margin", "asks_value")
+# The dense similarity of the question to its best sentences (not whole passages): costs one batch of
+# sentence embeddings per question.
+SENTENCE_DENSE = ("sentence_dense_best", "sentence_dense_max3")
 FEATURES = GATE_FEATURES + SENTENCE_FEATURES
 
 
@@ -58,6 +61,11 @@ def measure(settings: Settings, corpus: Path, questions: Path) -> list[dict]:
         ranked = score_sentences(parsed, passages) if passages else []
         best = ranked[0] if ranked else None
         second = ranked[1].score if len(ranked) > 1 else 0.0
+        similarities = [0.0]
+        if ranked:
+            question_vector = components.embedder.embed_queries([item.question])[0]
+            sentence_vectors = components.embedder.embed_passages([r.text for r in ranked[:3]])
+            similarities = [float(v @ question_vector) for v in sentence_vectors]
         rows.append({
             "coverage": measured.coverage, "pair_coverage": measured.pair_coverage, "lexical": measured.lexical,
             "dense": measured.dense or 0.0, "has_dense": float(measured.dense is not None),
@@ -70,6 +78,7 @@ def measure(settings: Settings, corpus: Path, questions: Path) -> list[dict]:
             "sentence_typed": float(bool(best and best.answers_type)),
             "sentence_margin": (best.score - second) / best.score if best and best.score > 0 else 0.0,
             "asks_value": float(parsed.asks_quantity or parsed.asks_time or parsed.asks_who or parsed.asks_where),
+            "sentence_dense_best": similarities[0], "sentence_dense_max3": max(similarities),
             "label": float(item.answerable and bool(considered & set(item.passage_ids))),
             "answerable": item.answerable, "gate": measured.supported,
             "article": sorted(item.passage_ids)[0] if item.passage_ids else f"none:{item.id}",
@@ -144,7 +153,8 @@ def main() -> None:
         args.save.write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
     print(f"all sets, hand-set gate: {rates(~np.array([r['gate'] for r in rows]), rows)}")
     y = np.array([r["label"] for r in rows])
-    for name, features in (("gate measurements", GATE_FEATURES), ("gate + sentence reading", FEATURES)):
+    for name, features in (("gate measurements", GATE_FEATURES), ("gate + sentence reading", FEATURES),
+                           ("gate + sentence reading + sentence dense", FEATURES + SENTENCE_DENSE)):
         print(f"--- fitted on {name}")
         evaluate(rows, y, np.array([[r[f] for f in features] for r in rows]), features, args.folds)
 
