@@ -19,7 +19,7 @@ import pytest
 
 from bot.settings import Settings
 from index.models import EMBEDDING_MODEL
-from index.onnx_encoder import embedding_table_path
+from index.onnx_encoder import embedding_table_path, sentencepiece_path
 from tests.conftest import make_settings, run_cli
 
 pytestmark = pytest.mark.e2e
@@ -222,11 +222,12 @@ def test_models_fetch_repairs_changed_weights(index_with_private_models: Setting
     _assert_answers(settings)
 
 
-@pytest.mark.parametrize("part", ["graph", "embedding table"])
+@pytest.mark.parametrize("part", ["graph", "embedding table", "tokenizer"])
 def test_a_cut_short_onnx_export_is_made_again(index_with_private_models: Settings, part: str) -> None:
     exports = list((index_with_private_models.models_dir / "onnx").glob("*.embeds.onnx"))
     assert exports
-    damaged = exports if part == "graph" else [embedding_table_path(export) for export in exports]
+    companion = {"graph": lambda export: export, "embedding table": embedding_table_path, "tokenizer": sentencepiece_path}
+    damaged = [companion[part](export) for export in exports]
     sizes = [path.stat().st_size for path in damaged]
     for path in damaged:
         _truncate(path)
