@@ -125,9 +125,8 @@ def _extractive(settings: Settings, retriever: Retriever, gate: CorpusGate) -> E
 def build_generative(settings: Settings, retriever: Retriever, gate: CorpusGate, chat_model: BaseChatModel,
                      shape: PromptShape) -> GenerativeAnswerer:
     """A generative answerer over `chat_model`, with the gate and (when configured) the extractive fallback."""
-    from retrieval.answering.generative import (
-        GenerativeAnswerer,  # LangChain: only for an LLM answerer
-    )
+    # Imported here: LangChain comes with it, and only an LLM answerer needs it.
+    from retrieval.answering.generative import GenerativeAnswerer
 
     fallback = _extractive(settings, retriever, gate).answer_from if settings.extractive_fallback else None
     return GenerativeAnswerer(retriever, chat_model, top_k=settings.top_k, gate=gate, shape=shape,
