@@ -1,12 +1,10 @@
-"""Hybrid retrieval: BM25 (as written and accent-folded) plus dense search, fused per kind of question.
+"""Hybrid retrieval: BM25 fields plus dense search, fused per kind of question (`DEFAULT_ROUTES`).
 
-Measured on XQuAD-vi and on the bundled articles' question set (bench/retrieval_quality.py): accented
-questions fuse BM25 as written, accent-folded BM25 (it forgives misspelt accents) and dense search, with
-min-max normalised scores and equal weights, better than any of the three alone on both sets; questions
-typed without diacritics use the folded field, dense search of unaccented text being near random;
-English questions rest on dense search, the only bridge to Vietnamese text, with their names and numbers
-matched in the folded field. Chunk hits then become passages: adjacent chunks of one article merged into
-one span, near-duplicates dropped, date and source filters applied.
+Vietnamese questions fuse the syllable-pair BM25 field with dense search; those typed without
+diacritics have their accents restored from the corpus first; English questions rest on dense search,
+the only bridge to Vietnamese text, with their names and numbers matched in the folded field (the
+measurements are beside `DEFAULT_ROUTES`). Chunk hits then become passages: adjacent chunks of one
+article merged into one span, near-duplicates dropped, date and source filters applied.
 """
 
 from __future__ import annotations
@@ -71,8 +69,8 @@ class Route:
     pairs: float = 0.0  # syllables and adjacent syllable pairs: the word-like field
     fusion: Fusion = "score"
     rrf_k: int = 60
-    # Restore the question's accents from the corpus (`LexicalIndex.restore`) before the plain and
-    # dense lists: for questions typed without diacritics, which then take the accented path too.
+    # Restore the question's accents from the corpus (`LexicalIndex.restore`) before the plain, pair
+    # and dense lists: for questions typed without diacritics, which then take the accented path too.
     restore: bool = False
 
 

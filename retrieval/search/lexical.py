@@ -1,11 +1,12 @@
-"""BM25 over Vietnamese syllables, in two fields: the text as written and the text with accents folded.
+"""BM25 over Vietnamese syllables, in three fields: the text as written, the text with accents folded, and
+syllables plus adjacent syllable pairs (word-like units); with the diacritic model of the same texts.
 
 Scoring and persistence are `bm25s`'s (its sparse score matrix, `get_scores`, `save`/`load`, which
 write only `.npy` arrays and JSON). Building is done here, vectorised with numpy: `bm25s.BM25.index`
 counts terms document by document in Python, which takes ~8 s per field at 100k chunks, while the
 same matrix built from flat token-id arrays takes about a second. The folded field is derived from
 the normal one at the vocabulary level (folding each distinct syllable once) instead of tokenizing
-the corpus twice.
+the corpus twice; the pair field reuses the syllable arrays and adds the pairs.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ class ChunkSource(Protocol):
 
 
 class LexicalIndex:
-    """BM25 scores of every chunk for a question, in the `plain` or the `folded` field."""
+    """BM25 scores of every chunk for a question, in the `plain`, `folded` or `pairs` field."""
 
     def __init__(
         self, chunk_ids: np.ndarray, fields: dict[Field, bm25s.BM25], article_ids: np.ndarray | None = None,
