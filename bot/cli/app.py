@@ -1,0 +1,39 @@
+"""The `hoidap` Typer application and the edge every command runs through."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import typer
+from rich.console import Console
+
+from bot.settings import Settings
+from index.errors import HoidapError
+
+app = typer.Typer(help="hoidap: hỏi đáp — questions answered from Vietnamese news articles, with cited passages.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+models_app = typer.Typer(help="Provision offline models.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+err = Console(stderr=True)
+
+
+def load_settings() -> Settings:
+    settings = Settings()
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return settings
+
+
+def run(action: Callable[[], int | None]) -> None:
+    """The edge: domain errors become one clear message and exit code 1; Ctrl-C exits 130."""
+    try:
+        code = action()
+    except HoidapError as error:
+        err.print(f"[bold red]error:[/] {error}", highlight=False)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        raise typer.Exit(130) from None
+    if code:
+        raise typer.Exit(code)

@@ -1,0 +1,134 @@
+"""`hoidap ask` (one question, or a batch from stdin) and `hoidap chat`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from bot.cli.app import app, err, load_settings, run
+from index.errors import HoidapError
+
+if TYPE_CHECKING:
+    from retrieval.types import Answerer
+
+
+BATCH_LINE_LIMIT = 10_000
+"""Characters in one line of `hoidap ask -`; a longer line is a pasted document, not a question."""
+
+
+@app.command("ask")
+def ask_command(
+    question: Annotated[str, typer.Argument(help="The question, in Vietnamese (with or without diacritics) or English; "
+                                                 "'-' reads one question per line from stdin. A question that starts with '-' goes after '--'.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per question (JSON Lines).")] = False,
+    answerer: Annotated[Optional[str], typer.Option(help="extractive, local or openai (default: the setting).")] = None,
+    since: Annotated[Optional[str], typer.Option(help="Only articles dated on or after YYYY-MM-DD.")] = None,
+    until: Annotated[Optional[str], typer.Option(help="Only articles dated on or before YYYY-MM-DD.")] = None,
+    source: Annotated[Optional[list[str]], typer.Option(help="Only articles from this outlet (repeatable).")] = None,
+) -> None:
+    """Answer one question with its numbered sources, or with '-' every line of stdin, in order.
+
+    With '-' the model loads once and each question is answered on its own (no conversation), its
+    output flushed as soon as it is ready. A blank line, a line over 10,000 characters, or a question
+    that fails gives an error for that line (a JSON object {"line", "error"}, or a message on stderr)
+    and the batch goes on; the exit status is then 1.
+    """
+
+    def action() -> int:
+        from bot.terminal import print_answer
+        from bot.wiring import build_components
+
+        settings = load_settings()
+        batch = question == "-"
+        if not batch and not question.strip():
+            raise HoidapError("The question is empty.")
+        components = build_components(settings, answerer=answerer, filters=_filters(since, until, source))
+        if batch:
+            return _ask_batch(components.answerer, as_json)
+        result = components.answerer.answer(question)
+        if as_json:
+            sys.stdout.write(json.dumps(result.to_dict(), ensure_ascii=False) + "\n")
+        else:
+            print_answer(Console(), result)
+        return 0
+
+    run(action)
+
+
+def _ask_batch(answerer: Answerer, as_json: bool) -> int:
+    """`hoidap ask -`: answer stdin line by line; a bad line is reported and skipped. Exit 1 if any was."""
+    from rich.markup import escape
+
+    from bot.terminal import print_answer
+
+    out = Console()
+    sys.stdin.reconfigure(errors="replace")  # a stray invalid byte spoils one question, not the batch
+    failures = 0
+    for number, line in enumerate(sys.stdin, start=1):
+        text = line.rstrip("\r\n")
+        try:
+            if not text.strip():
+                raise HoidapError("The question is empty.")
+            if len(text) > BATCH_LINE_LIMIT:
+                raise HoidapError(f"The line has {len(text):,} characters; a question has at most "
+                                  f"{BATCH_LINE_LIMIT:,}.")
+            result = answerer.answer(text.strip())
+        except Exception as error:  # the edge of one line: it is reported, the batch goes on
+            if not isinstance(error, HoidapError):
+                logging.getLogger(__name__).exception("Question on line %d failed", number)
+            failures += 1
+            if as_json:
+                sys.stdout.write(json.dumps({"line": number, "error": str(error)}, ensure_ascii=False) + "\n")
+            else:
+                err.print(f"[bold red]line {number}:[/] {error}", highlight=False)
+        else:
+            if as_json:
+                record = {"line": number, "question": text.strip(), **result.to_dict()}
+                sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
+            else:
+                out.print(f"[bold]> {escape(text.strip())}[/]", highlight=False)
+                print_answer(out, result)
+                out.print()
+        sys.stdout.flush()
+    return 1 if failures else 0
+
+
+def _filters(since: str | None, until: str | None, sources: list[str] | None):
+    """Search filters from the command line, with dates checked before any model loads."""
+    from datetime import date
+
+    from retrieval.types import SearchFilters
+
+    for value in (since, until):
+        if value is not None:
+            try:
+                date.fromisoformat(value)
+            except ValueError:
+                raise HoidapError(f"{value!r} is not a date; write it as YYYY-MM-DD.") from None
+    if not (since or until or sources):
+        return None
+    return SearchFilters(date_from=since, date_to=until, sources=tuple(sources or ()))
+
+
+@app.command("chat")
+def chat_command(
+    answerer: Annotated[Optional[str], typer.Option(help="extractive, local or openai (default: the best available).")] = None,
+) -> None:
+    """Interactive chat in the terminal: /sources, /reset, /help; Ctrl-D to leave."""
+
+    def action() -> None:
+        from bot.terminal import run_chat
+        from bot.wiring import build_components, warm_up_in_background
+
+        settings = load_settings()
+        components = build_components(settings, answerer=answerer)
+        warm_up_in_background(components.answerer)
+        run_chat(components.answerer, components.answerer_name, history_turns=settings.history_turns,
+                 history_file=settings.data_dir / "chat_history")
+
+    run(action)

@@ -1,0 +1,80 @@
+"""`hoidap index` and `hoidap sources`: keep the index in step with the articles, and list them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from bot.cli.app import app, err, load_settings, run
+from bot.settings import Settings
+from index.errors import HoidapError
+
+
+@app.command("index")
+def index_command(
+    paths: Annotated[Optional[list[Path]], typer.Argument(help="Files or folders (default: the bundled articles).")] = None,
+    rebuild: Annotated[bool, typer.Option("--rebuild", help="Re-embed everything.")] = False,
+    check: Annotated[bool, typer.Option("--check", help="Verify the current index and change nothing.")] = False,
+) -> None:
+    """Sync the index with the article files: embed new and changed ones, drop removed ones."""
+
+    def action() -> int:
+        from bot.wiring import check_index, sync
+
+        settings = load_settings()
+        if check:
+            if paths or rebuild:
+                raise HoidapError("`hoidap index --check` verifies the current index; it takes no paths and no --rebuild.")
+            described, problems = check_index(settings.index_dir)
+            if not problems:
+                Console().print(f"index OK: {described}", highlight=False, soft_wrap=True)
+                return 0
+            err.print(f"[bold red]index damaged:[/] {described}", highlight=False, soft_wrap=True)
+            for problem in problems:
+                err.print(f"  - {problem}", highlight=False, soft_wrap=True)
+            err.print("Run `hoidap index --rebuild`.")
+            return 1
+        with Progress(TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      console=err, transient=True, disable=not err.is_terminal) as bar:
+            task = bar.add_task("embed", total=None)
+            summary = sync(settings, paths, rebuild=rebuild,
+                           progress=lambda done, total: bar.update(task, completed=done, total=total))
+        _print_summary(summary, settings)
+        return 0
+
+    run(action)
+
+
+def _print_summary(summary, settings: Settings) -> None:
+    out = Console()
+    if summary.rebuilt_reason:
+        out.print(f"full rebuild: {summary.rebuilt_reason}")
+    out.print(f"added {len(summary.added)}, updated {len(summary.updated)}, removed {len(summary.removed)}, "
+              f"unchanged {len(summary.unchanged)}, skipped {len(summary.skipped)}; "
+              f"{summary.chunks_embedded} chunks embedded in {summary.seconds:.1f}s; "
+              f"index: {summary.n_articles} articles, {summary.n_chunks} chunks in {settings.index_dir}")
+    for skipped in summary.skipped:
+        out.print(f"  skipped {skipped.path}: {skipped.reason}", highlight=False)
+
+
+@app.command("sources")
+def sources_command() -> None:
+    """List the indexed articles: title, date, source, chunks."""
+
+    def action() -> None:
+        from index.store import IndexStore
+
+        settings = load_settings()
+        store = IndexStore.open(settings.index_dir)
+        table = Table("id", "title", "date", "source", "chunks")
+        for article in store.articles():
+            date = f"{article.date}{' (inferred)' if article.date_inferred and article.date else ''}" if article.date else "—"
+            table.add_row(article.article_id, article.title, date, article.source or "—", str(article.n_chunks))
+        Console().print(table)
+
+    run(action)

