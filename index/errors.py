@@ -2,7 +2,18 @@
 
 
 class HoidapError(Exception):
-    """Base of every error hoidap raises on purpose; its message says what to do."""
+    """Base of every error hoidap raises on purpose; its message says what to do.
+
+    The message is English; `vi` is the same message in Vietnamese, which the edges show by default
+    (`HOIDAP_LANGUAGE`).
+    """
+
+    def __init__(self, message: str, *, vi: str | None = None) -> None:
+        super().__init__(message)
+        self.vi = vi
+
+    def in_language(self, language: str) -> str:
+        return self.vi if language == "vi" and self.vi else str(self)
 
 
 class ModelFilesMissingError(HoidapError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 
 import typer
@@ -19,6 +20,16 @@ app.add_typer(models_app, name="models")
 err = Console(stderr=True)
 
 
+def language() -> str:
+    """The language of the CLI's own messages: Vietnamese unless HOIDAP_LANGUAGE=en."""
+    return "en" if os.environ.get("HOIDAP_LANGUAGE", "").strip().lower() == "en" else "vi"
+
+
+def tr(vi: str, en: str) -> str:
+    """One CLI message in the user's language."""
+    return en if language() == "en" else vi
+
+
 def load_settings() -> Settings:
     settings = Settings()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -30,10 +41,10 @@ def run(action: Callable[[], int | None]) -> None:
     try:
         code = action()
     except HoidapError as error:
-        err.print(f"[bold red]error:[/] {error}", highlight=False)
+        err.print(f"[bold red]{tr('lỗi', 'error')}:[/] {error.in_language(language())}", highlight=False)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
-        err.print("interrupted")
+        err.print(tr("đã dừng", "interrupted"))
         raise typer.Exit(130) from None
     if code:
         raise typer.Exit(code)

@@ -115,7 +115,7 @@ def test_damaged_index_gives_one_clear_message_everywhere(damaged_copy, name: st
     for command in (["ask", "--json", QUESTION], ["sources"]):
         result = run_cli(command, settings)
         _assert_one_clear_error(result, REBUILD)
-        assert result.stderr.count("error:") == 1 and result.stdout == "", result
+        assert result.stderr.count("lỗi:") == 1 and result.stdout == "", result
     _assert_one_clear_error(run_cli(["index", "--check"], settings), REBUILD)
 
 
