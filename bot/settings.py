@@ -58,8 +58,11 @@ class Settings(BaseSettings):
     telegram_webhook_secret: SecretStr | None = None
     telegram_webhook_listen: str = "127.0.0.1"
     telegram_webhook_port: int = 8443
+    telegram_inline_cache_seconds: int = Field(600, ge=0, description="How long an inline answer is reused.")
+    telegram_correction_minutes: float = Field(10, gt=0, description="How long a 👎 voter may send a correction.")
 
     log_level: str = "WARNING"
+    log_format: Literal["text", "json"] = "text"
 
     @field_validator("telegram_allowed_users", "telegram_allowed_chats", mode="before")
     @classmethod

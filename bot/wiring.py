@@ -202,12 +202,18 @@ def warm_up_in_background(answerer: Answerer) -> None:
 
 
 def build_components(settings: Settings, *, answerer: str | None = None, index_dir: Path | None = None,
-                     filters: SearchFilters | None = None, embedder: Embedder | None = None) -> Components:
-    """Load model, index, retriever and answerer for a front-end (reusing `embedder` when one is loaded)."""
+                     filters: SearchFilters | None = None, embedder: Embedder | None = None,
+                     wrap_retriever: Callable[[Retriever], Retriever] | None = None) -> Components:
+    """Load model, index, retriever and answerer for a front-end (reusing `embedder` when one is loaded).
+
+    `wrap_retriever` puts a layer around the retriever the answerer uses (the bot's timing, for metrics).
+    """
     embedder = embedder or build_embedder(settings)
     store = open_store(settings, embedder, index_dir)
     lexical = open_lexical_index(store)
     retriever = build_retriever(store, embedder, lexical, filters)
+    if wrap_retriever is not None:
+        retriever = wrap_retriever(retriever)
     name = answerer or choose_answerer(settings)
     built = build_answerer(settings, retriever, CorpusGate(lexical.idf), name)
     return Components(settings, embedder, store, lexical, retriever, built, name)

@@ -16,16 +16,19 @@ def telegram_command(
     """Run the Telegram bot (token from HOIDAP_TELEGRAM_TOKEN); long polling, or a webhook if configured."""
 
     def action() -> None:
+        from bot.ops import BotMetrics, index_check, model_check
         from bot.telegram.app import bot_token, run_bot
         from bot.wiring import build_components, warm_up_in_background
 
         settings = load_settings()
         bot_token(settings)  # fail fast, before loading the model, if there is no token
-        components = build_components(settings, answerer=answerer)
+        metrics = BotMetrics()
+        components = build_components(settings, answerer=answerer, wrap_retriever=metrics.timed)
         warm_up_in_background(components.answerer)
         store = components.store
+        checks = {"index": index_check(store.directory), "model": model_check(components.embedder.embed_queries)}
         run_bot(settings, components.answerer,
                 lambda: [(a.title, a.date, a.source, a.n_chunks) for a in store.articles()],
-                announce=lambda line: err.print(line, highlight=False))
+                announce=lambda line: err.print(line, highlight=False), metrics=metrics, checks=checks)
 
     run(action)

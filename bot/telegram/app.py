@@ -1,5 +1,7 @@
 """Builds and runs the Telegram bot: one Application, its handlers, long polling or a webhook.
 
+In webhook mode the bot's own server (bot/telegram/webhook.py) also serves `/healthz` and `/metrics`.
+
 `run_bot(settings, answerer, list_sources)` is what `hoidap telegram` calls. Tests and the load bench
 use `build_application` and `serve` directly, so they run exactly the production code path.
 """
@@ -25,16 +27,20 @@ from telegram.ext import (
     ApplicationBuilder,
     CallbackQueryHandler,
     CommandHandler,
+    InlineQueryHandler,
     MessageHandler,
     filters,
 )
 
+from bot.ops import BotMetrics, Check
 from bot.settings import Settings
 from bot.telegram import texts
 from bot.telegram.access import AccessPolicy, RateLimiter
-from bot.telegram.delivery import STREAM_EDIT_INTERVAL
+from bot.telegram.delivery import STREAM_DRAFT_INTERVAL, STREAM_EDIT_INTERVAL
 from bot.telegram.handlers import BotHandlers, ListSources
+from bot.telegram.inline import INLINE_DEADLINE, AnswerCache
 from bot.telegram.state import BotState
+from bot.telegram.webhook import WebhookServer
 from index.errors import HoidapError
 from retrieval.types import Answerer
 
@@ -149,7 +155,10 @@ def file_url(api_url: str) -> str:
 
 
 def register_handlers(application: Application, handlers: BotHandlers) -> None:
-    """Route updates: commands, questions (private or addressed in groups), edits, non-text, buttons."""
+    """Route updates: commands, questions (private or addressed in groups), edits, non-text, buttons, inline.
+
+    Another command is one more `CommandHandler` line here and one method on `BotHandlers`.
+    """
     new_messages = filters.UpdateType.MESSAGE
     application.add_handler(CommandHandler("start", handlers.start, filters=new_messages))
     application.add_handler(CommandHandler("help", handlers.show_help, filters=new_messages))
@@ -161,12 +170,20 @@ def register_handlers(application: Application, handlers: BotHandlers) -> None:
     application.add_handler(MessageHandler(new_messages & ~filters.TEXT & ~filters.StatusUpdate.ALL,
                                            handlers.non_text))
     application.add_handler(CallbackQueryHandler(handlers.button))
+    application.add_handler(InlineQueryHandler(handlers.inline))
     application.add_error_handler(handlers.error)
 
 
 def build_application(settings: Settings, answerer: Answerer, list_sources: ListSources, *,
-                      stream_interval: float = STREAM_EDIT_INTERVAL) -> Application:
-    """The bot, wired to the shared Answerer; `list_sources` gives (title, date, source, n_chunks) rows."""
+                      metrics: BotMetrics | None = None, checks: dict[str, Check] | None = None,
+                      stream_interval: float = STREAM_EDIT_INTERVAL, draft_interval: float = STREAM_DRAFT_INTERVAL,
+                      inline_deadline: float = INLINE_DEADLINE) -> Application:
+    """The bot, wired to the shared Answerer; `list_sources` gives (title, date, source, n_chunks) rows.
+
+    `metrics` (default: a fresh registry) is what `/metrics` shows; `checks` are the health checks of the
+    pieces the caller owns (index, model), served with the Bot API's own at `/healthz` in webhook mode.
+    """
+    metrics = metrics or BotMetrics()
     token = bot_token(settings)
     protect_secrets(*configured_secrets(settings))
     state = BotState.open(settings.state_db)
@@ -175,7 +192,10 @@ def build_application(settings: Settings, answerer: Answerer, list_sources: List
         answerer=answerer, state=state, executor=executor, list_sources=list_sources,
         access=AccessPolicy.from_ids(settings.telegram_allowed_users, settings.telegram_allowed_chats),
         limiter=RateLimiter(settings.telegram_rate_limit), history_turns=settings.history_turns,
-        max_input_chars=settings.telegram_max_input_chars, stream_interval=stream_interval,
+        max_input_chars=settings.telegram_max_input_chars, metrics=metrics,
+        inline_cache=AnswerCache(settings.telegram_inline_cache_seconds),
+        correction_minutes=settings.telegram_correction_minutes, stream_interval=stream_interval,
+        draft_interval=draft_interval, inline_deadline=inline_deadline,
     )
 
     async def register_commands(application: Application) -> None:
@@ -197,24 +217,32 @@ def build_application(settings: Settings, answerer: Answerer, list_sources: List
         .build()
     )
     register_handlers(application, handlers)
+    application.bot_data["metrics"] = metrics
+    application.bot_data["checks"] = dict(checks or {})
     return application
 
 
+async def _start_webhook(application: Application, settings: Settings) -> WebhookServer:
+    """Serve updates, /healthz and /metrics, then register the webhook (with its secret) with Telegram."""
+    secret = _webhook_secret(settings)
+    protect_secrets(secret)
+    server = WebhookServer(application, url_path=urlsplit(settings.telegram_webhook_url or "").path, secret=secret,
+                           metrics=application.bot_data["metrics"], checks=application.bot_data["checks"])
+    try:
+        server.start(settings.telegram_webhook_listen, settings.telegram_webhook_port)
+    except OSError as error:
+        raise HoidapError(f"Cannot listen on {settings.telegram_webhook_listen}:{settings.telegram_webhook_port} "
+                          f"for the webhook ({error}): check HOIDAP_TELEGRAM_WEBHOOK_PORT.") from error
+    await application.bot.set_webhook(settings.telegram_webhook_url, secret_token=secret,
+                                      allowed_updates=Update.ALL_TYPES)
+    return server
+
+
 async def _start_updates(application: Application, settings: Settings) -> str:
-    """Start receiving updates; return how, for the start-up line."""
+    """Start receiving updates by long polling; return how, for the start-up line."""
     updater = application.updater
     if updater is None:
         raise HoidapError("The Telegram application was built without an updater.")
-    if settings.telegram_webhook_url:
-        secret = _webhook_secret(settings)
-        protect_secrets(secret)
-        await updater.start_webhook(
-            listen=settings.telegram_webhook_listen, port=settings.telegram_webhook_port,
-            url_path=urlsplit(settings.telegram_webhook_url).path.strip("/"),
-            webhook_url=settings.telegram_webhook_url, secret_token=secret, allowed_updates=Update.ALL_TYPES,
-        )
-        return (f"webhook {settings.telegram_webhook_url} "
-                f"(listening on {settings.telegram_webhook_listen}:{settings.telegram_webhook_port})")
     # Pending updates are kept: questions asked while the bot was down still get answers.
     await updater.start_polling(timeout=POLL_TIMEOUT, allowed_updates=Update.ALL_TYPES)
     return "long polling"
@@ -242,7 +270,13 @@ async def serve(application: Application, settings: Settings, stop: asyncio.Even
         await _initialize(application, settings)
         if application.post_init:
             await application.post_init(application)
-        how = await _start_updates(application, settings)
+        webhook: WebhookServer | None = None
+        if settings.telegram_webhook_url:
+            webhook = await _start_webhook(application, settings)
+            how = (f"webhook {settings.telegram_webhook_url} (listening on {settings.telegram_webhook_listen}:"
+                   f"{settings.telegram_webhook_port}, with /healthz and /metrics)")
+        else:
+            how = await _start_updates(application, settings)
         await application.start()
         line = f"Telegram bot @{application.bot.username} running ({how}); Ctrl-C to stop."
         log.info(line)
@@ -251,6 +285,8 @@ async def serve(application: Application, settings: Settings, stop: asyncio.Even
         try:
             await stop.wait()
         finally:
+            if webhook is not None:
+                await webhook.stop()
             if application.updater and application.updater.running:
                 await application.updater.stop()
             if application.running:
@@ -262,13 +298,14 @@ async def serve(application: Application, settings: Settings, stop: asyncio.Even
 
 
 def run_bot(settings: Settings, answerer: Answerer, list_sources: ListSources, *,
-            announce: Callable[[str], None] | None = None) -> None:
+            announce: Callable[[str], None] | None = None, metrics: BotMetrics | None = None,
+            checks: dict[str, Check] | None = None) -> None:
     """`hoidap telegram`: run until Ctrl-C or SIGTERM (long polling, or a webhook if one is configured).
 
     `list_sources` gives the indexed articles as (title, date, source, n_chunks); `announce` gets the
     start-up line. Configure logging before calling: the token redaction attaches to its handlers.
     """
-    application = build_application(settings, answerer, list_sources)
+    application = build_application(settings, answerer, list_sources, metrics=metrics, checks=checks)
 
     async def main() -> None:
         stop = asyncio.Event()

@@ -1,14 +1,21 @@
-"""Getting HTML to Telegram intact: split to its limit, fall back to plain text, stream by throttled edits."""
+"""Getting HTML to Telegram intact: split to its limit, fall back to plain text, stream an answer as it grows.
+
+A streaming answer grows in place in one of two ways: in a private chat as a native draft
+(`sendMessageDraft`, Bot API 9.5+), then the final answer is sent as one normal message; in groups (where
+drafts are not allowed) as a message edited every few seconds. A draft the server refuses switches that
+answer to the edited message, so an older or stricter server still shows the answer growing.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from telegram import Bot, InlineKeyboardMarkup, Message, ReplyParameters
 from telegram.constants import ParseMode
-from telegram.error import BadRequest
+from telegram.error import BadRequest, EndPointNotFound, TelegramError
 
 from bot.telegram.formatting import (
     MESSAGE_LIMIT,
@@ -22,6 +29,9 @@ log = logging.getLogger(__name__)
 
 STREAM_EDIT_INTERVAL = 1.5
 """Seconds between edits of a streaming answer: Telegram throttles bots that edit faster."""
+STREAM_DRAFT_INTERVAL = 0.6
+"""Seconds between drafts: a draft is one ephemeral update, not an edit, so it may come more often; a
+local LLM writes ~5-10 tokens/s on 2 cores, so 0.6 s shows a few words per step."""
 
 
 def _entities_rejected(error: BadRequest) -> bool:
@@ -85,6 +95,19 @@ def _clip_utf16(text: str, limit: int) -> str:
     return text
 
 
+class Reply(Protocol):
+    """An answer on its way to a chat: shown as it grows (`update`), then as the final HTML (`finish`)."""
+
+    async def update(self, text: str) -> None: ...
+
+    async def finish(self, markup: str, reply_markup: InlineKeyboardMarkup | None = None) -> list[Message]: ...
+
+
+def _draft_markup(text: str) -> str:
+    """The answer so far as HTML for a draft: escaped, clipped to the limit, with a cursor."""
+    return escape(_clip_utf16(text, MESSAGE_LIMIT - 50)) + " ▌"
+
+
 class StreamingReply:
     """One answer arriving in fragments: a draft message edited at most every `interval` seconds.
 
@@ -93,13 +116,13 @@ class StreamingReply:
     """
 
     def __init__(self, bot: Bot, chat_id: int, reply_to: int | None, *, interval: float = STREAM_EDIT_INTERVAL,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, started: float | None = None) -> None:
         self._bot = bot
         self._chat_id = chat_id
         self._reply_to = reply_to
         self._interval = interval
         self._clock = clock
-        self._started = clock()
+        self._started = clock() if started is None else started
         self._last_edit = self._started
         self._draft: Message | None = None
         self._shown = ""
@@ -112,8 +135,7 @@ class StreamingReply:
             return
         self._last_edit = now
         self._shown = text
-        visible = _clip_utf16(text, MESSAGE_LIMIT - 50)
-        draft = escape(visible) + " ▌"
+        draft = _draft_markup(text)
         if self._draft is None:
             self._draft = await send_part(self._bot, self._chat_id, draft, reply_to=self._reply_to)
         else:
@@ -132,3 +154,64 @@ class StreamingReply:
             sent.append(await send_part(self._bot, self._chat_id, part,
                                         reply_markup=reply_markup if i == len(parts) - 1 else None))
         return sent
+
+
+class DraftReply:
+    """A private chat's answer as a native draft (`sendMessageDraft`), at most every `interval` seconds,
+    then the final answer sent as one message (a reply to the question, buttons under its last part).
+
+    Like the edited reply, a fast answer never shows a draft. If the server refuses a draft (an error,
+    not a flood wait: the rate limiter waits those out), `on_refused` is told and the rest of the answer
+    goes through edit-in-place (`StreamingReply`).
+    """
+
+    def __init__(self, bot: Bot, chat_id: int, reply_to: int | None, *, draft_id: int,
+                 interval: float = STREAM_DRAFT_INTERVAL, edit_interval: float = STREAM_EDIT_INTERVAL,
+                 clock: Callable[[], float] = time.monotonic,
+                 on_refused: Callable[[TelegramError], None] | None = None) -> None:
+        if draft_id == 0:
+            raise ValueError("a draft id must be non-zero")
+        self._bot = bot
+        self._chat_id = chat_id
+        self._reply_to = reply_to
+        self._draft_id = draft_id
+        self._interval = interval
+        self._edit_interval = edit_interval
+        self._clock = clock
+        self._started = clock()
+        self._last_draft = self._started
+        self._shown = ""
+        self._on_refused = on_refused
+        self._fallback: StreamingReply | None = None
+        self.drafts = 0
+
+    async def update(self, text: str) -> None:
+        """The answer so far (plain text); drafted if the last draft is at least `interval` old."""
+        if self._fallback is not None:
+            await self._fallback.update(text)
+            return
+        now = self._clock()
+        if now - self._last_draft < self._interval or not text.strip() or text == self._shown:
+            return
+        self._last_draft = now
+        self._shown = text
+        try:
+            await self._bot.send_message_draft(self._chat_id, self._draft_id, _draft_markup(text),
+                                               parse_mode=ParseMode.HTML)
+        except (BadRequest, EndPointNotFound) as error:
+            log.warning("Telegram refused a draft in chat %s (%s); editing a message instead", self._chat_id,
+                        error.message)
+            if self._on_refused is not None:
+                self._on_refused(error)
+            # Started at the question, so the edited message shows at once: the answer has taken long enough.
+            self._fallback = StreamingReply(self._bot, self._chat_id, self._reply_to, interval=self._edit_interval,
+                                            clock=self._clock, started=self._started - self._edit_interval)
+            await self._fallback.update(text)
+            return
+        self.drafts += 1
+
+    async def finish(self, markup: str, reply_markup: InlineKeyboardMarkup | None = None) -> list[Message]:
+        """Send the final answer as a message (the draft disappears when it arrives)."""
+        if self._fallback is not None:
+            return await self._fallback.finish(markup, reply_markup)
+        return await send_html(self._bot, self._chat_id, markup, reply_to=self._reply_to, reply_markup=reply_markup)

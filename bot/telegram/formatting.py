@@ -71,6 +71,28 @@ def to_telegram_html(answer: Answer, *, notice: str | None = None, quote_chars: 
     return "\n\n".join(blocks)
 
 
+def _source_link(source: Source) -> str:
+    """A source's heading for a shared answer: its title linked when the article has a web address."""
+    heading = _source_heading(source)
+    if source.source and re.match(r"https?://", source.source):
+        return f'{heading} · <a href="{escape(source.source)}">link</a>'
+    return heading
+
+
+def shared_answer_html(answer: Answer, limit: int = MESSAGE_LIMIT) -> str:
+    """An answer to be shared into another chat (inline mode): its text and citations, then one line per
+    source (title, date, outlet, a link when there is one), as one message of at most `limit` characters."""
+    sources = ""
+    if answer.sources:
+        heading = "<b>Nguồn:</b>" if answer.found else "<b>Nguồn gần nhất (không chứa câu trả lời):</b>"
+        sources = "\n\n" + "\n".join([heading, *(_source_link(s) for s in answer.sources)])
+    text = answer.text.strip() or EMPTY_ANSWER
+    room = limit - utf16_len(to_plain_text(sources)) - 2
+    if utf16_len(text) > room:  # rare: the sources are short, so the answer text is what gives way
+        text = text[: max(room - 1, 0)].rstrip() + "…"
+    return escape(text) + sources
+
+
 def passages_html(sources: Sequence[Source]) -> str:
     """The full cited passages of an answer, each under its numbered heading (the "sources" button)."""
     if not sources:

@@ -8,20 +8,31 @@ Edited messages: an edited question is answered anew, as a reply to the edited m
 edit to fix a typo or a wrong name and expect the fixed question to count. An edit that leaves the
 question text unchanged (formatting only) is ignored, and so is any edit the bot would not have
 answered as a new message (group chatter, commands other than /ask).
+
+Streaming: in a private chat an answer that streams grows as a native draft, then arrives as one
+message; in a group it grows by edits of one message (see `delivery`). A 👎 is followed by a
+ForceReply prompt: the voter's reply to it, within `correction_minutes`, is stored with the vote.
+Inline queries are answered from a per-question cache (see `inline`). Every admitted question is
+logged in the state (for `hoidap stats`) and counted in the metrics, and its id is on every log line.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import Executor
 from contextlib import asynccontextmanager, suppress
+from typing import TypeVar
 
 from telegram import (
+    ForceReply,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
+    InlineQueryResultsButton,
     Message,
     MessageEntity,
     Update,
@@ -30,9 +41,19 @@ from telegram.constants import ChatAction, ChatType
 from telegram.error import BadRequest, TelegramError
 from telegram.ext import ContextTypes
 
+from bot.ops import QUESTION_ID, BotMetrics, run_timed
 from bot.telegram import texts
 from bot.telegram.access import AccessPolicy, RateLimiter, truncate_input
-from bot.telegram.delivery import STREAM_EDIT_INTERVAL, StreamingReply, send_html
+from bot.telegram.delivery import (
+    STREAM_DRAFT_INTERVAL,
+    STREAM_EDIT_INTERVAL,
+    DraftReply,
+    Reply,
+    StreamingReply,
+    send_html,
+    send_part,
+)
+from bot.telegram.inline import INLINE_DEADLINE, INLINE_MIN_CHARS, AnswerCache, answer_results
 from bot.telegram.formatting import (
     ArticleListing,
     passages_html,
@@ -48,7 +69,10 @@ ListSources = Callable[[], Sequence[ArticleListing | tuple[str, str | None, str 
 """Gives the indexed articles as (title, date, source, n_chunks); injected so the bot never sees the index."""
 
 TYPING_REFRESH = 4.5  # Telegram shows "typing…" for 5 s per chat action
+CORRECTION_CHARS = 300
+"""A correction is one line: longer text is cut there."""
 _DONE = object()
+T = TypeVar("T")
 
 
 def replies_to_bot(message: Message, bot_id: int) -> bool:
@@ -102,7 +126,14 @@ class BotHandlers:
 
     def __init__(self, *, answerer: Answerer, state: BotState, access: AccessPolicy, limiter: RateLimiter,
                  executor: Executor, list_sources: ListSources, history_turns: int, max_input_chars: int,
-                 stream_interval: float = STREAM_EDIT_INTERVAL) -> None:
+                 metrics: BotMetrics, inline_cache: AnswerCache, correction_minutes: float,
+                 stream_interval: float = STREAM_EDIT_INTERVAL, draft_interval: float = STREAM_DRAFT_INTERVAL,
+                 inline_deadline: float = INLINE_DEADLINE) -> None:
+        self._metrics = metrics
+        self._inline_cache = inline_cache
+        self._correction_seconds = correction_minutes * 60
+        self._draft_interval = draft_interval
+        self._inline_deadline = inline_deadline
         self._answerer = answerer
         self._state = state
         self._access = access
@@ -157,8 +188,11 @@ class BotHandlers:
     # --- messages ---
 
     async def text(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        """A text message: a question in a private chat, or in a group when addressed to the bot."""
+        """A text message: a correction (a reply to the bot's 👎 prompt), or a question in a private chat,
+        or in a group when addressed to the bot."""
         message = update.effective_message
+        if await self._take_correction(update, context, message):
+            return
         question = addressed_question(message, context.bot.id, context.bot.username)
         if question is None:
             return
@@ -221,7 +255,10 @@ class BotHandlers:
                                 reply_to=query.message.message_id)
             return
         vote = 1 if value == "up" else -1
+        previous = self._state.vote_of(answer_id, query.from_user.id)
         self._state.record_vote(answer_id, query.from_user.id, vote)
+        if previous != vote:
+            self._metrics.votes.labels(vote="up" if vote == 1 else "down").inc()
         await query.answer(texts.THANKS_UP if vote == 1 else texts.THANKS_DOWN)
         try:
             await query.edit_message_reply_markup(answer_keyboard(answer_id, bool(stored.answer.sources), vote))
@@ -229,12 +266,97 @@ class BotHandlers:
             # The same vote twice leaves the keyboard as it is; Telegram reports that as an error.
             if "not modified" not in error.message.lower():
                 raise
+        if vote == -1 and previous != -1 and query.message is not None:
+            await self._ask_for_correction(context, query.message, answer_id, query.from_user.id)
+
+    async def _ask_for_correction(self, context: ContextTypes.DEFAULT_TYPE, answer_message: Message,
+                                  answer_id: int, user_id: int) -> None:
+        """After a 👎: ask the voter, with a ForceReply, what the right answer would be."""
+        prompt = await send_part(
+            context.bot, answer_message.chat.id, texts.CORRECTION_PROMPT, reply_to=answer_message.message_id,
+            reply_markup=ForceReply(selective=True, input_field_placeholder=texts.CORRECTION_PLACEHOLDER))
+        self._state.expect_correction(answer_message.chat.id, prompt.message_id, answer_id, user_id)
+
+    async def _take_correction(self, update: Update, context: ContextTypes.DEFAULT_TYPE, message: Message) -> bool:
+        """Store the message as a correction if it replies to our prompt, from its voter, in time."""
+        replied = message.reply_to_message
+        user = update.effective_user
+        if replied is None or user is None or not replies_to_bot(message, context.bot.id):
+            return False
+        prompt = self._state.correction_prompt(message.chat_id, replied.message_id)
+        if prompt is None or prompt.user_id != user.id or time.time() - prompt.created > self._correction_seconds:
+            return False
+        if not await self._admit(update, context):
+            return True
+        correction = " ".join((message.text or "").split())[:CORRECTION_CHARS]
+        if correction and self._state.save_correction(message.chat_id, replied.message_id, correction):
+            log.info("Correction stored for answer %s", prompt.answer_id)
+            await self._reply(update, context, texts.CORRECTION_THANKS)
+        return True
+
+    # --- inline mode ---
+
+    async def inline(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """`@bot question` in any chat: the sourced answer (or "not found") as a result to share."""
+        query = update.inline_query
+        user_id = query.from_user.id
+        # Telegram may give cached results to anyone who types the same query, unless they are personal.
+        personal = not self._access.open
+        if not self._access.allows(user_id, None):
+            log.info("Refused inline query of user %s (not on the allowlist)", user_id)
+            self._metrics.refusals.labels(reason="allowlist").inc()
+            await query.answer([], cache_time=0, is_personal=True,
+                               button=InlineQueryResultsButton(texts.INLINE_REFUSAL, start_parameter=texts.INLINE_START))
+            return
+        question, _ = truncate_input(" ".join(query.query.split()), self._max_input_chars)
+        if len(question) < INLINE_MIN_CHARS:
+            await query.answer([], cache_time=0, is_personal=personal,
+                               button=InlineQueryResultsButton(texts.INLINE_HINT, start_parameter=texts.INLINE_START))
+            return
+        answer = self._inline_cache.get(question)
+        if answer is None:
+            task = self._inline_cache.computing(question)
+            if task is None:
+                decision = self._limiter.check(user_id)
+                if not decision.allowed:
+                    self._metrics.refusals.labels(reason="rate_limit").inc()
+                    await query.answer([], cache_time=0, is_personal=True, button=InlineQueryResultsButton(
+                        texts.inline_rate_limited(decision.retry_in), start_parameter=texts.INLINE_START))
+                    return
+                task = self._inline_cache.compute(question, lambda: self._answer_inline(question, user_id))
+            try:
+                answer = await asyncio.wait_for(asyncio.shield(task), self._inline_deadline)
+            except TimeoutError:
+                log.info("Inline answer not ready in %.0f s; it will be cached for the next query",
+                         self._inline_deadline)
+                self._metrics.errors.labels(kind="inline_deadline").inc()
+                await query.answer([], cache_time=0, is_personal=True, button=InlineQueryResultsButton(
+                    texts.INLINE_STILL_LOOKING, start_parameter=texts.INLINE_START))
+                return
+        await query.answer(answer_results(question, answer), cache_time=60, is_personal=personal)
+
+    async def _answer_inline(self, question: str, user_id: int) -> Answer:
+        """One inline question through the answerer (no history: an inline query has no conversation)."""
+        question_id = self._state.start_question("inline", None, user_id)
+        token = QUESTION_ID.set(str(question_id))
+        started = time.perf_counter()
+        self._metrics.questions.labels(via="inline").inc()
+        try:
+            answer, retrieval = await self._in_worker(lambda: self._answerer.answer(question, []))
+        except Exception as error:
+            self._record_failure(question_id, error)
+            raise
+        finally:
+            QUESTION_ID.reset(token)
+        self._record_answer(question_id, "inline", answer, time.perf_counter() - started, retrieval)
+        return answer
 
     # --- errors ---
 
     async def error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Log any handler failure with its traceback and tell the user something went wrong."""
         update_id = update.update_id if isinstance(update, Update) else None
+        self._metrics.errors.labels(kind=type(context.error).__name__).inc()
         log.error("Failed to handle update %s", update_id, exc_info=context.error)
         if not isinstance(update, Update):
             return
@@ -257,31 +379,74 @@ class BotHandlers:
         user_id = update.effective_user.id if update.effective_user else message.chat_id
         decision = self._limiter.check(user_id)
         if not decision.allowed:
+            self._metrics.refusals.labels(reason="rate_limit").inc()
             if decision.notify:
                 await self._reply(update, context, texts.rate_limited(self._limiter.limit, decision.retry_in))
             return
         question, cut = truncate_input(question, self._max_input_chars)
         notices = [n for n in (notice, texts.input_cut(self._max_input_chars) if cut else None) if n]
         chat_id = message.chat_id
-        async with self._chat_turn(chat_id):
-            answered = asyncio.Event()
-            # Not cancelled but told to stop: cancelling a request mid-flight would drop its connection.
-            context.application.create_task(self._keep_typing(context, chat_id, answered))
-            try:
-                history = self._state.history(chat_id, self._history_turns)
-                reply = StreamingReply(context.bot, chat_id, message.message_id, interval=self._stream_interval)
-                answer = await self._run_answerer(question, history, reply.update)
-                answer_id = self._state.save_answer(chat_id, user_id, message.message_id, question, answer)
-                # Kept before it is sent: an answer the user has seen is in the history even if the bot dies now.
-                self._state.add_turn(chat_id, question, answer.text, keep=self._history_turns)
-                markup = to_telegram_html(answer, notice=" · ".join(notices) or None)
-                await reply.finish(markup, answer_keyboard(answer_id, bool(answer.sources)))
-            finally:
-                answered.set()
+        question_id = self._state.start_question("chat", chat_id, user_id)
+        # Not reset: each update runs in its own task (concurrent updates), and the error handler's line,
+        # in this same task, must carry the id too.
+        QUESTION_ID.set(str(question_id))
+        self._metrics.questions.labels(via="chat").inc()
+        started = time.perf_counter()
+        try:
+            async with self._chat_turn(chat_id):
+                answered = asyncio.Event()
+                # Not cancelled but told to stop: cancelling a request mid-flight would drop its connection.
+                context.application.create_task(self._keep_typing(context, chat_id, answered))
+                try:
+                    history = self._state.history(chat_id, self._history_turns)
+                    reply = self._reply_for(context, message)
+                    answer, retrieval = await self._run_answerer(question, history, reply.update)
+                    answer_id = self._state.save_answer(chat_id, user_id, message.message_id, question, answer)
+                    # Kept before it is sent: an answer the user has seen is in the history even if the bot dies now.
+                    self._state.add_turn(chat_id, question, answer.text, keep=self._history_turns)
+                    markup = to_telegram_html(answer, notice=" · ".join(notices) or None)
+                    await reply.finish(markup, answer_keyboard(answer_id, bool(answer.sources)))
+                finally:
+                    answered.set()
+        except Exception as error:  # recorded, then handled by the error handler like any failure
+            self._record_failure(question_id, error)
+            raise
+        self._record_answer(question_id, "chat", answer, time.perf_counter() - started, retrieval)
+
+    def _reply_for(self, context: ContextTypes.DEFAULT_TYPE, message: Message) -> Reply:
+        """Drafts in a private chat, edit-in-place in groups (where Telegram allows no drafts)."""
+        if message.chat.type == ChatType.PRIVATE:
+            return DraftReply(context.bot, message.chat_id, message.message_id, draft_id=message.message_id,
+                              interval=self._draft_interval, edit_interval=self._stream_interval,
+                              on_refused=lambda _: self._metrics.errors.labels(kind="draft_refused").inc())
+        return StreamingReply(context.bot, message.chat_id, message.message_id, interval=self._stream_interval)
+
+    def _record_answer(self, question_id: int, via: str, answer: Answer, seconds: float,
+                       retrieval: float | None) -> None:
+        outcome = "found" if answer.found else "not_found"
+        self._metrics.answers.labels(outcome=outcome).inc()
+        self._metrics.answer_seconds.labels(via=via).observe(seconds)
+        self._state.finish_question(question_id, outcome, answer_seconds=seconds, retrieval_seconds=retrieval)
+        log.info("Question %s answered via %s (%s) in %.2f s", question_id, via, outcome, seconds)
+
+    def _record_failure(self, question_id: int, error: BaseException) -> None:
+        """The question's failure in the log of questions; the error handler counts and logs it."""
+        self._state.finish_question(question_id, "error", error_kind=type(error).__name__)
+
+    async def _in_worker(self, work: Callable[[], T]) -> tuple[T, float | None]:
+        """Run `work` in the worker pool (counted in the queue depth, with this task's log context);
+        return its result and the time its retrievals took."""
+        loop = asyncio.get_running_loop()
+        context = contextvars.copy_context()
+        with self._metrics.in_queue():
+            result, retrieval = await loop.run_in_executor(self._executor, context.run, run_timed, work)
+        return result, retrieval  # type: ignore[return-value]
 
     async def _run_answerer(self, question: str, history: list[Turn],
-                            on_text: Callable[[str], Awaitable[None]]) -> Answer:
-        """Iterate the Answerer's stream in the worker pool; show text fragments as they come."""
+                            on_text: Callable[[str], Awaitable[None]]) -> tuple[Answer, float | None]:
+        """Iterate the Answerer's stream in the worker pool; show text fragments as they come.
+
+        Returns the checked Answer and the seconds its retrieval took."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[object] = asyncio.Queue()
 
@@ -294,7 +459,7 @@ class BotHandlers:
             finally:
                 loop.call_soon_threadsafe(queue.put_nowait, _DONE)
 
-        work = loop.run_in_executor(self._executor, produce)
+        work = asyncio.ensure_future(self._in_worker(produce))
         text, done = "", False
         while not done:
             items = [await queue.get()]
@@ -340,6 +505,7 @@ class BotHandlers:
             return True
         log.info("Refused user %s in chat %s (not on the allowlist)", user.id if user else None,
                  chat.id if chat else None)
+        self._metrics.refusals.labels(reason="allowlist").inc()
         if chat is not None and self._state.first_refusal(chat.id):
             message = update.effective_message
             await send_html(context.bot, chat.id, texts.REFUSAL, reply_to=message.message_id if message else None)

@@ -1,4 +1,5 @@
-"""The bot's own memory in SQLite: per-chat history, answers behind the buttons, votes, refusals sent.
+"""The bot's own memory in SQLite: per-chat history, answers behind the buttons, votes and corrections,
+refusals sent, and a log of every question (how it went and how long it took) for `hoidap stats`.
 
 Everything survives a restart. The writes are small indexed rows, so the event loop calls these
 methods directly; a lock makes the one connection safe if a worker thread ever uses it too.
@@ -50,7 +51,28 @@ CREATE TABLE IF NOT EXISTS refusals (
     chat_id INTEGER PRIMARY KEY,
     created REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS questions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    via TEXT NOT NULL,
+    chat_id INTEGER,
+    user_id INTEGER,
+    outcome TEXT NOT NULL DEFAULT 'pending',
+    answer_seconds REAL,
+    retrieval_seconds REAL,
+    error_kind TEXT,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS correction_prompts (
+    chat_id INTEGER NOT NULL,
+    prompt_message_id INTEGER NOT NULL,
+    answer_id INTEGER NOT NULL REFERENCES answers (id),
+    user_id INTEGER NOT NULL,
+    created REAL NOT NULL,
+    PRIMARY KEY (chat_id, prompt_message_id)
+);
 """
+_MIGRATIONS = {("votes", "correction"): "ALTER TABLE votes ADD COLUMN correction TEXT"}
+"""Columns added since the first release: an older state file gains them when opened."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +97,29 @@ class Vote:
     answer: str
 
 
+@dataclass(frozen=True)
+class VotedAnswer:
+    """An answer readers voted on, with its votes and corrections, for `hoidap feedback`."""
+
+    answer_id: int
+    question: str
+    answer: Answer
+    asked_at: float
+    last_vote_at: float
+    up: int
+    down: int
+    corrections: list[str]
+
+
+@dataclass(frozen=True)
+class CorrectionPrompt:
+    """The bot asked this user what the right answer would be; the reply to `prompt_message_id` is it."""
+
+    answer_id: int
+    user_id: int
+    created: float
+
+
 class BotState:
     """The SQLite file at `Settings.state_db`; one instance per running bot."""
 
@@ -90,7 +135,16 @@ class BotState:
         connection.execute("PRAGMA journal_mode=WAL")  # a reviewer may read votes while the bot writes
         connection.execute("PRAGMA busy_timeout=5000")
         connection.executescript(_SCHEMA)
+        for (table, column), statement in _MIGRATIONS.items():
+            columns = {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}
+            if column not in columns:
+                connection.execute(statement)
         return cls(connection)
+
+    @classmethod
+    def open_existing(cls, path: Path) -> BotState | None:
+        """The state database at `path` for reading (migrated like `open`), or None if there is none yet."""
+        return cls.open(path) if path.is_file() else None
 
     def close(self) -> None:
         with self._lock:
@@ -176,6 +230,59 @@ class BotState:
             )
         return Vote(answer_id, user_id, stored.chat_id, vote, stored.question, stored.answer.text)
 
+    def vote_of(self, answer_id: int, user_id: int) -> int | None:
+        """This user's current vote on an answer, if any."""
+        with self._lock:
+            row = self._db.execute("SELECT vote FROM votes WHERE answer_id = ? AND user_id = ?",
+                                   (answer_id, user_id)).fetchone()
+        return row[0] if row else None
+
+    def expect_correction(self, chat_id: int, prompt_message_id: int, answer_id: int, user_id: int) -> None:
+        """Remember that the bot asked `user_id` to correct an answer, in the message `prompt_message_id`."""
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO correction_prompts (chat_id, prompt_message_id, answer_id, user_id, created)"
+                " VALUES (?, ?, ?, ?, ?)", (chat_id, prompt_message_id, answer_id, user_id, time.time()))
+
+    def correction_prompt(self, chat_id: int, prompt_message_id: int) -> CorrectionPrompt | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT answer_id, user_id, created FROM correction_prompts WHERE chat_id = ? AND prompt_message_id = ?",
+                (chat_id, prompt_message_id)).fetchone()
+        return CorrectionPrompt(*row) if row else None
+
+    def save_correction(self, chat_id: int, prompt_message_id: int, correction: str) -> bool:
+        """Store the reader's correction with their vote and close the prompt; False if the prompt is gone."""
+        with self._lock, self._db:
+            self._db.execute("BEGIN")
+            row = self._db.execute(
+                "DELETE FROM correction_prompts WHERE chat_id = ? AND prompt_message_id = ? RETURNING answer_id, user_id",
+                (chat_id, prompt_message_id)).fetchone()
+            if row is None:
+                return False
+            self._db.execute("UPDATE votes SET correction = ? WHERE answer_id = ? AND user_id = ?", (correction, *row))
+        return True
+
+    def voted_answers(self, *, since: float | None = None, until: float | None = None,
+                      vote: int | None = None) -> list[VotedAnswer]:
+        """Answers with votes cast between `since` and `until` (epoch seconds); with `vote`, only those that
+        got at least one such vote. Oldest vote first."""
+        query = ("SELECT a.id, a.question, a.answer, a.found, a.sources, a.created, MAX(v.created),"
+                 " SUM(v.vote = 1), SUM(v.vote = -1),"
+                 " json_group_array(v.correction) FILTER (WHERE v.correction IS NOT NULL)"
+                 " FROM answers a JOIN votes v ON v.answer_id = a.id WHERE v.created >= ? AND v.created < ?"
+                 " GROUP BY a.id")
+        having = {1: " HAVING SUM(v.vote = 1) > 0", -1: " HAVING SUM(v.vote = -1) > 0"}.get(vote or 0, "")
+        with self._lock:
+            rows = self._db.execute(query + having + " ORDER BY MAX(v.created)",
+                                    (since if since is not None else 0, until if until is not None else 1e18)).fetchall()
+        voted = []
+        for answer_id, question, text, found, sources, asked, last, up, down, corrections in rows:
+            answer = Answer(text, bool(found), [Source(**item) for item in json.loads(sources)])
+            voted.append(VotedAnswer(answer_id, question, answer, asked, last, up, down,
+                                     json.loads(corrections) if corrections else []))
+        return voted
+
     def votes(self) -> list[Vote]:
         """Every vote, oldest first, for review."""
         with self._lock:
@@ -183,6 +290,38 @@ class BotState:
                 "SELECT answer_id, user_id, chat_id, vote, question, answer FROM votes ORDER BY created"
             ).fetchall()
         return [Vote(*row) for row in rows]
+
+    # --- the question log ---
+
+    def start_question(self, via: str, chat_id: int | None, user_id: int | None) -> int:
+        """Log a question being answered (`via` chat or inline); its id goes into the log lines."""
+        with self._lock:
+            cursor = self._db.execute("INSERT INTO questions (via, chat_id, user_id, created) VALUES (?, ?, ?, ?)",
+                                      (via, chat_id, user_id, time.time()))
+        return int(cursor.lastrowid)
+
+    def finish_question(self, question_id: int, outcome: str, *, answer_seconds: float | None = None,
+                        retrieval_seconds: float | None = None, error_kind: str | None = None) -> None:
+        """How the question ended: found, not_found or error (with the kind of error)."""
+        with self._lock:
+            self._db.execute("UPDATE questions SET outcome = ?, answer_seconds = ?, retrieval_seconds = ?,"
+                             " error_kind = ? WHERE id = ?",
+                             (outcome, answer_seconds, retrieval_seconds, error_kind, question_id))
+
+    def question_log(self, *, since: float | None = None, until: float | None = None
+                     ) -> list[tuple[str, str, float | None, float | None, str | None]]:
+        """(via, outcome, answer_seconds, retrieval_seconds, error_kind) of every question in the period."""
+        with self._lock:
+            return self._db.execute(
+                "SELECT via, outcome, answer_seconds, retrieval_seconds, error_kind FROM questions"
+                " WHERE created >= ? AND created < ? ORDER BY id",
+                (since if since is not None else 0, until if until is not None else 1e18)).fetchall()
+
+    def vote_values(self, *, since: float | None = None, until: float | None = None) -> list[int]:
+        with self._lock:
+            rows = self._db.execute("SELECT vote FROM votes WHERE created >= ? AND created < ?",
+                                    (since if since is not None else 0, until if until is not None else 1e18))
+            return [row[0] for row in rows.fetchall()]
 
     # --- refusals ---
 

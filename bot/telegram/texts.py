@@ -68,3 +68,17 @@ def rate_limited(limit: int, retry_in: int) -> str:
 
 def input_cut(max_chars: int) -> str:
     return f"Câu hỏi dài hơn {max_chars} ký tự nên chỉ phần đầu được dùng."
+
+CORRECTION_PROMPT = ("Câu trả lời đúng là gì? Hãy trả lời tin nhắn này bằng một dòng, "
+                     "mình sẽ lưu lại để người quản lý sửa.")
+CORRECTION_PLACEHOLDER = "Câu trả lời đúng là…"
+CORRECTION_THANKS = "Cảm ơn bạn! Mình đã lưu câu trả lời đúng để người quản lý xem lại."
+INLINE_REFUSAL = "Bot này chỉ dành cho người được cho phép"
+INLINE_HINT = "Gõ một câu hỏi về tin tức…"
+INLINE_STILL_LOOKING = "Đang tìm câu trả lời… gõ thêm một dấu cách để xem"
+INLINE_START = "inline"
+"""The /start parameter of the inline buttons (they open a private chat with the bot)."""
+
+
+def inline_rate_limited(retry_in: int) -> str:
+    return f"Bạn hỏi hơi nhanh: thử lại sau {retry_in} giây"

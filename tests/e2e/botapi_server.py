@@ -4,7 +4,10 @@ It speaks the real Bot API over HTTP on 127.0.0.1 (random port) for the methods 
 with what Telegram enforces and bots often trip on: the 4096-character limit on the parsed text,
 valid HTML entities (only Telegram's tags, properly nested; `&lt; &gt; &amp; &quot;` and numeric
 entities), "message is not modified", long polling that honours `offset` and `timeout`, webhooks
-with the secret-token header, dates in seconds, callback queries with `chat_instance`.
+with the secret-token header, dates in seconds, callback queries with `chat_instance`; streamed drafts
+(`sendMessageDraft`: private chats only, a non-zero `draft_id`, the same 4096-character and entity rules)
+and inline queries (`answerInlineQuery`: at most 50 results with unique ids of 1-64 bytes, each article's
+message checked like a sent one, answered once and within `inline_timeout` seconds of the query).
 
 The test side is plain Python, thread-safe: a `TestUser` sends messages, stickers, edits and button
 presses as updates, and `wait_for` blocks until the bot has sent what the test expects.
@@ -15,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import math
 import re
 import threading
 import time
@@ -33,10 +37,15 @@ NAMED_ENTITIES = {"lt": "<", "gt": ">", "amp": "&", "quot": '"'}
 _TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9-]*)((?:\s+[A-Za-z-]+(?:\s*=\s*(?:\"[^\"]*\"|'[^']*'|[^\s>\"']+))?)*)\s*>")
 _ATTRIBUTE = re.compile(r"([A-Za-z-]+)(?:\s*=\s*(\"[^\"]*\"|'[^']*'|[^\s>\"']+))?")
 _ENTITY = re.compile(r"&(#[0-9]+|#[xX][0-9a-fA-F]+|[A-Za-z]+);")
+INLINE_RESULTS_LIMIT = 50
+INLINE_TIMEOUT = 10.0
+"""Seconds Telegram waits for answerInlineQuery; a later answer gets QUERY_ID_INVALID (the client gave up)."""
 _JSON_FIELDS = {"reply_markup", "reply_parameters", "entities", "commands", "allowed_updates", "link_preview_options",
-                "scope"}
-_INT_FIELDS = {"chat_id", "message_id", "offset", "limit", "timeout", "reply_to_message_id", "max_connections"}
-_BOOL_FIELDS = {"show_alert", "drop_pending_updates", "disable_notification", "allow_sending_without_reply"}
+                "scope", "results", "button"}
+_INT_FIELDS = {"chat_id", "message_id", "offset", "limit", "timeout", "reply_to_message_id", "max_connections",
+               "draft_id", "cache_time"}
+_BOOL_FIELDS = {"show_alert", "drop_pending_updates", "disable_notification", "allow_sending_without_reply",
+                "is_personal"}
 
 
 class ApiError(Exception):
@@ -159,8 +168,8 @@ class SentMessage:
     history: list[str] = field(default_factory=list)  # earlier visible texts (drafts)
 
     def buttons(self) -> list[dict[str, Any]]:
-        """Inline buttons, flattened in order."""
-        rows = (self.reply_markup or {}).get("inline_keyboard", [])
+        """Inline buttons, flattened in order (none for a ForceReply markup)."""
+        rows = (self.reply_markup or {}).get("inline_keyboard") or []
         return [button for row in rows for button in row]
 
     def button(self, startswith: str) -> dict[str, Any]:
@@ -170,13 +179,43 @@ class SentMessage:
         raise AssertionError(f"no button with callback data {startswith!r} in {self.buttons()}")
 
 
+@dataclass
+class Draft:
+    """One `sendMessageDraft` the server accepted: the text a private chat saw growing."""
+
+    chat_id: int
+    draft_id: int
+    text: str  # visible text after parsing
+    at: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class InlineAnswer:
+    """An accepted `answerInlineQuery`: its results (as sent) and options, and when it came."""
+
+    query_id: str
+    results: list[dict[str, Any]]
+    params: dict[str, Any]
+    delay: float  # seconds after the query was sent
+
+    def texts(self) -> list[str]:
+        """Each result's message as the chat would show it (parsed HTML)."""
+        return [visible_text(r["input_message_content"]["message_text"], r["input_message_content"].get("parse_mode"))
+                for r in self.results]
+
+
 class BotApiServer:
     """The Bot API, for one bot token, on 127.0.0.1 at a random port."""
 
-    def __init__(self, token: str, *, bot_id: int = 7000000001, bot_username: str = "hoidap_test_bot") -> None:
+    def __init__(self, token: str, *, bot_id: int = 7000000001, bot_username: str = "hoidap_test_bot",
+                 inline_timeout: float = INLINE_TIMEOUT) -> None:
         self.token = token
         self.bot = {"id": bot_id, "is_bot": True, "first_name": "Hỏi đáp", "username": bot_username,
-                    "can_join_groups": True, "can_read_all_group_messages": False, "supports_inline_queries": False}
+                    "can_join_groups": True, "can_read_all_group_messages": False, "supports_inline_queries": True}
+        self.inline_timeout = inline_timeout
+        self.drafts: list[Draft] = []
+        self.inline_answers: list[InlineAnswer] = []
+        self._inline_queries: dict[str, float] = {}  # open query id -> when it was sent
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._updates: list[dict[str, Any]] = []
@@ -491,6 +530,48 @@ class BotApiServer:
             self._changed.notify_all()
         return True
 
+    def _api_sendMessageDraft(self, params: dict[str, Any]) -> bool:
+        chat = self._chat_for(params)
+        if chat.type != "private":
+            raise ApiError(400, "Bad Request: TEXTDRAFT_PEER_INVALID")
+        draft_id = params.get("draft_id")
+        if not isinstance(draft_id, int) or draft_id == 0:
+            raise ApiError(400, "Bad Request: draft_id must be non-zero")
+        raw = str(params.get("text") or "")
+        # An empty text shows Telegram's "Thinking…" placeholder; anything else obeys the message rules.
+        text = visible_text(raw, params.get("parse_mode")) if raw.strip() else ""
+        with self._changed:
+            self.drafts.append(Draft(chat.id, draft_id, text))
+            self._changed.notify_all()
+        return True
+
+    def _api_answerInlineQuery(self, params: dict[str, Any]) -> bool:
+        query_id = str(params.get("inline_query_id") or "")
+        results = params.get("results")
+        if not isinstance(results, list):
+            raise ApiError(400, "Bad Request: results must be an array")
+        if len(results) > INLINE_RESULTS_LIMIT:
+            raise ApiError(400, "Bad Request: RESULTS_TOO_MUCH")
+        ids = [str(r.get("id", "")) for r in results]
+        if any(not 1 <= len(i.encode()) <= 64 for i in ids):
+            raise ApiError(400, "Bad Request: RESULT_ID_INVALID")
+        if len(set(ids)) != len(ids):
+            raise ApiError(400, "Bad Request: RESULT_ID_DUPLICATE")
+        for result in results:
+            if result.get("type") != "article" or not str(result.get("title") or "").strip():
+                raise ApiError(400, "Bad Request: ARTICLE_TITLE_EMPTY")
+            content = result.get("input_message_content") or {}
+            visible_text(str(content.get("message_text", "")), content.get("parse_mode"))
+        with self._changed:
+            asked = self._inline_queries.pop(query_id, None)
+            delay = time.monotonic() - asked if asked is not None else math.inf
+            if delay > self.inline_timeout:
+                raise ApiError(400, "Bad Request: query is too old and response timeout expired or query ID is "
+                                    "invalid")
+            self.inline_answers.append(InlineAnswer(query_id, results, params, delay))
+            self._changed.notify_all()
+        return True
+
     def _api_sendChatAction(self, params: dict[str, Any]) -> bool:
         self._chat_for(params)
         if params.get("action") not in {"typing", "upload_photo", "record_video", "upload_video", "record_voice",
@@ -572,6 +653,19 @@ class BotApiServer:
         with self._lock:
             return [m for m in self.sent if m.chat_id == chat_id]
 
+    def open_inline_query(self, query_id: str) -> None:
+        with self._lock:
+            self._inline_queries[query_id] = time.monotonic()
+
+    def inline_answer(self, query: dict[str, Any], timeout: float = 60.0) -> InlineAnswer:
+        """The bot's accepted answer to an inline query."""
+        return self.wait_for(lambda: next((a for a in self.inline_answers if a.query_id == query["id"]), None),
+                             timeout, what=f"the answer to the inline query {query['query']!r}")
+
+    def drafts_in(self, chat_id: int) -> list[Draft]:
+        with self._lock:
+            return [d for d in self.drafts if d.chat_id == chat_id]
+
     def calls_of(self, method: str) -> list[dict[str, Any]]:
         with self._lock:
             return [params for name, params in self.calls if name == method]
@@ -629,6 +723,14 @@ class TestUser:
         query = {"id": f"{self.id}{next(_query_ids)}", "from": self.data, "chat_instance": f"ci{sent.chat_id}",
                  "message": self.server.message(sent.chat_id, sent.message_id), "data": callback_data}
         update = self.server.push_update("callback_query", query)
+        return {**query, "_update_id": update["update_id"]}
+
+    def inline(self, text: str, *, chat_type: str = "sender") -> dict[str, Any]:
+        """Type `@bot text` in a chat: the bot gets an `inline_query` update, to answer within the timeout."""
+        query = {"id": f"iq{self.id}{next(_query_ids)}", "from": self.data, "query": text, "offset": "",
+                 "chat_type": chat_type}
+        self.server.open_inline_query(query["id"])
+        update = self.server.push_update("inline_query", query)
         return {**query, "_update_id": update["update_id"]}
 
     def wait_reply(self, message: dict[str, Any], *, timeout: float = 60.0,
