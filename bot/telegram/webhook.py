@@ -31,8 +31,8 @@ BOT_API_CHECK_TIMEOUT = 5.0
 class _Updates(tornado.web.RequestHandler):
     """POST an update: 403 without the secret, 400 if it is not an update, 200 once it is queued."""
 
-    def initialize(self, application: Application, secret: str) -> None:
-        self._application = application
+    def initialize(self, bot_application: Application, secret: str) -> None:
+        self._application = bot_application
         self._secret = secret
 
     async def post(self) -> None:
@@ -97,7 +97,7 @@ class WebhookServer:
         routes = [
             (r"/healthz", _Health, {"checks": lambda: all_checks}),
             (r"/metrics", _Metrics, {"metrics": metrics}),
-            (rf"/{url_path.strip('/')}", _Updates, {"application": application, "secret": secret}),
+            (rf"/{url_path.strip('/')}", _Updates, {"bot_application": application, "secret": secret}),
         ]
         self._app = tornado.web.Application(routes, log_function=lambda handler: None)
         self._server: tornado.httpserver.HTTPServer | None = None

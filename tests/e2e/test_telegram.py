@@ -386,16 +386,17 @@ def test_rate_limit_and_long_input_are_explained(tmp_path: Path, server: BotApiS
     assert server.replies_to(115, quiet["message_id"]) == []  # told once per wait, not at every message
 
 
-def test_streaming_answer_shows_a_draft_then_the_final_answer(tmp_path: Path, server: BotApiServer) -> None:
-    with running_bot(bot_settings(tmp_path, server), ScriptedAnswerer(), stream_interval=1.0):
+def test_streaming_answer_shows_drafts_then_the_final_answer(tmp_path: Path, server: BotApiServer) -> None:
+    with running_bot(bot_settings(tmp_path, server), ScriptedAnswerer(), draft_interval=0.5):
         lan = server.user(116)
         question = lan.say("Trả lời chậm thôi")
         reply = server.wait_for(lambda: next((m for m in server.replies_to(116, question["message_id"])
                                               if m.buttons()), None), what="the finished streamed answer")
-    assert reply.history, "a slow answer shows a draft before the final text"
-    assert reply.history[0].endswith("▌") and reply.history[0].startswith("Đoàn công tác")
+    drafts = server.drafts_in(116)
+    assert drafts, "a slow answer shows a draft before the final text"
+    assert drafts[0].text.endswith("▌") and drafts[0].text.startswith("Đoàn công tác")
     assert reply.text.startswith("Đoàn công tác đã làm việc với Ban Thường vụ trong buổi sáng [1].")
-    assert len(server.messages_in(116)) == 1  # drafts were edits of one message
+    assert len(server.messages_in(116)) == 1 and reply.edits == 0  # drafts, then one message
 
 
 def test_flood_wait_and_network_errors_are_retried(tmp_path: Path, server: BotApiServer) -> None:
