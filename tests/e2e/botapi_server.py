@@ -458,7 +458,8 @@ class BotApiServer:
                     "text": text}
             if reply_to is not None:
                 data["reply_to_message"] = _shallow(self._messages[(chat.id, reply_to)])
-            if params.get("reply_markup"):
+            if (params.get("reply_markup") or {}).get("inline_keyboard"):
+                # Telegram shows only inline keyboards in a Message; a ForceReply is an instruction to clients.
                 data["reply_markup"] = params["reply_markup"]
             self._messages[(chat.id, message_id)] = data
             record = SentMessage(chat.id, message_id, text, str(params.get("text", "")), params.get("parse_mode"),
