@@ -7,7 +7,9 @@ error or a refusal), and the reply latency (question sent -> finished answer acc
 p50/p95.
 
 It also checks what a user would notice: every question gets exactly one reply (a streamed answer is
-one message, edited), no apology from the bot's error handler and no log record at ERROR or above.
+one message), no apology from the bot's error handler and no log record at ERROR or above; and what an
+operator would see: the bot runs in webhook mode, and its `/metrics` totals (questions, answers) must
+equal the questions sent, with nothing left in the worker queue.
 And memory: every user's first question is a warm-up round; the RSS of this process (which holds the
 bot, the answerer, the model and the index) after it is compared with the RSS at the end.
 
@@ -17,7 +19,8 @@ bot, the answerer, the model and the index) after it is compared with the RSS at
 
 With the extractive answerer it builds an index of the bundled articles in a temporary data dir
 (the embedding model must be provisioned: `hoidap models fetch`). Exit status 1 if a question was lost
-or answered other than once, on any error, or if memory grew by more than --max-growth percent.
+or answered other than once, on any error, if the /metrics totals differ from the questions sent, or if
+memory grew by more than --max-growth percent.
 
 The local Bot API server runs in this process too and keeps every message it accepted, so its own
 (small) growth counts against the bot: the memory check errs on the strict side.
@@ -29,6 +32,7 @@ import argparse
 import gc
 import json
 import logging
+import socket
 import statistics
 import sys
 import tempfile
@@ -37,12 +41,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import psutil
+from prometheus_client.parser import text_string_to_metric_families
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # the local Bot API server lives in tests/, which is not an installed package
     sys.path.insert(0, str(REPO))
 
+from bot.ops import BotMetrics  # noqa: E402
 from bot.settings import BUNDLED_CORPUS, Settings  # noqa: E402
 from bot.telegram import texts  # noqa: E402
 from bot.telegram.app import build_application  # noqa: E402
@@ -80,13 +87,13 @@ def questions() -> list[str]:
     return ["Ai dẫn đầu đoàn công tác Tỉnh ủy Tiền Giang?", "Buổi làm việc diễn ra vào ngày nào?"]
 
 
-def extractive(settings: Settings) -> tuple[Answerer, list[ArticleListing]]:
-    """The real extractive answerer over a fresh index of the bundled articles."""
+def extractive(settings: Settings, metrics: BotMetrics) -> tuple[Answerer, list[ArticleListing]]:
+    """The real extractive answerer over a fresh index of the bundled articles, timed as `hoidap telegram` is."""
     from bot.wiring import build_components, sync
 
     started = time.monotonic()
     sync(settings, [BUNDLED_CORPUS])
-    components = build_components(settings, answerer="extractive")
+    components = build_components(settings, answerer="extractive", wrap_retriever=metrics.timed)
     articles = [ArticleListing(a.title, a.date, a.source, a.n_chunks) for a in components.store.articles()]
     print(f"index of {len(articles)} articles built and loaded in {time.monotonic() - started:.1f} s", flush=True)
     return components.answerer, articles
@@ -140,6 +147,26 @@ def run_users(users: list[TestUser], asks: list[list[str]], timeout: float, resu
     return time.monotonic() - started
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def metric_totals(url: str) -> dict[str, float]:
+    """Each metric's samples summed over their labels (`name`), and each labelled one (`name{k=v}`),
+    as read from the bot's /metrics."""
+    totals: dict[str, float] = {}
+    for family in text_string_to_metric_families(httpx.get(url, timeout=30).text):
+        for sample in family.samples:
+            totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
+            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()) if k != "le")
+            if labels:
+                key = f"{sample.name}{{{labels}}}"
+                totals[key] = totals.get(key, 0.0) + sample.value
+    return totals
+
+
 def rss_mb() -> float:
     """This process's resident memory after a full collection, so garbage awaiting collection is not counted."""
     gc.collect()
@@ -169,9 +196,11 @@ def main() -> int:
     logging.getLogger().addHandler(errors)
 
     pool = questions()
+    port = free_port()
     with tempfile.TemporaryDirectory(prefix="hoidap-load-") as tmp, BotApiServer(TOKEN) as server:
         overrides: dict[str, object] = {
             "data_dir": Path(tmp) / "data", "telegram_token": TOKEN, "telegram_api_url": server.base_url,
+            "telegram_webhook_url": f"http://127.0.0.1:{port}/telegram", "telegram_webhook_port": port,
             # Each user asks back to back; the per-minute limit must not turn the bench into a refusal count.
             "telegram_rate_limit": max(args.questions, Settings.model_fields["telegram_rate_limit"].default),
         }
@@ -180,11 +209,12 @@ def main() -> int:
         if args.models_dir:
             overrides["models_dir"] = args.models_dir
         settings = Settings(_env_file=None, answerer="extractive", **overrides)
+        metrics = BotMetrics()
         if args.answerer == "extractive":
-            answerer, articles = extractive(settings)
+            answerer, articles = extractive(settings, metrics)
         else:
             answerer, articles = FakeAnswerer(), [ArticleListing("Đoàn công tác Tỉnh ủy", "2014-10-29", "THTG", 3)]
-        application = build_application(settings, answerer, lambda: articles)
+        application = build_application(settings, answerer, lambda: articles, metrics=metrics)
         results: list[Asked] = []
         with BotThread(application, settings) as bot:
             users = [server.user(10_000 + i, f"Người {i}") for i in range(args.users)]
@@ -193,6 +223,7 @@ def main() -> int:
             rss_warm = rss_mb()
             elapsed = warm_up + run_users(users, [a[1:] for a in asks], args.timeout, results)
             rss_end = rss_mb()
+            totals = metric_totals(f"http://127.0.0.1:{port}/metrics")
             bot.stop()  # finishes every update in hand: a late second reply would now be in the server
         replies = {(r.chat_id, r.message_id): len(server.replies_to(r.chat_id, r.message_id)) for r in results}
         apologies = sum(1 for m in server.sent if m.text.startswith(texts.ERROR))
@@ -215,9 +246,19 @@ def main() -> int:
           f"max: {max(latencies, default=float('nan')):.2f} s  mean: "
           f"{statistics.fmean(latencies) if latencies else float('nan'):.2f} s")
     print(f"wall time: {elapsed:.1f} s  throughput: {counts['answered'] / elapsed:.1f} answers/s")
+    asked = totals.get("hoidap_questions_total", 0.0)
+    given = totals.get("hoidap_answers_total", 0.0)
+    queued = totals.get("hoidap_worker_queue_depth", 0.0)
+    timed = totals.get("hoidap_answer_seconds_count", 0.0)
+    metrics_ok = asked == given == timed == total and queued == 0
+    print(f"/metrics: questions {asked:.0f}  answers {given:.0f} (found "
+          f"{totals.get('hoidap_answers_total{outcome=found}', 0.0):.0f})  timed answers {timed:.0f}  "
+          f"retrievals {totals.get('hoidap_retrieval_seconds_count', 0.0):.0f}  queue depth {queued:.0f}  "
+          f"errors {totals.get('hoidap_errors_total', 0.0):.0f}  -> "
+          f"{'equal to' if metrics_ok else 'NOT equal to'} the {total} questions sent")
     print(f"RSS after warm-up ({args.users} questions): {rss_warm:.1f} MB  at the end: {rss_end:.1f} MB  "
           f"growth: {growth:+.1f} % (limit {args.max_growth:.0f} %)")
-    failed = (counts["answered"] != total or not_once or apologies or errors.records
+    failed = (counts["answered"] != total or not_once or apologies or errors.records or not metrics_ok
               or growth > args.max_growth)
     return 1 if failed else 0
 
