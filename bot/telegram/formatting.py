@@ -72,11 +72,14 @@ def to_telegram_html(answer: Answer, *, notice: str | None = None, quote_chars: 
 
 
 def _source_link(source: Source) -> str:
-    """A source's heading for a shared answer: its title linked when the article has a web address."""
-    heading = _source_heading(source)
-    if source.source and re.match(r"https?://", source.source):
-        return f'{heading} · <a href="{escape(source.source)}">link</a>'
-    return heading
+    """A source's heading for a shared answer: its title linked to the article when it has a web address."""
+    if not (source.source and re.match(r"https?://", source.source)):
+        return _source_heading(source)
+    parts = [f'<a href="{escape(source.source)}">{escape(source.title)}</a>']
+    date = display_date(source.date)
+    if date:
+        parts.append(escape(date))
+    return f"<b>[{source.n}]</b> " + " · ".join(parts)
 
 
 def shared_answer_html(answer: Answer, limit: int = MESSAGE_LIMIT) -> str:
