@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from telegram import Bot, InlineKeyboardMarkup, Message, ReplyParameters
+from telegram import Bot, ForceReply, InlineKeyboardMarkup, Message, ReplyParameters
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, EndPointNotFound, TelegramError
 
@@ -43,7 +43,7 @@ def _not_modified(error: BadRequest) -> bool:
 
 
 async def send_part(bot: Bot, chat_id: int, markup: str, *, reply_to: int | None = None,
-                    reply_markup: InlineKeyboardMarkup | None = None) -> Message:
+                    reply_markup: InlineKeyboardMarkup | ForceReply | None = None) -> Message:
     """Send one message of at most 4096 visible characters as HTML; as plain text if Telegram rejects it."""
     reply = ReplyParameters(reply_to, allow_sending_without_reply=True) if reply_to else None
     try:

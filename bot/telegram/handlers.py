@@ -36,6 +36,7 @@ from telegram import (
     Message,
     MessageEntity,
     Update,
+    User,
 )
 from telegram.constants import ChatAction, ChatType
 from telegram.error import BadRequest, TelegramError
@@ -53,9 +54,10 @@ from bot.telegram.delivery import (
     send_html,
     send_part,
 )
-from bot.telegram.inline import INLINE_DEADLINE, INLINE_MIN_CHARS, AnswerCache, answer_results
+from bot.telegram.inline import INLINE_DEADLINE, INLINE_MIN_CHARS, INLINE_SETTLE, AnswerCache, answer_results
 from bot.telegram.formatting import (
     ArticleListing,
+    escape,
     passages_html,
     sources_list_html,
     to_telegram_html,
@@ -144,6 +146,7 @@ class BotHandlers:
         self._max_input_chars = max_input_chars
         self._stream_interval = stream_interval
         self._chat_locks: dict[int, tuple[asyncio.Lock, list[int]]] = {}
+        self._inline_latest: dict[int, str] = {}  # user id -> their latest inline query id
 
     # --- commands ---
 
@@ -267,13 +270,20 @@ class BotHandlers:
             if "not modified" not in error.message.lower():
                 raise
         if vote == -1 and previous != -1 and query.message is not None:
-            await self._ask_for_correction(context, query.message, answer_id, query.from_user.id)
+            await self._ask_for_correction(context, query.message, answer_id, query.from_user.id, query.from_user)
 
     async def _ask_for_correction(self, context: ContextTypes.DEFAULT_TYPE, answer_message: Message,
-                                  answer_id: int, user_id: int) -> None:
-        """After a 👎: ask the voter, with a ForceReply, what the right answer would be."""
+                                  answer_id: int, user_id: int, voter: User | None = None) -> None:
+        """After a 👎: ask the voter, with a ForceReply, what the right answer would be.
+
+        In a group the prompt names the voter: a selective ForceReply opens the reply box only for the
+        users it mentions.
+        """
+        markup = texts.CORRECTION_PROMPT
+        if answer_message.chat.type != ChatType.PRIVATE and voter is not None:
+            markup = f'<a href="tg://user?id={voter.id}">{escape(voter.first_name)}</a>, {markup}'
         prompt = await send_part(
-            context.bot, answer_message.chat.id, texts.CORRECTION_PROMPT, reply_to=answer_message.message_id,
+            context.bot, answer_message.chat.id, markup, reply_to=answer_message.message_id,
             reply_markup=ForceReply(selective=True, input_field_placeholder=texts.CORRECTION_PLACEHOLDER))
         self._state.expect_correction(answer_message.chat.id, prompt.message_id, answer_id, user_id)
 
@@ -309,6 +319,8 @@ class BotHandlers:
                                button=InlineQueryResultsButton(texts.INLINE_REFUSAL, start_parameter=texts.INLINE_START))
             return
         question, _ = truncate_input(" ".join(query.query.split()), self._max_input_chars)
+        if not await self._latest_inline_query(user_id, query.id):
+            return  # the reader typed on: a newer query replaces this one, and Telegram drops its answer
         if len(question) < INLINE_MIN_CHARS:
             await query.answer([], cache_time=0, is_personal=personal,
                                button=InlineQueryResultsButton(texts.INLINE_HINT, start_parameter=texts.INLINE_START))
@@ -334,6 +346,15 @@ class BotHandlers:
                     texts.INLINE_STILL_LOOKING, start_parameter=texts.INLINE_START))
                 return
         await query.answer(answer_results(question, answer), cache_time=60, is_personal=personal)
+
+    async def _latest_inline_query(self, user_id: int, query_id: str) -> bool:
+        """Wait for the reader to stop typing; True if this query is still their latest one."""
+        self._inline_latest[user_id] = query_id
+        await asyncio.sleep(INLINE_SETTLE)
+        if self._inline_latest.get(user_id) != query_id:
+            return False
+        del self._inline_latest[user_id]
+        return True
 
     async def _answer_inline(self, question: str, user_id: int) -> Answer:
         """One inline question through the answerer (no history: an inline query has no conversation)."""

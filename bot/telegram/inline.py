@@ -23,6 +23,9 @@ from retrieval.types import Answer
 
 INLINE_DEADLINE = 6.0
 """Seconds an inline query may wait for its answer; Telegram gives up on it at about 10."""
+INLINE_SETTLE = 0.4
+"""Seconds a query waits for a newer one from the same reader: clients send one as each word is typed, and
+only the last deserves an answer (a superseded one is left unanswered; Telegram has dropped it anyway)."""
 INLINE_MIN_CHARS = 8
 """Shorter queries are words still being typed, not questions: they get a hint, not a search."""
 DESCRIPTION_CHARS = 120

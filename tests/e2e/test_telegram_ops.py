@@ -159,6 +159,7 @@ def test_inline_query_offers_a_sourced_answer_and_refuses_a_stranger(tmp_path: P
         update={"telegram_allowed_users": [205]})
     with running_bot(settings, components.answerer, _listing(components)):
         lan, stranger = server.user(205, "Lan"), server.user(206, "Khách")
+        typing = lan.inline(QUESTION[:30])  # the client sends a query per word; only the last is answered
         answered = server.inline_answer(lan.inline(QUESTION), timeout=120)
         not_found = server.inline_answer(lan.inline("Giá vàng SJC hôm nay là bao nhiêu?"), timeout=120)
         refused = server.inline_answer(stranger.inline(QUESTION))
@@ -172,6 +173,7 @@ def test_inline_query_offers_a_sourced_answer_and_refuses_a_stranger(tmp_path: P
     assert [r["title"] for r in not_found.results] == ["Không tìm thấy trong các bài báo"]
     assert refused.results == [] and refused.params["button"]["text"].startswith("Bot này chỉ dành cho")
     assert answered.delay < server.inline_timeout and refused.delay < server.inline_timeout
+    assert [a.query_id for a in server.inline_answers].count(typing["id"]) == 0
 
 
 def test_a_slow_inline_answer_is_cached_for_the_next_query(tmp_path: Path, server: BotApiServer) -> None:
