@@ -49,13 +49,13 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # the local Bot API server lives in tests/, which is not an installed package
     sys.path.insert(0, str(REPO))
 
-from bot.ops import BotMetrics  # noqa: E402
-from bot.settings import BUNDLED_CORPUS, Settings  # noqa: E402
-from bot.telegram import texts  # noqa: E402
-from bot.telegram.app import build_application  # noqa: E402
-from bot.telegram.formatting import ArticleListing  # noqa: E402
-from retrieval.types import Answer, Answerer, AnswerStream, Source, Turn  # noqa: E402
-from tests.e2e.botapi_server import BotApiServer, BotThread, TestUser  # noqa: E402
+from bot.ops import BotMetrics
+from bot.settings import BUNDLED_CORPUS, Settings
+from bot.telegram import texts
+from bot.telegram.app import build_application
+from bot.telegram.formatting import ArticleListing
+from retrieval.types import Answer, Answerer, AnswerStream, Source, Turn
+from tests.e2e.botapi_server import BotApiServer, BotThread, TestUser
 
 TOKEN = "7000000001:AAE-loadBenchToken_0123456789abcdef"
 QUESTIONS_FILE = REPO / "eval" / "bundled" / "questions.jsonl"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, time, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal, Optional
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 from rich.console import Console
@@ -77,8 +77,8 @@ def _when(epoch: float) -> str:
 @feedback_app.callback()
 def feedback_list(
     context: typer.Context,
-    since: Annotated[Optional[str], _SINCE] = None,
-    until: Annotated[Optional[str], _UNTIL] = None,
+    since: Annotated[str | None, _SINCE] = None,
+    until: Annotated[str | None, _UNTIL] = None,
     vote: Annotated[Vote, _VOTE] = "down",
 ) -> None:
     """List voted answers: question, answer, cited sources, when, votes and corrections."""
@@ -135,8 +135,8 @@ def eval_record(item: VotedAnswer) -> dict:
 @feedback_app.command("export")
 def feedback_export(
     out_path: Annotated[Path, typer.Option("--out", help="Question set to write (JSON lines, the `hoidap eval` format).")],
-    since: Annotated[Optional[str], _SINCE] = None,
-    until: Annotated[Optional[str], _UNTIL] = None,
+    since: Annotated[str | None, _SINCE] = None,
+    until: Annotated[str | None, _UNTIL] = None,
     vote: Annotated[Vote, _VOTE] = "down",
 ) -> None:
     """Write voted answers as a `hoidap eval` question set, each tagged to-correct for the operator."""
@@ -177,8 +177,8 @@ def _seconds(value: float | None) -> str:
 
 @app.command("stats")
 def stats_command(
-    since: Annotated[Optional[str], _SINCE] = None,
-    until: Annotated[Optional[str], _UNTIL] = None,
+    since: Annotated[str | None, _SINCE] = None,
+    until: Annotated[str | None, _UNTIL] = None,
     prometheus: Annotated[bool, typer.Option("--prometheus", help="Print the Prometheus text format, as /metrics.")] = False,
 ) -> None:
     """The Telegram bot's figures for this data directory: questions, answers, latencies, errors, votes."""

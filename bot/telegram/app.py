@@ -233,8 +233,12 @@ async def _start_webhook(application: Application, settings: Settings) -> Webhoo
     except OSError as error:
         raise HoidapError(f"Cannot listen on {settings.telegram_webhook_listen}:{settings.telegram_webhook_port} "
                           f"for the webhook ({error}): check HOIDAP_TELEGRAM_WEBHOOK_PORT.") from error
-    await application.bot.set_webhook(settings.telegram_webhook_url, secret_token=secret,
-                                      allowed_updates=Update.ALL_TYPES)
+    try:
+        await application.bot.set_webhook(settings.telegram_webhook_url, secret_token=secret,
+                                          allowed_updates=Update.ALL_TYPES)
+    except BaseException:
+        await server.stop()
+        raise
     return server
 
 

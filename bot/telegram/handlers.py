@@ -54,13 +54,19 @@ from bot.telegram.delivery import (
     send_html,
     send_part,
 )
-from bot.telegram.inline import INLINE_DEADLINE, INLINE_MIN_CHARS, INLINE_SETTLE, AnswerCache, answer_results
 from bot.telegram.formatting import (
     ArticleListing,
     escape,
     passages_html,
     sources_list_html,
     to_telegram_html,
+)
+from bot.telegram.inline import (
+    INLINE_DEADLINE,
+    INLINE_MIN_CHARS,
+    INLINE_SETTLE,
+    AnswerCache,
+    answer_results,
 )
 from bot.telegram.state import BotState
 from retrieval.types import Answer, Answerer, Turn

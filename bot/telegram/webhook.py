@@ -48,7 +48,7 @@ class _Updates(tornado.web.RequestHandler):
         await self._application.update_queue.put(update)
         self.set_status(200)
 
-    def log_exception(self, typ, value, tb) -> None:  # noqa: ANN001 (tornado's signature)
+    def log_exception(self, typ, value, tb) -> None:
         if not isinstance(value, tornado.web.HTTPError):
             super().log_exception(typ, value, tb)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,16 +23,16 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 
 from bot.settings import Settings
 from bot.telegram.formatting import ArticleListing
-from tests.conftest import HOIDAP, cli_env, run_cli
+from bot.telegram.state import BotState
+from tests.conftest import cli_env, run_cli
 from tests.e2e.botapi_server import BotApiServer
-from tests.e2e.test_telegram import (  # noqa: F401  (`server` is a fixture)
+from tests.e2e.test_telegram import (
     TOKEN,
     ScriptedAnswerer,
     _free_port,
     bot_settings,
     copy_index,
     running_bot,
-    server,
     stop,
     telegram_process,
 )
@@ -64,6 +63,12 @@ class SlowChatModel(BaseChatModel):
         for i, word in enumerate(self.reply.split(" ")):
             time.sleep(self.pause)
             yield ChatGenerationChunk(message=AIMessageChunk(content=word if i == 0 else " " + word))
+
+
+@pytest.fixture
+def server() -> Iterator[BotApiServer]:
+    with BotApiServer(TOKEN) as srv:
+        yield srv
 
 
 def _listing(components) -> list[ArticleListing]:
@@ -252,6 +257,29 @@ def test_a_vote_down_with_a_correction_becomes_an_eval_question(tmp_path: Path, 
     data = json.loads(report.read_text(encoding="utf-8"))
     [scored] = data["questions"]
     assert scored["id"] == record["id"] and scored["hit_rank"] == 1  # the cited article is found first
+
+
+def test_in_a_group_only_the_voter_can_correct(tmp_path: Path, server: BotApiServer) -> None:
+    settings = bot_settings(tmp_path, server)
+    with running_bot(settings, ScriptedAnswerer()):
+        group = server.group(-2010)
+        lan, minh = server.user(211, "Lan"), server.user(212, "Minh")
+        reply = lan.wait_reply(lan.say("/ask Ai chủ trì buổi làm việc?", chat=group))
+        minh.press(reply, reply.button("vote:")["callback_data"].replace(":up", ":down"))
+        prompt = minh.wait_reply(server.message(-2010, reply.message_id))
+        other = lan.say("Tôi nghĩ là ông Ngọc", chat=group, reply_to=server.message(-2010, prompt.message_id))
+        answered_as_question = lan.wait_reply(other)
+        thanks = minh.wait_reply(minh.say("Ông Trần Thế Ngọc", chat=group,
+                                          reply_to=server.message(-2010, prompt.message_id)))
+    assert prompt.text.startswith("Minh, Câu trả lời đúng là gì?") and '<a href="tg://user?id=212">' in prompt.raw
+    assert "Tôi nghĩ là ông Ngọc" in answered_as_question.text  # not the voter: a reply to the bot is a question
+    assert thanks.text.startswith("Cảm ơn bạn! Mình đã lưu")
+    state = BotState.open(settings.state_db)
+    try:
+        [voted] = state.voted_answers(vote=-1)
+    finally:
+        state.close()
+    assert voted.corrections == ["Ông Trần Thế Ngọc"] and voted.question == "Ai chủ trì buổi làm việc?"
 
 
 # --- the operator's view ---

@@ -10,9 +10,20 @@ import logging
 import sqlite3
 from pathlib import Path
 
-from bot.ops import QUESTION_ID, JsonFormatter, QuestionIdFilter, QuestionRecord, metrics_from_records
+from bot.ops import (
+    QUESTION_ID,
+    JsonFormatter,
+    QuestionIdFilter,
+    QuestionRecord,
+    metrics_from_records,
+)
 from bot.telegram.app import SecretRedactor
-from bot.telegram.formatting import MESSAGE_LIMIT, shared_answer_html, to_plain_text, utf16_len
+from bot.telegram.formatting import (
+    MESSAGE_LIMIT,
+    shared_answer_html,
+    to_plain_text,
+    utf16_len,
+)
 from bot.telegram.inline import AnswerCache, question_key
 from bot.telegram.state import BotState
 from retrieval.types import Answer, Source
