@@ -104,6 +104,28 @@ def test_private_answer_streams_as_drafts_then_arrives_as_one_message(tmp_path: 
     assert server.calls_of("editMessageText") == []
 
 
+@pytest.mark.llm
+def test_the_real_local_llm_streams_as_drafts_in_a_private_chat(tmp_path: Path, server: BotApiServer,
+                                                                built_index_settings: Settings, components) -> None:
+    from bot.wiring import build_answerer
+    from retrieval.answering.grounding import CorpusGate
+
+    settings = copy_index(built_index_settings, tmp_path, server).model_copy(
+        update={"llm_context": 2048, "llm_max_tokens": 96})
+    answerer = build_answerer(settings, components.retriever, CorpusGate(components.lexical.idf), "local")
+    answerer.warm_up()
+    with running_bot(settings, answerer, _listing(components), draft_interval=0.5):
+        lan = server.user(220, "Lan")
+        question = lan.say("Tổng số đảng viên toàn Đảng bộ tỉnh năm 2023 là bao nhiêu?")
+        reply = lan.wait_reply(question, timeout=600)
+        server.wait_for(lambda: reply.buttons(), what="the vote buttons")
+    drafts = server.drafts_in(220)
+    assert drafts and all(d.text.endswith("▌") for d in drafts)
+    assert len({d.text for d in drafts}) == len(drafts)  # each draft shows more of the answer
+    assert [m.message_id for m in server.messages_in(220)] == [reply.message_id] and reply.edits == 0
+    assert "74.127" in reply.text and "[1]" in reply.text
+
+
 def test_group_answer_streams_by_editing_one_message(tmp_path: Path, server: BotApiServer) -> None:
     with running_bot(bot_settings(tmp_path, server), ScriptedAnswerer(), stream_interval=1.0):
         group = server.group(-2001)
