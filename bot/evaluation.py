@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console
+from rich.measure import Measurement
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -30,6 +32,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from bot.cli.app import tr
 from bot.settings import Settings
 from index.errors import HoidapError, UnreadableFileError
 from retrieval.evaluation import (
@@ -57,7 +60,8 @@ def load_questions(path: Path) -> list[EvalQuestion]:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as error:
-        raise UnreadableFileError(f"Cannot read the question file {path}: {error}") from error
+        raise UnreadableFileError(f"Cannot read the question file {path}: {error}",
+                                  vi=f"Không đọc được tệp câu hỏi {path}: {error}") from error
     questions: list[EvalQuestion] = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -65,12 +69,14 @@ def load_questions(path: Path) -> list[EvalQuestion]:
         try:
             questions.append(parse_question(json.loads(line)))
         except ValueError as error:  # json.JSONDecodeError is a ValueError too
-            raise UnreadableFileError(f"{path}, line {number}: {error}") from error
+            raise UnreadableFileError(f"{path}, line {number}: {error}", vi=f"{path}, dòng {number}: {error}") from error
     if not questions:
-        raise UnreadableFileError(f"The question file {path} holds no question.")
+        raise UnreadableFileError(f"The question file {path} holds no question.",
+                                  vi=f"Tệp câu hỏi {path} không có câu hỏi nào.")
     duplicates = {q.id for q in questions if sum(1 for other in questions if other.id == q.id) > 1}
     if duplicates:
-        raise UnreadableFileError(f"{path}: question ids used twice: {', '.join(sorted(duplicates))}")
+        listed = ", ".join(sorted(duplicates))
+        raise UnreadableFileError(f"{path}: question ids used twice: {listed}", vi=f"{path}: mã câu hỏi bị dùng hai lần: {listed}")
     return questions
 
 
@@ -89,7 +95,8 @@ def eval_index_dir(settings: Settings, corpus: Path) -> Path:
                 for block in iter(lambda: handle.read(1 << 20), b""):
                     digest.update(block)
     except OSError as error:
-        raise UnreadableFileError(f"Cannot read the corpus {corpus}: {error}") from error
+        raise UnreadableFileError(f"Cannot read the corpus {corpus}: {error}",
+                                  vi=f"Không đọc được kho bài {corpus}: {error}") from error
     return settings.data_dir / "eval-indexes" / digest.hexdigest()[:16]
 
 
@@ -107,13 +114,13 @@ def run_eval(settings: Settings, questions: Path, corpus: Path | None = None, an
     """Evaluate one question set: index the corpus if given, answer every question, write the reports."""
     from bot.wiring import build_components, build_embedder, choose_answerer
 
-    # Piped output keeps the whole table on one line per row rather than wrapping at 80 columns.
-    console = console or (Console() if sys.stdout.isatty() else Console(width=200))
+    # Piped output with no COLUMNS keeps the wide table whole; a terminal (or COLUMNS) gets a layout that fits.
+    console = console or (Console() if sys.stdout.isatty() or os.environ.get("COLUMNS") else Console(width=200))
     status = Console(stderr=True)
     gold = load_questions(questions)
     if corpus is not None:
         if not corpus.exists():
-            raise UnreadableFileError(f"The corpus {corpus} does not exist.")
+            raise UnreadableFileError(f"The corpus {corpus} does not exist.", vi=f"Kho bài {corpus} không tồn tại.")
         index_dir = index_dir or eval_index_dir(settings, corpus)
     index_dir = index_dir or settings.index_dir
     name = answerer_name or choose_answerer(settings)
@@ -148,7 +155,7 @@ def run_eval(settings: Settings, questions: Path, corpus: Path | None = None, an
     out = out or default_report_path(questions, name)
     paths = write_report(report, out)
     print_report(console, report)
-    console.print("reports: " + ", ".join(str(p) for p in paths), highlight=False)
+    console.print(tr("báo cáo: ", "reports: ") + ", ".join(str(p) for p in paths), highlight=False, soft_wrap=True)
     return report
 
 
@@ -160,18 +167,25 @@ def _index_corpus(settings: Settings, embedder: Embedder, corpus: Path, index_di
     with _ProgressBar(status, "indexing") as advance:
         summary = sync_index([corpus], index_dir, embedder, chunk_settings(settings), progress=advance)
     for skipped in summary.skipped:
-        status.print(f"skipped {skipped.path}: {skipped.reason}", highlight=False)
+        status.print(tr(f"bỏ qua {skipped.path}: {skipped.reason}", f"skipped {skipped.path}: {skipped.reason}"),
+                     highlight=False, markup=False)
     if summary.chunks_embedded:
-        status.print(f"indexed {summary.n_articles} articles ({summary.chunks_embedded} chunks) into {index_dir} "
-                     f"in {summary.seconds:.1f}s", highlight=False)
+        status.print(tr(f"đã lập chỉ mục {summary.n_articles} bài ({summary.chunks_embedded} đoạn) vào {index_dir} "
+                        f"trong {summary.seconds:.1f} giây",
+                        f"indexed {summary.n_articles} articles ({summary.chunks_embedded} chunks) into {index_dir} "
+                        f"in {summary.seconds:.1f}s"), highlight=False)
 
 
 def _warn_missing_articles(console: Console, questions: list[EvalQuestion], indexed: set[str]) -> None:
     """Gold articles absent from the index make retrieval misses that are the data's fault, not the retriever's."""
     missing = sorted({a for q in questions for a in q.passage_ids} - indexed)
     if missing:
-        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-        console.print(f"[yellow]warning:[/] {len(missing)} gold articles are not in the index: {shown}", highlight=False)
+        shown = ", ".join(missing[:5])
+        more = len(missing) - 5
+        console.print(tr(f"[yellow]cảnh báo:[/] {len(missing)} bài chuẩn không có trong chỉ mục: {shown}"
+                         + (f" và {more} bài nữa" if more > 0 else ""),
+                         f"[yellow]warning:[/] {len(missing)} gold articles are not in the index: {shown}"
+                         + (f" and {more} more" if more > 0 else "")), highlight=False)
 
 
 class _ProgressBar:
@@ -226,17 +240,57 @@ def failures(report: Report) -> list[QuestionResult]:
 
 
 def print_report(console: Console, report: Report, *, max_failures: int = 20) -> None:
-    """The summary table (overall and per group), then the first questions that failed."""
-    table = Table("set", *(header for header, _ in COLUMNS), title=f"hoidap eval — {report.meta.get('answerer', '')}")
-    for name, cells in _rows(report):
-        table.add_row(name, *cells)
-    console.print(table)
+    """The summary table (overall and per group) in a layout that fits the console, then the first failures."""
+    for table in _report_tables(console, report):
+        console.print(table)
     failed = failures(report)
     for result in failed[:max_failures]:
-        verdict = "answered, expected not found" if not result.answerable else "not found" if not result.found else "wrong"
-        console.print(f"  ✗ {result.id} ({verdict}): {result.question} → {_clip(result.answer)}", highlight=False)
+        console.print(f"  ✗ {result.id} ({_verdict(result)}): {result.question} → {_clip(result.answer)}",
+                      highlight=False, markup=False)
     if len(failed) > max_failures:
-        console.print(f"  … and {len(failed) - max_failures} more failed questions (listed in the Markdown report)")
+        more = len(failed) - max_failures
+        console.print(tr(f"  … và {more} câu hỏi sai nữa (liệt kê trong báo cáo Markdown)",
+                         f"  … and {more} more failed questions (listed in the Markdown report)"))
+
+
+def _verdict(result: QuestionResult) -> str:
+    if not result.answerable:
+        return tr("đã trả lời, lẽ ra phải là không tìm thấy", "answered, expected not found")
+    return tr("không tìm thấy", "not found") if not result.found else tr("sai", "wrong")
+
+
+def _report_tables(console: Console, report: Report) -> list[Table]:
+    """One table with a row per set when it fits the width; else figures as rows and sets as columns,
+    split into as many tables as it takes to fit (never a figure cut to "1.…")."""
+    title = f"hoidap eval — {report.meta.get('answerer', '')}"
+    rows = _rows(report)
+    wide = Table(tr("tập", "set"), *(header for header, _ in COLUMNS), title=title)
+    for name, cells in rows:
+        wide.add_row(name, *cells)
+    if _width(console, wide) <= console.width:
+        return [wide]
+    tables: list[Table] = []
+    start = 0
+    while start < len(rows):
+        count = 1
+        while start + count < len(rows) and _width(console, _tall(rows[start:start + count + 1], None)) <= console.width:
+            count += 1
+        tables.append(_tall(rows[start:start + count], title if not tables else None))
+        start += count
+    return tables
+
+
+def _tall(rows: list[tuple[str, list[str]]], title: str | None) -> Table:
+    """Figures as rows, the given sets as columns."""
+    table = Table(tr("chỉ số", "figure"), *(name for name, _ in rows), title=title)
+    for column, (header, _) in enumerate(COLUMNS):
+        table.add_row(header, *(cells[column] for _, cells in rows))
+    return table
+
+
+def _width(console: Console, table: Table) -> int:
+    """The width `table` needs to show every cell on one line."""
+    return Measurement.get(console, console.options.update(width=10_000), table).maximum
 
 
 def _clip(text: str, limit: int = 140) -> str:

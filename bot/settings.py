@@ -1,21 +1,42 @@
-"""Every setting of hoidap in one typed model, read from the environment (prefix HOIDAP_) and `.env`."""
+"""Every setting of hoidap in one typed model, read from the environment (prefix HOIDAP_) and `.env`.
+
+`load_settings` is how an entry point builds it: every bad value becomes one line naming the setting
+and what it expects (`SettingsError`), and unknown `HOIDAP_*` names become warnings with the nearest
+valid name. Choice values (`HOIDAP_ANSWERER=EXTRACTIVE`) are case-insensitive and normalised.
+"""
 
 from __future__ import annotations
 
+import difflib
+import io
+import json
+import os
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
+from annotated_types import Ge, Gt, Le
+from dotenv import dotenv_values
 from platformdirs import user_cache_dir, user_data_dir
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import SettingsError as PydanticSettingsError
+
+from index.errors import HoidapError
 
 BUNDLED_CORPUS = Path(__file__).resolve().parent.parent / "index" / "corpus"
+PREFIX = "HOIDAP_"
+ENV_FILE = Path(".env")
 
 
 class Settings(BaseSettings):
     """Built once in the entry point; everything below takes plain typed arguments."""
 
-    model_config = SettingsConfigDict(env_prefix="HOIDAP_", env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=PREFIX, env_file=ENV_FILE, env_file_encoding="utf-8", extra="ignore")
+
+    language: Literal["vi", "en"] = Field("vi", description="Language of the CLI's own messages and summaries.")
 
     # Storage
     data_dir: Path = Field(default_factory=lambda: Path(user_data_dir("hoidap")), description="Where the index and the bot's state live.")
@@ -61,8 +82,23 @@ class Settings(BaseSettings):
     telegram_inline_cache_seconds: int = Field(600, ge=0, description="How long an inline answer is reused.")
     telegram_correction_minutes: float = Field(10, gt=0, description="How long a 👎 voter may send a correction.")
 
-    log_level: str = "WARNING"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "WARNING"
     log_format: Literal["text", "json"] = "text"
+
+    @field_validator("language", "embedding_precision", "embedding_backend", "index_type", "answerer", "log_level",
+                     "log_format", mode="before")
+    @classmethod
+    def _any_case(cls, value: object, info: ValidationInfo) -> object:
+        """`EXTRACTIVE` or ` Extractive ` means extractive; a value that matches no choice is left as written."""
+        if not isinstance(value, str):
+            return value
+        choices = typing.get_args(cls.model_fields[str(info.field_name)].annotation)
+        return next((choice for choice in choices if choice.casefold() == value.strip().casefold()), value)
+
+    @field_validator("data_dir", "models_dir", mode="after")
+    @classmethod
+    def _expand_home(cls, value: Path) -> Path:
+        return value.expanduser()
 
     @field_validator("telegram_allowed_users", "telegram_allowed_chats", mode="before")
     @classmethod
@@ -77,7 +113,7 @@ class Settings(BaseSettings):
     @classmethod
     def _split_paths(cls, value: object) -> object:
         if isinstance(value, str):
-            return [Path(part) for part in value.split(",") if part.strip()]
+            return [Path(part.strip()).expanduser() for part in value.split(",") if part.strip()]
         return value
 
     @property
@@ -87,3 +123,158 @@ class Settings(BaseSettings):
     @property
     def state_db(self) -> Path:
         return self.data_dir / "state.sqlite3"
+
+
+# ---------------------------------------------------------------------------- loading, with clear problems
+
+
+@dataclass(frozen=True)
+class Message:
+    """One line for the user, in both languages of the CLI."""
+
+    en: str
+    vi: str
+
+    def in_language(self, language: str) -> str:
+        return self.en if language == "en" else self.vi
+
+
+class SettingsError(HoidapError):
+    """Settings that cannot be used: one line per problem, each naming the setting to fix."""
+
+    def __init__(self, problems: list[Message], warnings: list[Message] | None = None) -> None:
+        super().__init__("\n".join(p.en for p in problems), vi="\n".join(p.vi for p in problems))
+        self.problems = problems
+        self.warnings = warnings or []  # said too, so that a misspelt name is seen beside the error it causes
+
+
+SETTING_NAMES = tuple(PREFIX + name.upper() for name in Settings.model_fields)
+
+
+def load_settings(env_file: Path = ENV_FILE, environ: Mapping[str, str] | None = None) -> tuple[Settings, list[Message]]:
+    """The settings from `environ` (default: the process environment) and `env_file`, and warnings.
+
+    Raises `SettingsError` listing every unusable value (and an unreadable `env_file`); the warnings
+    name unknown `HOIDAP_*` keys with the nearest valid name.
+    """
+    environ = os.environ if environ is None else environ
+    from_file = read_env_file(env_file)
+    warnings = [_unknown(key) for key in sorted({*from_file, *environ}) if _is_unknown(key)]
+    try:
+        settings = Settings(_env_file=env_file if from_file else None)
+    except ValidationError as error:
+        raise SettingsError([_problem(detail) for detail in error.errors()], warnings) from None
+    except PydanticSettingsError as error:
+        raise SettingsError([Message(str(error), str(error))], warnings) from None
+    if settings.data_dir.exists() and not settings.data_dir.is_dir():
+        raise SettingsError([Message(f"HOIDAP_DATA_DIR={settings.data_dir}: is a file, not a folder",
+                                     f"HOIDAP_DATA_DIR={settings.data_dir}: là một tệp, không phải thư mục")], warnings)
+    return settings, warnings
+
+
+def read_env_file(path: Path) -> dict[str, str | None]:
+    """The `KEY=value` pairs of a `.env` file ({} when there is none); a file that is not text is a `SettingsError`."""
+    if not path.exists():
+        return {}
+    if not path.is_file():  # a folder, or a FIFO that would block the read
+        raise SettingsError([Message(f"{path}: not a regular file; settings are read from a text file of KEY=value lines",
+                                     f"{path}: không phải tệp thường; thiết lập được đọc từ một tệp văn bản gồm các dòng KEY=value")])
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise SettingsError([Message(f"{path}: cannot be read ({error.strerror})",
+                                     f"{path}: không đọc được ({error.strerror})")]) from None
+    try:
+        if b"\0" in data:
+            raise UnicodeDecodeError("utf-8", data, data.index(b"\0"), data.index(b"\0") + 1, "NUL byte")
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise SettingsError([Message(
+            f"{path}: not a UTF-8 text file (byte {data[error.start]:#04x} at offset {error.start}); "
+            "settings are read from KEY=value lines",
+            f"{path}: không phải tệp văn bản UTF-8 (byte {data[error.start]:#04x} ở vị trí {error.start}); "
+            "thiết lập được đọc từ các dòng KEY=value")]) from None
+    return dict(dotenv_values(stream=io.StringIO(text)))
+
+
+def env_file_value(path: Path, key: str) -> str | None:
+    """One value of a `.env` file, or None when the file or the key is missing or the file is unreadable."""
+    try:
+        values = read_env_file(path)
+    except SettingsError:
+        return None  # load_settings reports it; the caller only wants a hint
+    wanted = key.upper()
+    return next((value for name, value in values.items() if name.upper() == wanted), None)
+
+
+def data_dir_writable(settings: Settings) -> bool:
+    """Whether the data directory (or, while it does not exist yet, the folder it would be made in) can be written."""
+    directory = settings.data_dir
+    while not directory.exists() and directory != directory.parent:
+        directory = directory.parent
+    return os.access(directory, os.W_OK | os.X_OK)
+
+
+def _is_unknown(key: str) -> bool:
+    return key.upper().startswith(PREFIX) and key.upper() not in SETTING_NAMES
+
+
+def _unknown(key: str) -> Message:
+    # Compared without the prefix every name shares, which would make anything look close.
+    nearest = difflib.get_close_matches(key.upper().removeprefix(PREFIX), [n.removeprefix(PREFIX) for n in SETTING_NAMES],
+                                        n=1, cutoff=0.6)
+    if nearest:
+        return Message(f"{key}: unknown setting; did you mean {PREFIX}{nearest[0]}?",
+                       f"{key}: không có thiết lập này; có phải ý bạn là {PREFIX}{nearest[0]}?")
+    return Message(f"{key}: unknown setting (.env.example lists them all)",
+                   f"{key}: không có thiết lập này (.env.example liệt kê tất cả)")
+
+
+def _problem(detail: Mapping) -> Message:
+    """`HOIDAP_TOP_K=abc: expected a whole number from 1 to 50`, from one pydantic error."""
+    name = str(detail["loc"][0]) if detail.get("loc") else ""
+    field = Settings.model_fields.get(name)
+    if field is None:
+        return Message(detail["msg"], detail["msg"])
+    shown = "***" if _is_secret(field.annotation) else _shown(detail.get("input"))
+    expected = _expected(field.annotation, field.metadata) or Message(
+        f"invalid ({detail['msg']})", f"giá trị không hợp lệ ({detail['msg']})")
+    return Message(f"{PREFIX}{name.upper()}={shown}: {expected.en}", f"{PREFIX}{name.upper()}={shown}: {expected.vi}")
+
+
+def _expected(annotation: object, metadata: list) -> Message | None:
+    """What a field accepts, said for a person."""
+    if typing.get_origin(annotation) is Literal:
+        choices = ", ".join(str(choice) for choice in typing.get_args(annotation))
+        return Message(f"expected one of {choices} (any case)",
+                       f"cần một trong các giá trị {choices} (không phân biệt hoa thường)")
+    if annotation is bool:
+        return Message("expected true or false", "cần true hoặc false")
+    if annotation is int:
+        low = next((m.ge for m in metadata if isinstance(m, Ge)), None)
+        high = next((m.le for m in metadata if isinstance(m, Le)), None)
+        if low is not None and high is not None:
+            return Message(f"expected a whole number from {low} to {high}", f"cần một số nguyên từ {low} đến {high}")
+        if low is not None:
+            return Message(f"expected a whole number of at least {low}", f"cần một số nguyên từ {low} trở lên")
+        return Message("expected a whole number", "cần một số nguyên")
+    if annotation is float:
+        above = next((m.gt for m in metadata if isinstance(m, Gt)), None)
+        if above is not None:
+            return Message(f"expected a number greater than {above}", f"cần một số lớn hơn {above}")
+        return Message("expected a number", "cần một số")
+    if typing.get_origin(annotation) is list and typing.get_args(annotation) == (int,):
+        return Message("expected whole numbers separated by commas", "cần các số nguyên, cách nhau bởi dấu phẩy")
+    return None
+
+
+def _is_secret(annotation: object) -> bool:
+    return annotation is SecretStr or SecretStr in typing.get_args(annotation)
+
+
+def _shown(value: object) -> str:
+    """The value as the user wrote it; quoted when it is empty or has spaces at either end."""
+    text = value if isinstance(value, str) else str(value)
+    if len(text) > 60:
+        text = text[:59] + "…"
+    return json.dumps(text, ensure_ascii=False) if not text or text != text.strip() else text

@@ -149,7 +149,8 @@ def _openai(settings: Settings, retriever: Retriever, gate: CorpusGate) -> Answe
     from retrieval.answering.llm.runtimes import openai_chat_model
 
     if not settings.openai_base_url and not settings.openai_api_key:
-        raise HoidapError("The openai answerer needs HOIDAP_OPENAI_BASE_URL and/or HOIDAP_OPENAI_API_KEY.")
+        raise HoidapError("The openai answerer needs HOIDAP_OPENAI_BASE_URL and/or HOIDAP_OPENAI_API_KEY.",
+                          vi="Bộ trả lời openai cần HOIDAP_OPENAI_BASE_URL và/hoặc HOIDAP_OPENAI_API_KEY.")
     chat_model = openai_chat_model(base_url=settings.openai_base_url, model=settings.openai_model,
                                    api_key=settings.openai_api_key, max_tokens=settings.llm_max_tokens)
     return build_generative(settings, retriever, gate, chat_model, FULL_PROMPT)
@@ -182,10 +183,11 @@ def choose_answerer(settings: Settings) -> str:
 
 def build_answerer(settings: Settings, retriever: Retriever, gate: CorpusGate, name: str | None = None) -> Answerer:
     """The answerer called `name` (default: `choose_answerer`), over `retriever`, refusing through `gate`."""
-    name = name or choose_answerer(settings)
+    name = (name or choose_answerer(settings)).strip().lower()  # any case, as in the setting
     kind = ANSWERERS.get(name)
     if kind is None:
-        raise HoidapError(f"Unknown answerer {name!r}: choose {', '.join(ANSWERERS)}.")
+        raise HoidapError(f"Unknown answerer {name!r}: choose {', '.join(ANSWERERS)}.",
+                          vi=f"Không có bộ trả lời {name!r}: hãy chọn {', '.join(ANSWERERS)}.")
     return kind.build(settings, retriever, gate)
 
 
@@ -214,6 +216,6 @@ def build_components(settings: Settings, *, answerer: str | None = None, index_d
     retriever = build_retriever(store, embedder, lexical, filters)
     if wrap_retriever is not None:
         retriever = wrap_retriever(retriever)
-    name = answerer or choose_answerer(settings)
+    name = (answerer or choose_answerer(settings)).strip().lower()
     built = build_answerer(settings, retriever, CorpusGate(lexical.idf), name)
     return Components(settings, embedder, store, lexical, retriever, built, name)

@@ -75,6 +75,10 @@ class AnswerStream:
                 return
             yield fragment
 
+    def close(self) -> None:
+        """Stop producing the answer: the generator is closed, and an LLM stream it reads from with it."""
+        self._produce.close()
+
     def final(self) -> Answer:
         """The checked answer; reads whatever fragments were not read yet."""
         for _ in self:

@@ -23,6 +23,8 @@ def eval_command(
     def action() -> None:
         from bot.evaluation import run_eval
 
-        run_eval(load_settings(), questions, corpus, answerer, index_dir, out)
+        # Indexing a corpus writes under the data dir unless --index-dir says where.
+        settings = load_settings(writes_data=corpus is not None and index_dir is None)
+        run_eval(settings, questions, corpus, answerer, index_dir, out)
 
     run(action)

@@ -26,7 +26,7 @@ def index_command(
     def action() -> int:
         from bot.wiring import check_index, sync
 
-        settings = load_settings()
+        settings = load_settings(writes_data=not check)
         if check:
             if paths or rebuild:
                 raise HoidapError("`hoidap index --check` verifies the current index; it takes no paths and no --rebuild.")

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from bot.cli.app import err, load_settings, models_app, run
+from bot.cli.app import err, load_settings, models_app, run, tr
 
 
 @models_app.command("fetch")
@@ -25,9 +25,9 @@ def models_fetch(
         from bot.wiring import build_embedder
 
         build_embedder(settings).prepare()
-        err.print(f"embedding model ready: {path}")
+        err.print(tr(f"mô hình nhúng đã sẵn sàng: {path}", f"embedding model ready: {path}"), highlight=False)
         if llm:
             gguf = fetch_llm(settings.models_dir, llm_model or settings.llm_model, report=lambda m: err.print(m, highlight=False))
-            err.print(f"LLM ready: {gguf}")
+            err.print(tr(f"LLM đã sẵn sàng: {gguf}", f"LLM ready: {gguf}"), highlight=False)
 
     run(action)

@@ -20,7 +20,7 @@ def telegram_command(
         from bot.telegram.app import bot_token, run_bot
         from bot.wiring import build_components, warm_up_in_background
 
-        settings = load_settings()
+        settings = load_settings(writes_data=True)  # conversations are kept in the data dir
         bot_token(settings)  # fail fast, before loading the model, if there is no token
         metrics = BotMetrics()
         components = build_components(settings, answerer=answerer, wrap_retriever=metrics.timed)

@@ -21,6 +21,13 @@ DISAGREE: dict[Language, str] = {
 }
 ACCORDING_TO: dict[Language, str] = {"vi": "Theo", "en": "According to"}
 
+# Headings front-ends put above an answer's sources, in the answer's language.
+SOURCES_HEADING: dict[Language, str] = {"vi": "Nguồn", "en": "Sources"}
+NEAREST_HEADING: dict[Language, str] = {
+    "vi": "Nguồn gần nhất (không chứa câu trả lời)",
+    "en": "Nearest sources (they do not hold the answer)",
+}
+
 
 def not_found(nearest: Sequence[Source], language: Language) -> Answer:
     """The honest "not in the articles" reply, listing the nearest passages as its sources."""

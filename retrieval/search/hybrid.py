@@ -16,6 +16,7 @@ from typing import Literal, Protocol
 import numpy as np
 
 from index.text import STOPWORDS_EN, QueryKind, detect_query_kind, is_number, normalize, tokenize
+from retrieval.search.filters import admits, is_empty
 from retrieval.search.lexical import LexicalIndex
 from retrieval.types import Passage, SearchFilters
 
@@ -187,21 +188,12 @@ class HybridRetriever:
         return [(cid, s) for cid, s in hits if article_of(cid) in allowed_articles][: self.depth]
 
     def _allowed_articles(self, filters: SearchFilters | None) -> set[str] | None:
-        if filters is None or (filters.date_from is None and filters.date_to is None and not filters.sources):
+        if filters is None or is_empty(filters):
             return None
         if self._article_meta is None:
             self._article_meta = {a.article_id: (a.date, a.source) for a in self.store.articles()}
-        wanted_sources = {s.casefold() for s in filters.sources}
-        allowed = set()
-        for article_id, (date, source) in self._article_meta.items():
-            if filters.date_from and (date is None or date[:10] < filters.date_from):
-                continue
-            if filters.date_to and (date is None or date[:10] > filters.date_to):
-                continue
-            if wanted_sources and (source is None or source.casefold() not in wanted_sources):
-                continue
-            allowed.add(article_id)
-        return allowed
+        return {article_id for article_id, (date, source) in self._article_meta.items()
+                if admits(filters, date, source)}
 
     def _passages(self, candidates: list[ChunkCandidate], k: int) -> list[Passage]:
         groups: list[_Group] = []

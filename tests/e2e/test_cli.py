@@ -94,10 +94,10 @@ def test_chat_in_a_terminal(built_index_settings) -> None:
         child.expect("nâng tổng số đảng viên toàn Đảng bộ tỉnh lên 74.127 đồng chí")
         child.expect("hỏi>")
         child.sendline("/reset")
-        child.expect("Conversation cleared")
+        child.expect("Đã xoá hội thoại.")
         child.expect("hỏi>")
         child.sendeof()
-        child.expect("Bye")
+        child.expect("Tạm biệt!")
         child.expect(pexpect.EOF)
     finally:
         child.close()
@@ -113,12 +113,12 @@ def test_chat_piped_is_plain_and_understands_follow_ups(built_index_settings) ->
     assert "74.127" in out
     follow_up = out.split("74.127", 1)[1]
     assert "3.463" in follow_up  # the 2018 article's figure, from the rewritten question
-    assert "Unknown command /nope" in out and "Bye" in out
+    assert "Không có lệnh /nope" in out and "Tạm biệt!" in out
 
 
 def test_empty_question_is_refused_cleanly(built_index_settings) -> None:
     result = run_cli(["ask", "   "], built_index_settings)
-    assert result.returncode == 1 and "empty" in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == 1 and "Câu hỏi trống." in result.stderr and "Traceback" not in result.stderr
 
 
 
@@ -145,7 +145,7 @@ def test_ask_batch_reports_a_bad_line_and_goes_on(built_index_settings) -> None:
     assert result.returncode == 1  # some lines failed, and the batch still answered the others
     replies = json_lines(result.stdout)
     assert [r["line"] for r in replies] == [1, 2, 3, 4]
-    assert replies[1] == {"line": 2, "error": "The question is empty."}
+    assert replies[1] == {"line": 2, "error": "Câu hỏi trống."}
     assert set(replies[2]) == {"line", "error"} and "10,000" in replies[2]["error"]
     assert "74.127" in replies[0]["answer"] and "Trần Thế Ngọc" in replies[3]["answer"]
     assert "Traceback" not in result.stderr
@@ -158,4 +158,63 @@ def test_ask_batch_without_json_prints_each_answer_in_turn(built_index_settings)
     first, second = result.stdout.split("> Ai dẫn đầu đoàn công tác")
     assert first.startswith(f"> {QUESTION}") and "74.127" in first and "Nguồn:" in first
     assert "Trần Thế Ngọc" in second and "74.127" not in second
-    assert "line 2: The question is empty." in result.stderr and "\x1b[" not in result.stdout
+    assert "dòng 2: Câu hỏi trống." in result.stderr and "\x1b[" not in result.stdout
+
+
+# ---------------------------------------------------------------------------- filters that exclude everything
+
+
+@pytest.mark.parametrize(("args", "vi", "en"), [
+    (["--since", "2024-01-01", "--until", "2020-01-01"],
+     "--since 2024-01-01 sau --until 2020-01-01: không bài nào có thể nằm trong khoảng đó.",
+     "--since 2024-01-01 is after --until 2020-01-01: no article can be in that range."),
+    (["--source", "Báo X"],
+     "Không có bài nào của Báo X trong chỉ mục (các nguồn có: Báo Quảng Ngãi, THTG).",
+     "No indexed article is from Báo X (outlets in the index: Báo Quảng Ngãi, THTG)."),
+    (["--since", "2030-01-01"],
+     "Không có bài nào từ 2030-01-01 trở đi (các bài có ngày từ 2014-10-29 đến 2023-09-29).",
+     "No indexed article dated 2030-01-01 or later (their dates run from 2014-10-29 to 2023-09-29)."),
+    (["--source", "báo quảng ngãi", "--since", "2020-01-01", "--until", "2024-12-31"],
+     "Không có bài nào của báo quảng ngãi từ 2020-01-01 đến 2024-12-31 (các bài có ngày từ 2016-06-11 đến 2016-06-11).",
+     "No article from báo quảng ngãi between 2020-01-01 and 2024-12-31 (their dates run from 2016-06-11 to 2016-06-11)."),
+], ids=["since-after-until", "unknown-source", "no-article-in-range", "source-outside-range"])
+def test_a_filter_that_excludes_everything_says_why(built_index_settings, args: list[str], vi: str, en: str) -> None:
+    for command in (["ask", *args, QUESTION], ["chat", *args]):
+        result = run_cli(command, built_index_settings, input=QUESTION + "\n")
+        assert result.returncode == 1, result.stderr
+        assert result.stderr.strip() == f"lỗi: {vi}" and result.stdout == ""
+    english = run_cli(["ask", *args, QUESTION], built_index_settings, HOIDAP_LANGUAGE="en")
+    assert english.stderr.strip() == f"error: {en}"
+
+
+def test_a_filter_that_admits_some_articles_answers_from_them(built_index_settings) -> None:
+    result = run_cli(["ask", "--json", "--source", "báo quảng ngãi", "Đảng bộ Khối các cơ quan tỉnh có bao nhiêu đảng viên?"],
+                     built_index_settings)
+    assert result.returncode == 0, result.stderr
+    reply = json.loads(result.stdout)
+    assert reply["sources"] and {s["source"] for s in reply["sources"]} == {"Báo Quảng Ngãi"}
+
+
+# ---------------------------------------------------------------------------- terminal output
+
+
+def test_piped_ask_output_is_one_line_per_paragraph(built_index_settings) -> None:
+    answer = ask(built_index_settings, QUESTION)["answer"]
+    assert len(answer) > 80
+    result = run_cli(["ask", QUESTION], built_index_settings, COLUMNS="80")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert answer in lines  # not hard-wrapped at 80 columns
+    assert lines[lines.index(answer) + 1] == "Nguồn:"
+
+
+@pytest.mark.parametrize(("question", "heading", "not_heading"), [
+    ("What was the total number of Party members in the provincial Party Committee in 2023?", "Sources:", "Nguồn"),
+    ("What is the price of gold today?", "Nearest sources (they do not hold the answer):", "Nguồn"),
+    ("Giá vàng hôm nay là bao nhiêu?", "Nguồn gần nhất (không chứa câu trả lời):", "Sources"),
+])
+def test_source_headings_are_in_the_answers_language(built_index_settings, question: str, heading: str,
+                                                     not_heading: str) -> None:
+    result = run_cli(["ask", question], built_index_settings)
+    assert result.returncode == 0, result.stderr
+    assert heading in result.stdout.splitlines() and not_heading not in result.stdout

@@ -218,7 +218,7 @@ def test_models_fetch_repairs_changed_weights(index_with_private_models: Setting
     fetched = run_cli(["models", "fetch"], settings)
 
     assert fetched.returncode == 0, fetched.stderr
-    assert "incomplete or damaged" in fetched.stderr and "embedding model ready" in fetched.stderr
+    assert "incomplete or damaged" in fetched.stderr and "mô hình nhúng đã sẵn sàng" in fetched.stderr
     _assert_answers(settings)
 
 

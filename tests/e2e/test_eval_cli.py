@@ -29,8 +29,8 @@ def _slice(tmp_path: Path) -> tuple[Path, Path]:
     return corpus, questions
 
 
-def _eval(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HOIDAP_DATA_DIR": str(tmp_path / "data"), "COLUMNS": "200"}
+def _eval(tmp_path: Path, *args: str, columns: int = 200) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HOIDAP_DATA_DIR": str(tmp_path / "data"), "COLUMNS": str(columns)}
     return subprocess.run([str(HOIDAP), "eval", *args], env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -63,7 +63,7 @@ def test_eval_indexes_the_corpus_apart_and_writes_json_markdown_and_plot(tmp_pat
     assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     markdown = out.with_suffix(".md").read_text(encoding="utf-8")
     assert "| all | 11 |" in markdown and "R@5" in markdown
-    assert "R@5" in run.stdout and "reports:" in run.stdout
+    assert "R@5" in run.stdout and "báo cáo:" in run.stdout
 
     # The corpus got an index of its own, keyed by its content; the default index was never built.
     data = tmp_path / "data"
@@ -72,10 +72,17 @@ def test_eval_indexes_the_corpus_apart_and_writes_json_markdown_and_plot(tmp_pat
 
     # A second run reuses that index: nothing is embedded again, the figures are the same.
     again = _eval(tmp_path, "--questions", str(questions), "--corpus", str(corpus), "--answerer", "extractive",
-                  "--out", str(tmp_path / "again.json"))
+                  "--out", str(tmp_path / "again.json"), columns=80)
     assert again.returncode == 0, again.stderr
-    assert "indexed" not in again.stderr
+    assert "đã lập chỉ mục" not in again.stderr
     assert json.loads((tmp_path / "again.json").read_text(encoding="utf-8"))["overall"]["recall_curve"] == overall["recall_curve"]
+
+    # At 80 columns the table changes layout rather than cutting figures: every one is there, whole.
+    table = again.stdout.split("  ✗", 1)[0].split("báo cáo:", 1)[0]
+    assert max(len(line) for line in table.splitlines()) <= 80 and "…" not in table
+    for key in ("recall_at_1", "recall_at_5", "recall_at_10", "mrr_at_10", "correct", "token_f1"):
+        assert f" {overall[key]:.3f} " in table, key
+    assert "R@5" in table and "MRR@10" in table
 
 
 @pytest.mark.e2e
@@ -84,5 +91,5 @@ def test_eval_reports_a_bad_question_line_clearly(tmp_path):
     questions.write_text('{"id": "q1", "question": "Ai?", "answers": ["X"]}\n', encoding="utf-8")
     run = _eval(tmp_path, "--questions", str(questions), "--answerer", "extractive")
     assert run.returncode == 1
-    assert "line 1" in run.stderr and "passage_id" in run.stderr
+    assert "dòng 1" in run.stderr and "passage_id" in run.stderr
     assert "Traceback" not in run.stderr

@@ -111,7 +111,7 @@ def test_cli_refuses_an_empty_question_in_one_line(built_index_settings, questio
     result = run_cli(["ask", "--json", question], built_index_settings)
     assert result.returncode == 1
     assert result.stdout == ""
-    assert "The question is empty" in result.stderr and "Traceback" not in result.stderr
+    assert "Câu hỏi trống." in result.stderr and "Traceback" not in result.stderr
 
 
 @pytest.mark.parametrize("question", [LONG_PLAIN_QUESTION, EXPLICIT["script"], EXPLICIT["RTL"]],
