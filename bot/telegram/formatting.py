@@ -12,7 +12,8 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
-from index.text import QUOTE_CHARS, display_date, short_quote
+from index.text import QUOTE_CHARS, Language, display_date, short_quote
+from retrieval.answering.replies import NEAREST_HEADING, SOURCES_HEADING
 from retrieval.types import Answer, Source
 
 MESSAGE_LIMIT = 4096
@@ -51,7 +52,8 @@ def _source_heading(source: Source) -> str:
     return f"<b>[{source.n}]</b> " + " · ".join(parts)
 
 
-def to_telegram_html(answer: Answer, *, notice: str | None = None, quote_chars: int = QUOTE_CHARS) -> str:
+def to_telegram_html(answer: Answer, *, notice: str | None = None, quote_chars: int = QUOTE_CHARS,
+                     language: Language = "vi") -> str:
     """The answer text with its `[n]` citations, then each source as title, date and a short quote.
 
     `notice` (already plain text, e.g. "your question was cut") is shown in italics above the answer.
@@ -63,12 +65,17 @@ def to_telegram_html(answer: Answer, *, notice: str | None = None, quote_chars: 
     blocks.append(escape(answer.text.strip()) or EMPTY_ANSWER)
     if answer.sources:
         # A "not found" answer may still list the closest passages; say they are only that.
-        lines = ["<b>Nguồn:</b>" if answer.found else "<b>Nguồn gần nhất (không chứa câu trả lời):</b>"]
+        lines = [_sources_heading(answer, language)]
         for source in answer.sources:
             lines.append(_source_heading(source))
             lines.append(f"<i>“{escape(short_quote(source.text, quote_chars))}”</i>")
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
+
+
+def _sources_heading(answer: Answer, language: Language) -> str:
+    """The heading above an answer's sources, in the answer's language; "nearest" for a "not found"."""
+    return f"<b>{escape((SOURCES_HEADING if answer.found else NEAREST_HEADING)[language])}:</b>"
 
 
 def _source_link(source: Source) -> str:
@@ -82,13 +89,12 @@ def _source_link(source: Source) -> str:
     return f"<b>[{source.n}]</b> " + " · ".join(parts)
 
 
-def shared_answer_html(answer: Answer, limit: int = MESSAGE_LIMIT) -> str:
+def shared_answer_html(answer: Answer, limit: int = MESSAGE_LIMIT, language: Language = "vi") -> str:
     """An answer to be shared into another chat (inline mode): its text and citations, then one line per
     source (title, date, outlet, a link when there is one), as one message of at most `limit` characters."""
     sources = ""
     if answer.sources:
-        heading = "<b>Nguồn:</b>" if answer.found else "<b>Nguồn gần nhất (không chứa câu trả lời):</b>"
-        sources = "\n\n" + "\n".join([heading, *(_source_link(s) for s in answer.sources)])
+        sources = "\n\n" + "\n".join([_sources_heading(answer, language), *(_source_link(s) for s in answer.sources)])
     text = answer.text.strip() or EMPTY_ANSWER
     room = limit - utf16_len(to_plain_text(sources)) - 2
     if utf16_len(text) > room:  # rare: the sources are short, so the answer text is what gives way

@@ -69,6 +69,7 @@ from bot.telegram.inline import (
     answer_results,
 )
 from bot.telegram.state import BotState
+from index.text import answer_language
 from retrieval.types import Answer, Answerer, Turn
 
 log = logging.getLogger(__name__)
@@ -431,7 +432,8 @@ class BotHandlers:
                     answer_id = self._state.save_answer(chat_id, user_id, message.message_id, question, answer)
                     # Kept before it is sent: an answer the user has seen is in the history even if the bot dies now.
                     self._state.add_turn(chat_id, question, answer.text, keep=self._history_turns)
-                    markup = to_telegram_html(answer, notice=" · ".join(notices) or None)
+                    markup = to_telegram_html(answer, notice=" · ".join(notices) or None,
+                                              language=answer_language(question))
                     await reply.finish(markup, answer_keyboard(answer_id, bool(answer.sources)))
                 finally:
                     answered.set()

@@ -18,7 +18,7 @@ from telegram import InlineQueryResultArticle, InputTextMessageContent
 from telegram.constants import ParseMode
 
 from bot.telegram.formatting import shared_answer_html
-from index.text import normalize
+from index.text import answer_language, normalize
 from retrieval.types import Answer
 
 INLINE_DEADLINE = 6.0
@@ -99,5 +99,5 @@ def answer_results(question: str, answer: Answer) -> list[InlineQueryResultArtic
     description = text if len(text) <= DESCRIPTION_CHARS else text[: DESCRIPTION_CHARS - 1].rstrip() + "…"
     return [InlineQueryResultArticle(
         id=_result_id(question, kind), title=title[:200], description=description,
-        input_message_content=InputTextMessageContent(shared_answer_html(answer), parse_mode=ParseMode.HTML),
+        input_message_content=InputTextMessageContent(shared_answer_html(answer, language=answer_language(question)), parse_mode=ParseMode.HTML),
     )]

@@ -14,8 +14,8 @@ import pytest
 
 from bot.telegram.delivery import StreamingReply, _clip_utf16
 from bot.telegram.formatting import (
-    MESSAGE_LIMIT, ArticleListing, display_date, passages_html, short_quote, sources_list_html, split_message, to_plain_text,
-    to_telegram_html, utf16_len,
+    MESSAGE_LIMIT, ArticleListing, display_date, passages_html, shared_answer_html, short_quote, sources_list_html,
+    split_message, to_plain_text, to_telegram_html, utf16_len,
 )
 from retrieval.types import Answer, Source
 from tests.e2e.botapi_server import ApiError, parse_html
@@ -63,6 +63,15 @@ def test_not_found_answer_has_no_sources_block_and_a_notice_is_shown_first() -> 
 def test_closest_sources_of_a_not_found_answer_are_labelled_as_such() -> None:
     text = visible(to_telegram_html(Answer("Không tìm thấy thông tin này.", False, [source(1, "Đoạn gần nhất.")])))
     assert "Nguồn gần nhất (không chứa câu trả lời):\n[1]" in text and "Nguồn:" not in text
+
+
+def test_source_headings_follow_the_answers_language() -> None:
+    found = Answer("There were 74.127 party members [1].", True, [source(1, "Toàn tỉnh có 74.127 đảng viên.")])
+    nearest = Answer("The articles do not say.", False, [source(1, "Đoạn gần nhất.")])
+    for render in (to_telegram_html, shared_answer_html):
+        assert "Sources:" in visible(render(found, language="en")) and "Nguồn" not in visible(render(found, language="en"))
+        assert "Nearest sources (they do not hold the answer):" in visible(render(nearest, language="en"))
+        assert "Nguồn:" in visible(render(found, language="vi"))
 
 
 def test_short_quote_cuts_at_a_word_and_dates_read_vietnamese() -> None:
