@@ -11,6 +11,7 @@ import difflib
 import io
 import json
 import os
+import re
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,6 +30,21 @@ from index.errors import HoidapError
 BUNDLED_CORPUS = Path(__file__).resolve().parent.parent / "index" / "corpus"
 PREFIX = "HOIDAP_"
 ENV_FILE = Path(".env")
+
+
+_INTERVAL = re.compile(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+
+
+def parse_interval(text: str) -> float:
+    """Seconds in an interval written `30m`, `2h`, `1h30m` or `90s`; ValueError otherwise."""
+    match = _INTERVAL.fullmatch(text.strip().lower())
+    if not text.strip() or match is None or not any(match.groups()):
+        raise ValueError(f"{text!r} is not an interval; write it as 30m, 2h, 1h30m or 90s")
+    hours, minutes, seconds = (int(part or 0) for part in match.groups())
+    total = hours * 3600 + minutes * 60 + seconds
+    if total < 60:
+        raise ValueError(f"{text!r} is shorter than a minute; feeds are not refreshed that often")
+    return float(total)
 
 
 class Settings(BaseSettings):
@@ -82,6 +98,17 @@ class Settings(BaseSettings):
     telegram_inline_cache_seconds: int = Field(600, ge=0, description="How long an inline answer is reused.")
     telegram_correction_minutes: float = Field(10, gt=0, description="How long a 👎 voter may send a correction.")
 
+    telegram_admins: Annotated[list[int], NoDecode] = Field(
+        default_factory=list, description="User ids who may /add pages and feeds and see /feeds.")
+
+    # Articles from the web
+    fetch_allow_private: bool = Field(False, description="Allow fetching loopback and private-network addresses.")
+    fetch_timeout: float = Field(20.0, gt=0, description="Seconds for one request, body included.")
+    fetch_max_bytes: int = Field(5_000_000, ge=10_000, description="Largest page or feed fetched.")
+    fetch_host_delay: float = Field(1.0, ge=0, description="Seconds between two requests to one host.")
+    fetch_retries: int = Field(2, ge=0, le=10, description="Retries on 429 and 5xx, with back-off.")
+    sync_every: str | None = Field(None, description="`hoidap telegram` refreshes the feeds this often (e.g. 30m).")
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "WARNING"
     log_format: Literal["text", "json"] = "text"
 
@@ -100,7 +127,15 @@ class Settings(BaseSettings):
     def _expand_home(cls, value: Path) -> Path:
         return value.expanduser()
 
-    @field_validator("telegram_allowed_users", "telegram_allowed_chats", mode="before")
+    @field_validator("sync_every")
+    @classmethod
+    def _check_interval(cls, value: str | None) -> str | None:
+        if value is not None and value.strip():
+            parse_interval(value)
+            return value.strip()
+        return None
+
+    @field_validator("telegram_allowed_users", "telegram_allowed_chats", "telegram_admins", mode="before")
     @classmethod
     def _split_ids(cls, value: object) -> object:
         if isinstance(value, str):

@@ -57,6 +57,8 @@ def print_sources(console: Console, answer: Answer, language: Language, *, full:
     span = {"vi": "ký tự", "en": "chars"}[language]
     for source in answer.sources:
         console.print(f"  [cyan]{escape(source_label(source))}[/]", highlight=False)
+        if source.url:
+            console.print(f"    [link={escape(source.url)}]{escape(source.url)}[/link]", highlight=False, soft_wrap=True)
         body = source.text if full else short_quote(source.text)
         console.print(f"    {escape(body)}" + (f"  [dim]({span} {source.start}–{source.end})[/]" if full else ""),
                       highlight=False)

@@ -10,15 +10,16 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bot.settings import Settings
 from index.embedding import Embedder, load_embedder
-from index.errors import HoidapError
-from index.indexer import ChunkSettings, SyncSummary, sync_index
+from index.errors import HoidapError, IndexMissingError
+from index.indexer import ChunkSettings, SyncSummary, sync_documents, sync_index
 from index.store import IndexStore
 from retrieval.answering.extractive import ExtractiveAnswerer
 from retrieval.answering.grounding import CorpusGate
@@ -33,6 +34,8 @@ from retrieval.types import Answerer, Retriever, SearchFilters
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
 
+    from index.web.fetching import FetchPolicy
+    from index.web.syncing import WebSource
     from retrieval.answering.generative import GenerativeAnswerer, PromptShape
 
 log = logging.getLogger(__name__)
@@ -65,6 +68,55 @@ def sync(settings: Settings, paths: list[Path] | None = None, *, rebuild: bool =
                          rebuild=rebuild, progress=progress)
     store = IndexStore.open(index_dir)
     open_lexical_index(store)  # pay for BM25 now rather than at the first question
+    store.close()
+    return summary
+
+
+def fetch_policy(settings: Settings) -> FetchPolicy:
+    from index.web.fetching import FetchPolicy
+
+    return FetchPolicy(timeout=settings.fetch_timeout, max_bytes=settings.fetch_max_bytes,
+                       host_delay=settings.fetch_host_delay, retries=settings.fetch_retries,
+                       allow_private=settings.fetch_allow_private)
+
+
+@contextmanager
+def web_source(settings: Settings, progress=None) -> Iterator[WebSource]:
+    """Pages and feeds into the configured index, with the polite fetcher and the feed registry."""
+    # Imported here: trafilatura and lxml cost every other command (ask, chat) time they never use.
+    from index.web.fetching import Fetcher
+    from index.web.registry import FeedRegistry
+    from index.web.syncing import WebSource
+
+    embedder: Embedder | None = None
+
+    def index_documents(documents, skipped) -> SyncSummary:
+        nonlocal embedder
+        if not documents:  # nothing new: no model to load
+            return _unchanged_summary(settings.index_dir, skipped)
+        embedder = embedder or build_embedder(settings)
+        summary = sync_documents(documents, settings.index_dir, embedder, chunk_settings(settings),
+                                 skipped=skipped, progress=progress)
+        store = IndexStore.open(settings.index_dir)
+        open_lexical_index(store)  # pay for BM25 now rather than at the first question
+        store.close()
+        return summary
+
+    registry = FeedRegistry.open(settings.data_dir)
+    try:
+        with Fetcher(fetch_policy(settings)) as fetcher:
+            yield WebSource(fetcher, registry, index_documents)
+    finally:
+        registry.close()
+
+
+def _unchanged_summary(index_dir: Path, skipped) -> SyncSummary:
+    summary = SyncSummary(skipped=list(skipped))
+    try:
+        store = IndexStore.open(index_dir)
+    except IndexMissingError:
+        return summary
+    summary.n_articles, summary.n_chunks = store.manifest.n_articles, store.manifest.n_chunks
     store.close()
     return summary
 

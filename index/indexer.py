@@ -107,9 +107,22 @@ def open_current(index_dir: Path) -> IndexStore | None:
 def sync_index(paths: Iterable[Path], index_dir: Path, embedder: Embedder, settings: ChunkSettings, *,
                rebuild: bool = False, progress: Progress | None = None) -> SyncSummary:
     """Make the index in `index_dir` hold exactly the articles found in `paths`."""
+    documents, skipped = load_documents(paths)
+    return _sync(documents, skipped, index_dir, embedder, settings, rebuild=rebuild, progress=progress,
+                 remove_missing=True)
+
+
+def sync_documents(documents: list[RawDocument], index_dir: Path, embedder: Embedder, settings: ChunkSettings, *,
+                   skipped: Iterable[Skipped] = (), progress: Progress | None = None) -> SyncSummary:
+    """Add or update `documents` (pages from the web) in the index; every other article stays as it is."""
+    return _sync(documents, list(skipped), index_dir, embedder, settings, rebuild=False, progress=progress,
+                 remove_missing=False)
+
+
+def _sync(documents: list[RawDocument], skipped: list[Skipped], index_dir: Path, embedder: Embedder,
+          settings: ChunkSettings, *, rebuild: bool, progress: Progress | None, remove_missing: bool) -> SyncSummary:
     started = time.perf_counter()
     summary = SyncSummary()
-    documents, skipped = load_documents(paths)
     summary.skipped.extend(skipped)
     documents = _unique(documents, summary)
     with _exclusive(index_dir.parent / f".{index_dir.name}.lock"):
@@ -131,7 +144,9 @@ def sync_index(paths: Iterable[Path], index_dir: Path, embedder: Embedder, setti
         old = {a.article_id: a for a in current.articles()} if current else {}
         wanted = {doc.doc_id: doc for doc in documents}
         hashes = {doc_id: content_hash(doc) for doc_id, doc in wanted.items()}
-        summary.removed = sorted(set(old) - set(wanted))
+        others = sorted(set(old) - set(wanted))
+        if remove_missing:
+            summary.removed, others = others, []
         for doc_id in sorted(wanted):
             if doc_id not in old:
                 summary.added.append(doc_id)
@@ -150,7 +165,7 @@ def sync_index(paths: Iterable[Path], index_dir: Path, embedder: Embedder, setti
         generation.mkdir(parents=True)
         vectors = _embed(chunks, articles, embedder, progress)
         summary.chunks_embedded = len(chunks)
-        _write_generation(generation, index_dir, current, summary.unchanged, articles, chunks, vectors, hashes, embedder, settings, summary)
+        _write_generation(generation, index_dir, current, summary.unchanged + others, articles, chunks, vectors, hashes, embedder, settings, summary)
         if current is not None:
             current.close()
     summary.seconds = time.perf_counter() - started

@@ -218,7 +218,12 @@ def _nfc(text: str) -> str:
     return normalize(text)
 
 
-def _html_document(path: Path, html: str, doc_id: str) -> RawDocument:
+def read_html(html: str, *, doc_id: str, path: str | None = None) -> RawDocument:
+    """One HTML page (already decoded) as a document; raises UnreadableFileError when it holds no text."""
+    return _html_document(path, normalize(html), doc_id)
+
+
+def _html_document(path: Path | str | None, html: str, doc_id: str) -> RawDocument:
     """Strip markup and page chrome, keep block structure as line breaks, take title/date/site hints."""
     tree = LexborHTMLParser(html)
     date = next((_meta(tree, selector) for selector in _DATE_META if _meta(tree, selector)), None)
@@ -243,7 +248,7 @@ def _html_document(path: Path, html: str, doc_id: str) -> RawDocument:
     if not text.strip():
         raise UnreadableFileError("HTML page without any text outside the page chrome")
     return RawDocument(
-        doc_id=doc_id, text=text, path=str(path), title=title, date=date, url=url, source=site, kind="html"
+        doc_id=doc_id, text=text, path=str(path) if path is not None else None, title=title, date=date, url=url, source=site, kind="html"
     )
 
 

@@ -20,6 +20,7 @@ class Source:
     start: int
     end: int
     score: float
+    url: str | None = None  # the article's page, for articles from the web
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -122,6 +123,7 @@ class Passage:
     # Best cosine of the question to the passage's chunks when dense search found them (None otherwise);
     # the grounding gate needs it for English questions, which share few words with Vietnamese articles.
     dense_score: float | None = None
+    url: str | None = None
 
     def to_source(self, n: int, *, text: str | None = None, start: int | None = None, end: int | None = None) -> Source:
         """Number this passage (or a narrower span of it) as source `n` of an answer."""
@@ -135,6 +137,7 @@ class Passage:
             start=self.start if start is None else start,
             end=self.end if end is None else end,
             score=self.score,
+            url=self.url,
         )
 
 

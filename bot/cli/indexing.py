@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -17,7 +19,8 @@ from index.errors import HoidapError
 
 @app.command("index")
 def index_command(
-    paths: Annotated[Optional[list[Path]], typer.Argument(help="Files or folders (default: the bundled articles).")] = None,
+    paths: Annotated[Optional[list[str]], typer.Argument(
+        help="Files, folders or web pages (http/https URLs); default: the bundled articles.")] = None,
     rebuild: Annotated[bool, typer.Option("--rebuild", help="Re-embed everything.")] = False,
     check: Annotated[bool, typer.Option("--check", help="Verify the current index and change nothing.")] = False,
 ) -> None:
@@ -39,18 +42,36 @@ def index_command(
                 err.print(f"  - {problem}", highlight=False, soft_wrap=True)
             err.print("Run `hoidap index --rebuild`.")
             return 1
-        with Progress(TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                      console=err, transient=True, disable=not err.is_terminal) as bar:
-            task = bar.add_task("embed", total=None)
-            summary = sync(settings, paths, rebuild=rebuild,
-                           progress=lambda done, total: bar.update(task, completed=done, total=total))
-        _print_summary(summary, settings)
+        urls = [item for item in paths or [] if is_url(item)]
+        files = [Path(item) for item in paths or [] if not is_url(item)]
+        if files or not urls:
+            with embedding_progress() as progress:
+                summary = sync(settings, files or None, rebuild=rebuild, progress=progress)
+            print_summary(summary, settings)
+        if urls:
+            from bot.wiring import web_source
+
+            with embedding_progress() as progress, web_source(settings, progress) as web:
+                print_summary(web.index_pages(urls), settings)
         return 0
 
     run(action)
 
 
-def _print_summary(summary, settings: Settings) -> None:
+def is_url(text: str) -> bool:
+    return text.lower().startswith(("http://", "https://"))
+
+
+@contextmanager
+def embedding_progress() -> Iterator[Callable[[int, int], None]]:
+    """A progress bar on stderr while chunks are embedded (only on a terminal)."""
+    with Progress(TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=err, transient=True, disable=not err.is_terminal) as bar:
+        task = bar.add_task("embed", total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
+def print_summary(summary, settings: Settings) -> None:
     out = Console()
     if summary.rebuilt_reason:
         out.print(f"full rebuild: {summary.rebuilt_reason}")

@@ -43,7 +43,10 @@ def utf16_len(text: str) -> int:
 
 def _source_heading(source: Source) -> str:
     """`[n] Title · 01/05/2024 · Outlet`, escaped, with the number in bold."""
-    parts = [f"<b>{escape(source.title)}</b>"]
+    title = f"<b>{escape(source.title)}</b>"
+    if source.url and source.url.lower().startswith(("https://", "http://")):
+        title = f'<a href="{escape(source.url)}">{title}</a>'
+    parts = [title]
     date = display_date(source.date)
     if date:
         parts.append(escape(date))

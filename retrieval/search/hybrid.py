@@ -238,6 +238,7 @@ class HybridRetriever:
             score=group.score,
             chunk_ids=tuple(sorted(group.chunk_ids)),
             dense_score=group.dense,
+            url=article.url,
         )
 
 
