@@ -104,7 +104,7 @@ def web_source(settings: Settings, progress=None) -> Iterator[WebSource]:
 
     registry = FeedRegistry.open(settings.data_dir)
     try:
-        with Fetcher(fetch_policy(settings)) as fetcher:
+        with Fetcher(fetch_policy(settings), robots_cache=registry) as fetcher:
             yield WebSource(fetcher, registry, index_documents)
     finally:
         registry.close()

@@ -16,6 +16,7 @@ import socket
 import time
 import urllib.robotparser
 from dataclasses import dataclass, field
+from typing import Protocol
 from urllib.parse import urljoin, urlsplit
 
 import httpx
@@ -85,6 +86,16 @@ def _charset(content_type: str) -> str | None:
     return None
 
 
+class RobotsCache(Protocol):
+    """Keeps each site's robots.txt between runs, so checking it again is a conditional request."""
+
+    def cached_robots(self, origin: str) -> tuple[str, str | None, str | None] | None:
+        """(text, etag, last_modified) of the robots.txt last read from `origin`, if any."""
+        ...
+
+    def store_robots(self, origin: str, text: str, etag: str | None, last_modified: str | None) -> None: ...
+
+
 @dataclass
 class _HostState:
     robots: urllib.robotparser.RobotFileParser | None = None
@@ -95,9 +106,10 @@ class _HostState:
 class Fetcher:
     """Fetches URLs one at a time, remembering each host's robots.txt and when it was last asked."""
 
-    def __init__(self, policy: FetchPolicy, *, transport: httpx.BaseTransport | None = None,
-                 sleep=time.sleep, clock=time.monotonic) -> None:
+    def __init__(self, policy: FetchPolicy, *, robots_cache: RobotsCache | None = None,
+                 transport: httpx.BaseTransport | None = None, sleep=time.sleep, clock=time.monotonic) -> None:
         self.policy = policy
+        self._robots_cache = robots_cache
         self.requests: list[str] = []  # every URL requested, in order (robots.txt included), for summaries
         self._sleep = sleep
         self._clock = clock
@@ -260,18 +272,26 @@ class Fetcher:
 
     def _read_robots(self, url: str) -> tuple[urllib.robotparser.RobotFileParser, list[str]]:
         parts = urlsplit(url)
-        robots_url = f"{parts.scheme}://{parts.netloc}/robots.txt"
-        parser = urllib.robotparser.RobotFileParser(robots_url)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        parser = urllib.robotparser.RobotFileParser(f"{origin}/robots.txt")
         self._host(url).robots = _ALLOW_ALL  # robots.txt itself, and its redirects, may be fetched
+        cached = self._robots_cache.cached_robots(origin) if self._robots_cache else None
         try:
-            fetched = self.get(robots_url)
+            fetched = self.get(f"{origin}/robots.txt", etag=cached[1] if cached else None,
+                               last_modified=cached[2] if cached else None)
         except FetchError as error:
             if error.status is not None and 400 <= error.status < 500 and error.status != 429:
                 parser.parse([])
             else:
                 parser.disallow_all = True
             return parser, []
-        lines = fetched.text().splitlines()
+        if fetched.not_modified and cached:
+            text = cached[0]
+        else:
+            text = fetched.text()
+            if self._robots_cache:
+                self._robots_cache.store_robots(origin, text, fetched.etag, fetched.last_modified)
+        lines = text.splitlines()
         parser.parse(lines)
         return parser, [line.split(":", 1)[1].strip() for line in lines
                         if line.lower().startswith("sitemap:") and line.split(":", 1)[1].strip()]

@@ -1,7 +1,7 @@
 """The feeds a user follows and the pages fetched from the web, in SQLite beside the index (no pickle).
 
 `feeds` holds each followed feed or sitemap with the validators (ETag, Last-Modified) of its last
-response, so an unchanged feed costs one conditional request. `pages` maps every fetched URL to the
+response, so an unchanged feed costs one conditional request. `robots` keeps each site's robots.txt for the same reason. `pages` maps every fetched URL to the
 article it became (by canonical URL), with that page's validators and the hash of its text, so the
 same article under a second URL, or a copy without a canonical link, is recognised and indexed once.
 """
@@ -33,6 +33,13 @@ CREATE TABLE IF NOT EXISTS pages (
     canonical_url TEXT NOT NULL,
     article_id TEXT NOT NULL,
     text_hash TEXT NOT NULL,
+    etag TEXT,
+    last_modified TEXT,
+    fetched_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS robots (
+    origin TEXT PRIMARY KEY,
+    text TEXT NOT NULL,
     etag TEXT,
     last_modified TEXT,
     fetched_at REAL NOT NULL
@@ -107,6 +114,17 @@ class FeedRegistry:
             self._db.execute(
                 "UPDATE feeds SET etag = COALESCE(?, etag), last_modified = COALESCE(?, last_modified), "
                 "checked_at = ?, last_error = ? WHERE url = ?", (etag, last_modified, time.time(), error, url))
+
+    # --- robots.txt (the fetcher's RobotsCache) ---
+
+    def cached_robots(self, origin: str) -> tuple[str, str | None, str | None] | None:
+        row = self._db.execute("SELECT text, etag, last_modified FROM robots WHERE origin = ?", (origin,)).fetchone()
+        return (row[0], row[1], row[2]) if row else None
+
+    def store_robots(self, origin: str, text: str, etag: str | None, last_modified: str | None) -> None:
+        with self._db:
+            self._db.execute("INSERT OR REPLACE INTO robots VALUES (?,?,?,?,?)",
+                             (origin, text, etag, last_modified, time.time()))
 
     # --- pages ---
 

@@ -1,0 +1,121 @@
+"""Articles from the web, end to end: the real CLI against a local news site on 127.0.0.1.
+
+`hoidap feeds add` follows the site (its RSS feed found from the home page) and its sitemap; `hoidap
+sync` indexes exactly the articles it may and can (robots.txt, a slow page, a 500, a 404, a page in
+English and a second URL of one article are skipped with their reasons); a second sync costs only
+conditional requests and embeds nothing; `hoidap ask --json` cites the page's URL. Without
+HOIDAP_FETCH_ALLOW_PRIVATE the same site is refused before any request reaches it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bot.settings import BUNDLED_CORPUS, Settings
+from index.store import IndexStore
+from tests.conftest import make_settings, run_cli
+from tests.e2e.news_site import NewsSite
+
+pytestmark = pytest.mark.e2e
+
+FETCH_ENV = {"HOIDAP_FETCH_ALLOW_PRIVATE": "true", "HOIDAP_FETCH_TIMEOUT": "1.5",
+             "HOIDAP_FETCH_HOST_DELAY": "0", "HOIDAP_FETCH_RETRIES": "1"}
+
+
+@pytest.fixture(scope="module")
+def site() -> Iterator[NewsSite]:
+    with NewsSite(BUNDLED_CORPUS) as news:
+        yield news
+
+
+@pytest.fixture(scope="module")
+def synced(site: NewsSite, tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> dict:
+    """A data dir following the site and its sitemap, after one `hoidap sync`."""
+    settings = make_settings(tmp_path_factory.mktemp("web") / "data", models_dir)
+    settings.data_dir.mkdir(parents=True)
+    added_site = run_cli(["feeds", "add", site.url("/")], settings, **FETCH_ENV)
+    added_sitemap = run_cli(["feeds", "add", site.url("/sitemap.xml")], settings, **FETCH_ENV)
+    before = len(site.requests)
+    first = run_cli(["sync"], settings, **FETCH_ENV)
+    return {"settings": settings, "added_site": added_site, "added_sitemap": added_sitemap, "first": first,
+            "first_requests": site.requests_since(before)}
+
+
+def _indexed(settings: Settings) -> dict[str, str]:
+    store = IndexStore.open(settings.index_dir)
+    try:
+        return {article.url: article.text for article in store.articles()}
+    finally:
+        store.close()
+
+
+def test_feeds_add_finds_the_feed_from_the_home_page_and_follows_the_sitemap(synced: dict, site: NewsSite) -> None:
+    assert synced["added_site"].returncode == 0, synced["added_site"].stderr
+    assert f"đã theo dõi feed {site.url('/rss/tin-moi.rss')} (Báo Ấp Bắc - Tin mới)" in synced["added_site"].stdout
+    assert synced["added_sitemap"].returncode == 0, synced["added_sitemap"].stderr
+    assert f"đã theo dõi sitemap {site.url('/sitemap.xml')}" in synced["added_sitemap"].stdout
+    listing = run_cli(["feeds", "list"], synced["settings"], **FETCH_ENV)
+    assert listing.returncode == 0 and "tin-moi.rss" in listing.stdout and "sitemap.xml" in listing.stdout
+
+
+def test_sync_indexes_exactly_the_allowed_articles_with_a_reason_for_each_other(synced: dict, site: NewsSite) -> None:
+    first = synced["first"]
+    assert first.returncode == 0, first.stderr
+    indexed = _indexed(synced["settings"])
+    assert set(indexed) == {site.url("/thoi-su/bai-0.html"), site.url("/xa-hoi/bai-1.html"),
+                            site.url("/thoi-su/bai-4.html")}
+    assert "74.127" in indexed[site.url("/thoi-su/bai-4.html")]
+    assert "Ý kiến bạn đọc" not in indexed[site.url("/thoi-su/bai-0.html")]  # comments are not the article
+    assert "Quảng cáo" not in "".join(indexed.values())
+    assert "added 3, updated 0, removed 0" in first.stdout
+    reasons = {line.split(": ", 1)[0].removeprefix("  skipped "): line.split(": ", 1)[1]
+               for line in first.stdout.splitlines() if line.startswith("  skipped ")}
+    assert reasons[site.url("/noi-bo/bai-2.html")].startswith("disallowed by robots.txt")
+    assert reasons[site.url("/cham/bai-3.html")].startswith("timed out after 1.5 s")
+    assert reasons[site.url("/loi/bai-loi.html")].startswith("HTTP 500")
+    assert reasons[site.url("/thoi-su/da-go.html")].startswith("HTTP 404 not found")
+    assert reasons[site.url("/en/report.html")].startswith("the page is not in Vietnamese")
+    assert reasons[site.url("/amp/bai-4.html")].startswith("same article as " + site.url("/thoi-su/bai-4.html"))
+    requested = [r.path for r in synced["first_requests"]]
+    assert not any(path.startswith("/noi-bo/") for path in requested)  # robots.txt obeyed
+    assert requested.count("/loi/bai-loi.html") == 2  # one retry on 500
+    assert requested.index("/tin-cu/bai-1") < requested.index("/chuyen/bai-1") < requested.index("/xa-hoi/bai-1.html")
+    assert all("hoidap" in (r.user_agent or "") for r in synced["first_requests"])
+
+
+def test_second_sync_makes_only_conditional_requests_and_embeds_nothing(synced: dict, site: NewsSite) -> None:
+    before = len(site.requests)
+    second = run_cli(["sync"], synced["settings"], **FETCH_ENV)
+    assert second.returncode == 0, second.stderr
+    requests = site.requests_since(before)
+    assert {r.path for r in requests} == {"/robots.txt", "/rss/tin-moi.rss", "/sitemap.xml"}
+    assert all(r.conditional and r.status == 304 for r in requests), requests
+    assert "added 0, updated 0, removed 0" in second.stdout and " 0 chunks embedded" in second.stdout
+    assert len(_indexed(synced["settings"])) == 3
+
+
+def test_ask_json_cites_the_page_url(synced: dict, site: NewsSite) -> None:
+    result = run_cli(["ask", "--json", "Năm 2023 tỉnh có bao nhiêu đảng viên?"], synced["settings"])
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["found"] and "74.127" in answer["answer"]
+    cited = [s for s in answer["sources"] if "74.127" in s["text"]]
+    assert cited and cited[0]["url"] == site.url("/thoi-su/bai-4.html")
+    terminal = run_cli(["ask", "Năm 2023 tỉnh có bao nhiêu đảng viên?"], synced["settings"])
+    assert site.url("/thoi-su/bai-4.html") in terminal.stdout
+
+
+def test_private_addresses_are_refused_without_the_setting(site: NewsSite, tmp_path: Path, models_dir: Path) -> None:
+    settings = make_settings(tmp_path / "data", models_dir)
+    settings.data_dir.mkdir(parents=True)
+    before = len(site.requests)
+    added = run_cli(["feeds", "add", site.url("/")], settings)
+    indexed = run_cli(["index", site.url("/thoi-su/bai-0.html")], settings)
+    assert added.returncode == 1 and "từ chối" in added.stderr and "HOIDAP_FETCH_ALLOW_PRIVATE" in added.stderr
+    assert indexed.returncode == 0, indexed.stderr
+    assert "refused" in indexed.stdout and "non-public address 127.0.0.1" in indexed.stdout
+    assert site.requests_since(before) == []  # refused before any connection
