@@ -271,3 +271,33 @@ def build_components(settings: Settings, *, answerer: str | None = None, index_d
     name = (answerer or choose_answerer(settings)).strip().lower()
     built = build_answerer(settings, retriever, CorpusGate(lexical.idf), name)
     return Components(settings, embedder, store, lexical, retriever, built, name)
+
+
+class ReloadingAnswerer(Answerer):
+    """The Answerer over the current index generation, for a long-running bot that indexes as it runs.
+
+    `reload()` builds the components again over the index as it is now (reusing the loaded embedding
+    model) and swaps them in; questions already being answered finish on the old ones.
+    """
+
+    def __init__(self, build: Callable[[Embedder | None], Components]) -> None:
+        self._build = build
+        self._components = build(None)
+        self._lock = threading.Lock()
+
+    @property
+    def components(self) -> Components:
+        return self._components
+
+    def reload(self) -> None:
+        with self._lock:
+            self._components = self._build(self._components.embedder)
+
+    def answer(self, question, history=None):
+        return self._components.answerer.answer(question, history)
+
+    def stream(self, question, history=None):
+        return self._components.answerer.stream(question, history)
+
+    def warm_up(self) -> None:
+        self._components.answerer.warm_up()

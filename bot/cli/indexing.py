@@ -71,16 +71,21 @@ def embedding_progress() -> Iterator[Callable[[int, int], None]]:
         yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
+def summary_lines(summary, settings: Settings) -> list[str]:
+    """A sync's report: what changed, then each skipped input with its reason."""
+    lines = [f"full rebuild: {summary.rebuilt_reason}"] if summary.rebuilt_reason else []
+    lines.append(f"added {len(summary.added)}, updated {len(summary.updated)}, removed {len(summary.removed)}, "
+                 f"unchanged {len(summary.unchanged)}, skipped {len(summary.skipped)}; "
+                 f"{summary.chunks_embedded} chunks embedded in {summary.seconds:.1f}s; "
+                 f"index: {summary.n_articles} articles, {summary.n_chunks} chunks in {settings.index_dir}")
+    lines += [f"  skipped {skipped.path}: {skipped.reason}" for skipped in summary.skipped]
+    return lines
+
+
 def print_summary(summary, settings: Settings) -> None:
     out = Console()
-    if summary.rebuilt_reason:
-        out.print(f"full rebuild: {summary.rebuilt_reason}")
-    out.print(f"added {len(summary.added)}, updated {len(summary.updated)}, removed {len(summary.removed)}, "
-              f"unchanged {len(summary.unchanged)}, skipped {len(summary.skipped)}; "
-              f"{summary.chunks_embedded} chunks embedded in {summary.seconds:.1f}s; "
-              f"index: {summary.n_articles} articles, {summary.n_chunks} chunks in {settings.index_dir}")
-    for skipped in summary.skipped:
-        out.print(f"  skipped {skipped.path}: {skipped.reason}", highlight=False)
+    for line in summary_lines(summary, settings):
+        out.print(line, highlight=False, soft_wrap=True)
 
 
 @app.command("sources")

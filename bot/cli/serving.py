@@ -1,12 +1,17 @@
-"""`hoidap telegram`: run the bot."""
+"""`hoidap telegram`: run the bot (and, with HOIDAP_SYNC_EVERY, refresh the followed feeds meanwhile)."""
 
 from __future__ import annotations
 
+import logging
+import threading
 from typing import Annotated, Optional
 
 import typer
 
 from bot.cli.app import app, err, load_settings, run
+from bot.settings import Settings, parse_interval
+
+log = logging.getLogger(__name__)
 
 
 @app.command("telegram")
@@ -18,17 +23,65 @@ def telegram_command(
     def action() -> None:
         from bot.ops import BotMetrics, index_check, model_check
         from bot.telegram.app import bot_token, run_bot
-        from bot.wiring import build_components, warm_up_in_background
+        from bot.wiring import ReloadingAnswerer, build_components, warm_up_in_background
 
         settings = load_settings(writes_data=True)  # conversations are kept in the data dir
         bot_token(settings)  # fail fast, before loading the model, if there is no token
         metrics = BotMetrics()
-        components = build_components(settings, answerer=answerer, wrap_retriever=metrics.timed)
-        warm_up_in_background(components.answerer)
-        store = components.store
-        checks = {"index": index_check(store.directory), "model": model_check(components.embedder.embed_queries)}
-        run_bot(settings, components.answerer,
-                lambda: [(a.title, a.date, a.source, a.n_chunks) for a in store.articles()],
-                announce=lambda line: err.print(line, highlight=False), metrics=metrics, checks=checks)
+        live = ReloadingAnswerer(lambda embedder: build_components(
+            settings, answerer=answerer, embedder=embedder, wrap_retriever=metrics.timed))
+        warm_up_in_background(live)
+        # The link, not the generation loaded: after /add or a refresh the bot reloads from where it points.
+        checks = {"index": index_check(settings.index_dir), "model": model_check(live.components.embedder.embed_queries)}
+        stop = threading.Event()
+        if settings.sync_every:
+            _start_refresh(settings, live, parse_interval(settings.sync_every), stop)
+        try:
+            run_bot(settings, live,
+                    lambda: [(a.title, a.date, a.source, a.n_chunks) for a in live.components.store.articles()],
+                    announce=lambda line: err.print(line, highlight=False), metrics=metrics, checks=checks,
+                    web_commands=_web_commands(settings, live))
+        finally:
+            stop.set()
 
     run(action)
+
+
+def _web_commands(settings: Settings, live):
+    """`/add` and `/feeds` for the admins, over the same web sync as `hoidap sync`."""
+    from bot.cli.indexing import summary_lines
+    from bot.telegram.web_handlers import WebCommands
+    from bot.wiring import web_source
+
+    def add(url: str) -> list[str]:
+        with web_source(settings) as web:
+            followed, summary = web.add(url)
+        if summary.changed:
+            live.reload()
+        lines = [f"following {kind} {feed}" for feed, kind, _ in (followed.followed if followed else [])]
+        return lines + summary_lines(summary, settings)
+
+    def feeds() -> list[tuple[str, str, str | None]]:
+        with web_source(settings) as web:
+            return [(feed.url, feed.kind, feed.title) for feed in web.followed()]
+
+    return WebCommands(admins=frozenset(settings.telegram_admins), add=add, feeds=feeds)
+
+
+def _start_refresh(settings: Settings, live, interval: float, stop: threading.Event) -> None:
+    """Sync the followed feeds every `interval` seconds on a thread of its own until `stop` is set."""
+    from bot.wiring import web_source
+
+    def refresh() -> None:
+        while not stop.wait(interval):
+            try:
+                with web_source(settings) as web:
+                    summary = web.sync()
+                if summary.changed:
+                    live.reload()
+                log.info("feeds refreshed: %d added, %d updated, %d skipped",
+                            len(summary.added), len(summary.updated), len(summary.skipped))
+            except Exception:  # the edge of one refresh: logged, the next one comes
+                log.exception("refreshing the feeds failed")
+
+    threading.Thread(target=refresh, name="hoidap-feed-refresh", daemon=True).start()

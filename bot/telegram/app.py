@@ -40,6 +40,7 @@ from bot.telegram.delivery import STREAM_DRAFT_INTERVAL, STREAM_EDIT_INTERVAL
 from bot.telegram.handlers import BotHandlers, ListSources
 from bot.telegram.inline import INLINE_DEADLINE, AnswerCache
 from bot.telegram.state import BotState
+from bot.telegram.web_handlers import WebCommands, WebHandlers, register_web_handlers
 from bot.telegram.webhook import WebhookServer
 from index.errors import HoidapError
 from retrieval.types import Answerer
@@ -177,11 +178,13 @@ def register_handlers(application: Application, handlers: BotHandlers) -> None:
 def build_application(settings: Settings, answerer: Answerer, list_sources: ListSources, *,
                       metrics: BotMetrics | None = None, checks: dict[str, Check] | None = None,
                       stream_interval: float = STREAM_EDIT_INTERVAL, draft_interval: float = STREAM_DRAFT_INTERVAL,
-                      inline_deadline: float = INLINE_DEADLINE) -> Application:
+                      inline_deadline: float = INLINE_DEADLINE,
+                      web_commands: WebCommands | None = None) -> Application:
     """The bot, wired to the shared Answerer; `list_sources` gives (title, date, source, n_chunks) rows.
 
     `metrics` (default: a fresh registry) is what `/metrics` shows; `checks` are the health checks of the
     pieces the caller owns (index, model), served with the Bot API's own at `/healthz` in webhook mode.
+    With `web_commands`, admins also get `/add URL` and `/feeds`.
     """
     metrics = metrics or BotMetrics()
     token = bot_token(settings)
@@ -201,8 +204,12 @@ def build_application(settings: Settings, answerer: Answerer, list_sources: List
     async def register_commands(application: Application) -> None:
         await application.bot.set_my_commands([BotCommand(name, text) for name, text in texts.COMMANDS])
 
+    web_handlers = WebHandlers(web_commands) if web_commands is not None else None
+
     async def release(application: Application) -> None:
         executor.shutdown(wait=False, cancel_futures=True)
+        if web_handlers is not None:
+            web_handlers.close()
         state.close()
 
     application = (
@@ -216,6 +223,8 @@ def build_application(settings: Settings, answerer: Answerer, list_sources: List
         .post_shutdown(release)
         .build()
     )
+    if web_handlers is not None:
+        register_web_handlers(application, web_handlers)
     register_handlers(application, handlers)
     application.bot_data["metrics"] = metrics
     application.bot_data["checks"] = dict(checks or {})
@@ -303,13 +312,15 @@ async def serve(application: Application, settings: Settings, stop: asyncio.Even
 
 def run_bot(settings: Settings, answerer: Answerer, list_sources: ListSources, *,
             announce: Callable[[str], None] | None = None, metrics: BotMetrics | None = None,
-            checks: dict[str, Check] | None = None) -> None:
+            checks: dict[str, Check] | None = None,
+            web_commands: WebCommands | None = None) -> None:
     """`hoidap telegram`: run until Ctrl-C or SIGTERM (long polling, or a webhook if one is configured).
 
     `list_sources` gives the indexed articles as (title, date, source, n_chunks); `announce` gets the
     start-up line. Configure logging before calling: the token redaction attaches to its handlers.
     """
-    application = build_application(settings, answerer, list_sources, metrics=metrics, checks=checks)
+    application = build_application(settings, answerer, list_sources, metrics=metrics, checks=checks,
+                                    web_commands=web_commands)
 
     async def main() -> None:
         stop = asyncio.Event()

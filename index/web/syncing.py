@@ -80,6 +80,19 @@ class WebSource:
                    "thường gặp; hãy lập chỉ mục chính trang đó bằng `hoidap index URL`.")
         return self._follow(url, found)
 
+    def add(self, url: str) -> tuple[FollowedSource | None, SyncSummary]:
+        """Index a page, or follow a feed or sitemap and index its articles now (Telegram's `/add`)."""
+        url = normalize_url(url)
+        fetched = self._fetcher.get(url)
+        if kind_of(fetched.body, fetched.content_type) == "page":
+            return None, self.index_pages([url])
+        listing = read_listing(fetched.body, fetched.content_type, fetched.url)
+        followed = self._follow(url, [(fetched.url, listing)])
+        skipped: list[Skipped] = []
+        pages = listing.pages + self._sitemap_pages(listing.sitemaps, skipped, depth=1)
+        self._registry.feed_checked(fetched.url, etag=fetched.etag, last_modified=fetched.last_modified, error=None)
+        return followed, self.index_pages(list(dict.fromkeys(pages)), skipped=skipped)
+
     def _discover(self, page: Fetched) -> list[tuple[str, Listing]]:
         """Feeds announced by the page, else sitemaps from robots.txt, else the first common location that is one."""
         candidates = [discover_feeds(page.text(), page.url), self._fetcher.sitemaps_of(page.url)]

@@ -10,6 +10,7 @@ HOIDAP_FETCH_ALLOW_PRIVATE the same site is refused before any request reaches i
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -119,3 +120,41 @@ def test_private_addresses_are_refused_without_the_setting(site: NewsSite, tmp_p
     assert indexed.returncode == 0, indexed.stderr
     assert "refused" in indexed.stdout and "non-public address 127.0.0.1" in indexed.stdout
     assert site.requests_since(before) == []  # refused before any connection
+
+
+def test_telegram_admin_adds_a_page_and_others_are_refused(site: NewsSite, tmp_path: Path,
+                                                           built_index_settings: Settings) -> None:
+    from tests.conftest import cli_env
+    from tests.e2e.botapi_server import BotApiServer
+    from tests.e2e.test_telegram import TOKEN, stop, telegram_process
+
+    admin, reader = 9001, 9002
+    with BotApiServer(TOKEN) as server:
+        settings = built_index_settings.model_copy(update={"data_dir": tmp_path / "data"})
+        generation = built_index_settings.index_dir.resolve()
+        shutil.copytree(generation, settings.data_dir / generation.name)
+        (settings.data_dir / "index").symlink_to(generation.name)  # an index as hoidap leaves it: a link
+        env = cli_env(settings, HOIDAP_TELEGRAM_TOKEN=TOKEN, HOIDAP_TELEGRAM_API_URL=server.base_url,
+                      HOIDAP_TELEGRAM_ADMINS=str(admin), **FETCH_ENV)
+        page = site.url("/thoi-su/bai-0.html")
+        with telegram_process(env, tmp_path, server) as process:
+            lan, minh = server.user(admin, "Lan"), server.user(reader, "Minh")
+            refused = minh.wait_reply(minh.say(f"/add {page}"), timeout=60)
+            refused_feeds = minh.wait_reply(minh.say("/feeds"), timeout=60)
+            request = lan.say(f"/add {page}")
+            done = lan.wait_reply(request, timeout=300, where=_summary_or_failure)
+            feed_request = lan.say(f"/add {site.url('/rss/tin-moi.rss')}")
+            feed_done = lan.wait_reply(feed_request, timeout=300, where=_summary_or_failure)
+            feeds = lan.wait_reply(lan.say("/feeds"), timeout=60)
+            listing = lan.wait_reply(lan.say("/sources"), timeout=60)
+            stop(process)
+    assert refused.text.startswith("Xin lỗi, chỉ quản trị viên") and refused_feeds.text == refused.text
+    assert "added 1, updated 0, removed 0" in done.text and "index: 6 articles" in done.text
+    assert f"following feed {site.url('/rss/tin-moi.rss')}" in feed_done.text
+    assert "added 2" in feed_done.text and "disallowed by robots.txt" in feed_done.text
+    assert "Báo Ấp Bắc - Tin mới" in feeds.text and site.url("/rss/tin-moi.rss") in feeds.text
+    assert "Các bài báo đã lập chỉ mục (8)" in listing.text  # the running bot answers from the new index
+
+
+def _summary_or_failure(message) -> bool:
+    return "added" in message.text or message.text.startswith("Không thêm được")
