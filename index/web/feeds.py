@@ -87,10 +87,10 @@ def common_locations(site_url: str) -> list[str]:
 
 def _xml_feed(body: bytes, base_url: str) -> Listing:
     parsed = feedparser.parse(body, response_headers={"content-location": base_url})
-    if parsed.bozo and not parsed.entries:
+    pages = _unique(urljoin(base_url, entry.get("link", "")) for entry in parsed.entries if entry.get("link"))
+    if parsed.bozo and not pages:  # a feed broken but still readable (a stray "&") is read anyway
         raise FeedFormatError(f"malformed feed ({parsed.bozo_exception}): {base_url}",
                               vi=f"nguồn tin bị lỗi định dạng ({parsed.bozo_exception}): {base_url}")
-    pages = _unique(urljoin(base_url, entry.get("link", "")) for entry in parsed.entries if entry.get("link"))
     return Listing("feed", parsed.feed.get("title") or None, pages, [])
 
 
