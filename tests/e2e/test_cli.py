@@ -31,8 +31,9 @@ def check_sources(settings, reply: dict) -> None:
     store = IndexStore.open(settings.index_dir)
     assert [s["n"] for s in reply["sources"]] == list(range(1, len(reply["sources"]) + 1))
     for source in reply["sources"]:
-        assert set(source) == {"n", "article_id", "title", "date", "source", "text", "start", "end", "score"}
+        assert set(source) == {"n", "article_id", "title", "date", "source", "text", "start", "end", "score", "url"}
         article = store.article(source["article_id"])
+        assert source["url"] == article.url  # None for files, the page's canonical URL for web articles
         assert article.text[source["start"]:source["end"]] == source["text"]
         assert source["title"] == article.title and source["date"] == article.date
     store.close()

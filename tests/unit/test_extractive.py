@@ -115,7 +115,7 @@ def test_stream_yields_the_whole_text_then_gives_the_answer(answerer: Extractive
 def test_answer_serialises_to_the_cli_json_shape(answerer: ExtractiveAnswerer) -> None:
     data = answerer.answer("Tổng số đảng viên toàn Đảng bộ tỉnh năm 2023 là bao nhiêu?").to_dict()
     assert set(data) == {"answer", "found", "sources"}
-    assert set(data["sources"][0]) == {"n", "article_id", "title", "date", "source", "text", "start", "end", "score"}
+    assert set(data["sources"][0]) == {"n", "article_id", "title", "date", "source", "text", "start", "end", "score", "url"}
 
 
 # --- the grounding gate -----------------------------------------------------------------------------

@@ -195,3 +195,22 @@ def test_the_same_text_under_another_url_is_indexed_once(tmp_path) -> None:
     assert reasons["http://news.example/a-amp.html"].startswith("same article as http://news.example/a.html")
     assert reasons["http://news.example/print/a"].startswith("same text as article")
     registry.close()
+
+
+def test_a_cited_web_article_links_its_title_in_telegram_and_prints_its_link_in_the_terminal() -> None:
+    from rich.console import Console
+
+    from bot.telegram.formatting import to_telegram_html
+    from bot.terminal import print_answer
+    from retrieval.types import Answer, Source
+
+    def answer(url: str) -> Answer:
+        return Answer("Có 74.127 đảng viên [1].", True, [Source(1, "a", "Hội nghị <sơ kết>", "2023-09-29", "Báo Ấp Bắc",
+                                                                "74.127 đồng chí", 0, 15, 0.9, url=url)])
+
+    markup = to_telegram_html(answer('http://news.example/a.html?x=1&y="2"'))
+    assert '<a href="http://news.example/a.html?x=1&amp;y=&quot;2&quot;"><b>Hội nghị &lt;sơ kết&gt;</b></a>' in markup
+    assert "<a " not in to_telegram_html(answer("javascript:alert(1)"))  # only http(s) becomes a link
+    console = Console(record=True, width=200)
+    print_answer(console, answer("http://news.example/a.html"))
+    assert "http://news.example/a.html" in console.export_text()
