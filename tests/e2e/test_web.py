@@ -10,6 +10,7 @@ HOIDAP_FETCH_ALLOW_PRIVATE the same site is refused before any request reaches i
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -108,6 +109,64 @@ def test_ask_json_cites_the_page_url(synced: dict, site: NewsSite) -> None:
     assert cited and cited[0]["url"] == site.url("/thoi-su/bai-4.html")
     terminal = run_cli(["ask", "Năm 2023 tỉnh có bao nhiêu đảng viên?"], synced["settings"])
     assert site.url("/thoi-su/bai-4.html") in terminal.stdout
+
+
+def test_an_updated_article_replaces_its_old_version_and_a_vanished_item_stays(synced: dict, site: NewsSite) -> None:
+    page, feed = "/thoi-su/bai-0.html", "/rss/tin-moi.rss"
+    original = dict(site.routes)
+    content_type, body = site.routes[page]
+    site.routes[page] = (content_type, body.replace("Sáng ngày 29/10".encode(), "Chiều ngày 29/10".encode()))
+    site.routes[feed] = (site.routes[feed][0], re.sub(rb"<item><title>Tin 1</title>.*?</item>", b"", site.routes[feed][1]))
+    before = len(site.requests)
+    try:
+        third = run_cli(["sync"], synced["settings"], **FETCH_ENV)
+    finally:
+        site.routes.update(original)  # the site as the other tests know it
+    assert third.returncode == 0, third.stderr
+    assert "added 0, updated 1, removed 0" in third.stdout
+    indexed = _indexed(synced["settings"])
+    assert "Chiều ngày 29/10" in indexed[site.url(page)] and "Sáng ngày 29/10" not in indexed[site.url(page)]
+    assert len(indexed) == 3
+    answered = {r.path: r.status for r in site.requests_since(before)}
+    assert answered[page] == 200 and answered["/thoi-su/bai-4.html"] == 304  # tracking parameters dropped
+    assert "/tin-cu/bai-1" not in answered  # gone from the feed, and still indexed
+
+
+def test_hoidap_index_url_indexes_a_page_under_its_canonical_url(site: NewsSite, tmp_path: Path,
+                                                                 models_dir: Path) -> None:
+    settings = make_settings(tmp_path / "data", models_dir)
+    settings.data_dir.mkdir(parents=True)
+    result = run_cli(["index", site.url("/amp/bai-4.html")], settings, **FETCH_ENV)
+    assert result.returncode == 0, result.stderr
+    assert "added 1," in result.stdout
+    assert list(_indexed(settings)) == [site.url("/thoi-su/bai-4.html")]
+
+
+def test_the_telegram_refresh_syncs_the_feeds_on_its_schedule(site: NewsSite, tmp_path: Path, models_dir: Path) -> None:
+    import threading
+
+    from bot.cli.serving import _start_refresh
+    from bot.wiring import web_source
+
+    settings = make_settings(tmp_path / "data", models_dir, fetch_allow_private=True, fetch_timeout=1.5,
+                             fetch_host_delay=0, fetch_retries=0)
+    with web_source(settings) as web:
+        web.add_source(site.url("/rss/tin-moi.rss"))
+
+    class Live:
+        reloaded = threading.Event()
+
+        def reload(self) -> None:
+            self.reloaded.set()
+
+    live, stop = Live(), threading.Event()
+    _start_refresh(settings, live, 0.2, stop)
+    try:
+        assert live.reloaded.wait(300), "the refresh never changed the index"
+    finally:
+        stop.set()
+    assert set(_indexed(settings)) == {site.url("/thoi-su/bai-0.html"), site.url("/xa-hoi/bai-1.html"),
+                                       site.url("/thoi-su/bai-4.html")}
 
 
 def test_private_addresses_are_refused_without_the_setting(site: NewsSite, tmp_path: Path, models_dir: Path) -> None:

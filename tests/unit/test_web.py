@@ -214,3 +214,12 @@ def test_a_cited_web_article_links_its_title_in_telegram_and_prints_its_link_in_
     console = Console(record=True, width=200)
     print_answer(console, answer("http://news.example/a.html"))
     assert "http://news.example/a.html" in console.export_text()
+
+
+def test_sync_intervals() -> None:
+    from bot.settings import parse_interval
+
+    assert [parse_interval(text) for text in ("30m", "2h", "1h30m", "90s")] == [1800.0, 7200.0, 5400.0, 90.0]
+    for text in ("", "soon", "30", "10s", "m"):
+        with pytest.raises(ValueError):
+            parse_interval(text)
