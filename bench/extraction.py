@@ -21,11 +21,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bot.settings import BUNDLED_CORPUS  # noqa: E402
-from index.cleaning import parse_date_hint  # noqa: E402
-from index.text import words  # noqa: E402
-from index.web.extraction import extract_fields  # noqa: E402
-from tests.news_pages import LAYOUTS, NewsArticle, bundled_articles, render  # noqa: E402
+from bot.settings import BUNDLED_CORPUS
+from index.cleaning import parse_date_hint
+from index.text import words
+from index.web.extraction import extract_fields
+from tests.news_pages import LAYOUTS, NewsArticle, bundled_articles, render
 
 EXTRACTORS = ("ours", "trafilatura", "both")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -85,7 +85,7 @@ def feeds_remove(url: Annotated[str, typer.Argument(help="The feed's URL as `hoi
 
 @app.command("sync")
 def sync_command(
-    every: Annotated[Optional[str], typer.Option("--every", help="Keep syncing at this interval (30m, 2h, 1h30m).")] = None,
+    every: Annotated[str | None, typer.Option("--every", help="Keep syncing at this interval (30m, 2h, 1h30m).")] = None,
 ) -> None:
     """Fetch what is new in every followed feed and index it incrementally."""
 

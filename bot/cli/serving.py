@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -16,14 +16,18 @@ log = logging.getLogger(__name__)
 
 @app.command("telegram")
 def telegram_command(
-    answerer: Annotated[Optional[str], typer.Option(help="extractive, local or openai (default: the best available).")] = None,
+    answerer: Annotated[str | None, typer.Option(help="extractive, local or openai (default: the best available).")] = None,
 ) -> None:
     """Run the Telegram bot (token from HOIDAP_TELEGRAM_TOKEN); long polling, or a webhook if configured."""
 
     def action() -> None:
         from bot.ops import BotMetrics, index_check, model_check
         from bot.telegram.app import bot_token, run_bot
-        from bot.wiring import ReloadingAnswerer, build_components, warm_up_in_background
+        from bot.wiring import (
+            ReloadingAnswerer,
+            build_components,
+            warm_up_in_background,
+        )
 
         settings = load_settings(writes_data=True)  # conversations are kept in the data dir
         bot_token(settings)  # fail fast, before loading the model, if there is no token

@@ -119,7 +119,7 @@ def _join(base: str, relative: str) -> str:
 
 def _site(host: str | None) -> str:
     host = (host or "").lower()
-    return host[4:] if host.startswith("www.") else host
+    return host.removeprefix("www.")
 
 
 def _ours(html: str, url: str) -> PageFields | None:

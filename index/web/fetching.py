@@ -4,7 +4,8 @@ Polite: a User-Agent naming the project, robots.txt obeyed (RFC 9309: a 4xx robo
 a 5xx or unreachable one disallows all), a pause between requests to one host, conditional GET,
 retries with back-off on 429/5xx honouring Retry-After. Safe: http(s) only, timeouts, a size cap,
 redirects followed by hand (bounded, each hop checked again), and no loopback, private, link-local or
-reserved address, checked both after DNS resolution and on the connected socket, unless allowed.
+reserved address, checked after DNS resolution and again by the connection itself (which connects to
+the address it checked), unless allowed.
 Every failure is a `FetchError` whose message is the reason a summary shows.
 """
 
@@ -16,9 +17,10 @@ import socket
 import time
 import urllib.robotparser
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, Self
 from urllib.parse import urljoin, urlsplit
 
+import httpcore
 import httpx
 
 from index.errors import HoidapError
@@ -36,6 +38,10 @@ class FetchError(HoidapError):
     def __init__(self, message: str, *, vi: str | None = None, status: int | None = None) -> None:
         super().__init__(message, vi=vi)
         self.status = status
+
+
+class AddressRefusedError(FetchError):
+    """The URL leads to a loopback, private, link-local or reserved address."""
 
 
 @dataclass(frozen=True)
@@ -70,8 +76,7 @@ class Fetched:
 
     def text(self) -> str:
         """The body decoded with the declared charset, else UTF-8 (replacing undecodable bytes)."""
-        charset = httpx.Headers({"content-type": self.content_type}).get("content-type", "")
-        encoding = _charset(charset) or "utf-8"
+        encoding = _charset(self.content_type) or "utf-8"
         try:
             return self.body.decode(encoding, errors="replace")
         except LookupError:
@@ -96,6 +101,35 @@ class RobotsCache(Protocol):
     def store_robots(self, origin: str, text: str, etag: str | None, last_modified: str | None) -> None: ...
 
 
+class _PublicOnlyBackend(httpcore.SyncBackend):
+    """Connects only to public addresses: resolves the host itself and connects to the address it checked.
+
+    Checking the name before the request is not enough: DNS may answer differently when httpx resolves
+    it again (DNS rebinding). Here the address checked is the address connected to; TLS still verifies
+    the certificate against the host name, which httpcore passes on separately.
+    """
+
+    def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+                    socket_options=None) -> httpcore.NetworkStream:
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (socket.gaierror, UnicodeError) as error:
+            raise httpcore.ConnectError(f"unknown host {host}") from error
+        address = str(infos[0][4][0])
+        for info in infos:
+            _refuse_private(str(info[4][0]), f"{host}:{port}")
+        return super().connect_tcp(address, port, timeout, local_address, socket_options)
+
+
+def _transport(policy: FetchPolicy) -> httpx.HTTPTransport:
+    transport = httpx.HTTPTransport()
+    if not policy.allow_private:
+        # httpx has no public hook for the connecting backend; its pool takes one (httpcore's public API).
+        transport._pool = httpcore.ConnectionPool(ssl_context=httpx.create_ssl_context(),
+                                                  network_backend=_PublicOnlyBackend())
+    return transport
+
+
 @dataclass
 class _HostState:
     robots: urllib.robotparser.RobotFileParser | None = None
@@ -115,14 +149,14 @@ class Fetcher:
         self._clock = clock
         self._hosts: dict[str, _HostState] = {}
         self._client = httpx.Client(
-            transport=transport, follow_redirects=False, trust_env=False,
+            transport=transport or _transport(policy), follow_redirects=False, trust_env=False,
             timeout=httpx.Timeout(policy.timeout), headers={"User-Agent": policy.user_agent},
         )
 
     def close(self) -> None:
         self._client.close()
 
-    def __enter__(self) -> Fetcher:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -188,7 +222,6 @@ class Fetcher:
         deadline = self._clock() + self.policy.timeout
         try:
             with self._client.stream("GET", url, headers=headers) as response:
-                self._check_peer(response, url)
                 if response.status_code in _REDIRECT_STATUSES:
                     return Fetched(url, response.status_code, "", b"",
                                    location=response.headers.get("location")), None
@@ -255,15 +288,6 @@ class Fetcher:
         for info in infos:
             _refuse_private(str(info[4][0]), url)
 
-    def _check_peer(self, response: httpx.Response, url: str) -> None:
-        """The address really connected to (DNS may answer differently the second time)."""
-        if self.policy.allow_private:
-            return
-        stream = response.extensions.get("network_stream")
-        peer = stream.get_extra_info("server_addr") if stream is not None else None
-        if peer:
-            _refuse_private(str(peer[0]), url)
-
     # --- robots.txt ---
 
     def _host(self, url: str) -> _HostState:
@@ -279,6 +303,9 @@ class Fetcher:
         try:
             fetched = self.get(f"{origin}/robots.txt", etag=cached[1] if cached else None,
                                last_modified=cached[2] if cached else None)
+        except AddressRefusedError:
+            self._host(url).robots = None
+            raise
         except FetchError as error:
             if error.status is not None and 400 <= error.status < 500 and error.status != 429:
                 parser.parse([])
@@ -310,7 +337,7 @@ def _refuse_private(address: str, url: str) -> None:
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
         ip = ip.ipv4_mapped
     if not ip.is_global or ip.is_multicast:
-        raise FetchError(
+        raise AddressRefusedError(
             f"refused: {url} resolves to the non-public address {ip} (set HOIDAP_FETCH_ALLOW_PRIVATE=true "
             "to allow loopback and private networks)",
             vi=f"từ chối: {url} trỏ tới địa chỉ không công khai {ip} (đặt HOIDAP_FETCH_ALLOW_PRIVATE=true "

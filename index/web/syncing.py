@@ -18,7 +18,14 @@ from index.errors import HoidapError
 from index.indexer import SyncSummary
 from index.text import words
 from index.web.extraction import extract_page, normalize_url
-from index.web.feeds import Listing, SourceKind, common_locations, discover_feeds, kind_of, read_listing
+from index.web.feeds import (
+    Listing,
+    SourceKind,
+    common_locations,
+    discover_feeds,
+    kind_of,
+    read_listing,
+)
 from index.web.fetching import Fetched, Fetcher
 from index.web.registry import Feed, FeedRegistry, Page
 

@@ -16,16 +16,17 @@ from dataclasses import dataclass
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Self
 
 from tests.news_pages import NewsArticle, bundled_articles, render
 
 SLOW_SECONDS = 4.0
 LAST_MODIFIED = formatdate(1_700_000_000, usegmt=True)
 ENGLISH = NewsArticle("english", "Province reports party membership figures", "2023-09-29", [
-    "The provincial party organisation reported its results for the first nine months of the year at a "
-    "conference held on Friday, with officials from every district taking part in the discussion.",
-    "Officials said that the number of members had grown steadily, and that training for new members would "
-    "continue in the last quarter, with a focus on young people in the rural districts of the province.",
+    ("The provincial party organisation reported its results for the first nine months of the year at a "
+    "conference held on Friday, with officials from every district taking part in the discussion."),
+    ("Officials said that the number of members had grown steadily, and that training for new members would "
+    "continue in the last quarter, with a focus on young people in the rural districts of the province."),
 ])
 
 
@@ -85,7 +86,7 @@ class NewsSite:
     def url(self, path: str) -> str:
         return self.base + path
 
-    def __enter__(self) -> NewsSite:
+    def __enter__(self) -> Self:
         self._build_routes()
         self._thread.start()
         return self
@@ -128,9 +129,9 @@ class NewsSite:
         self.routes["/sitemap.xml"] = ("application/xml", sitemap.encode("utf-8"))
         robots = f"User-agent: *\nDisallow: /noi-bo/\n\nSitemap: {self.url('/sitemap.xml')}\n"
         self.routes["/robots.txt"] = ("text/plain", robots.encode("utf-8"))
-        home = (f'<!DOCTYPE html><html lang="vi"><head><meta charset="utf-8"><title>Báo Ấp Bắc</title>'
-                f'<link rel="alternate" type="application/rss+xml" title="Tin mới" href="/rss/tin-moi.rss">'
-                f'</head><body><h1>Báo Ấp Bắc</h1><ul>'
+        home = ('<!DOCTYPE html><html lang="vi"><head><meta charset="utf-8"><title>Báo Ấp Bắc</title>'
+                '<link rel="alternate" type="application/rss+xml" title="Tin mới" href="/rss/tin-moi.rss">'
+                '</head><body><h1>Báo Ấp Bắc</h1><ul>'
                 + "".join(f'<li><a href="{p}">{a.title}</a></li>' for p, (a, _, _) in pages.items())
                 + "</ul></body></html>")
         self.routes["/"] = (html, home.encode("utf-8"))
@@ -144,7 +145,7 @@ class NewsSite:
             def log_message(self, *args: object) -> None:
                 return
 
-            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            def do_GET(self) -> None:
                 status = self._answer()
                 with site._lock:
                     site.requests.append(Request(self.path, status, self.headers.get("If-None-Match"),

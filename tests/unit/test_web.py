@@ -10,19 +10,24 @@ import pytest
 
 from index.documents import RawDocument, Skipped
 from index.indexer import SyncSummary
-from index.web.extraction import ExtractionError, canonical_url, extract_page, normalize_url
+from index.web.extraction import (
+    ExtractionError,
+    canonical_url,
+    extract_page,
+    normalize_url,
+)
 from index.web.feeds import FeedFormatError, discover_feeds, kind_of, read_listing
-from index.web.fetching import FetchError, Fetcher, FetchPolicy
+from index.web.fetching import Fetcher, FetchError, FetchPolicy
 from index.web.registry import FeedRegistry
 from index.web.syncing import WebSource, article_id_for
 from tests.news_pages import NewsArticle, render
 
 ARTICLE = NewsArticle("bai", "Tiền Giang kết nạp 1.513 đảng viên mới", "2023-09-29", [
-    "Sáng ngày 29/9, Ban Tổ chức Tỉnh ủy đã tổ chức Hội nghị sơ kết công tác xây dựng Đảng 9 tháng đầu năm, "
-    "triển khai nhiệm vụ 3 tháng cuối năm 2023.",
-    "Về phát triển Đảng viên, đã kết nạp mới được 1.513 đồng chí, nâng tổng số đảng viên toàn Đảng bộ tỉnh lên "
+    ("Sáng ngày 29/9, Ban Tổ chức Tỉnh ủy đã tổ chức Hội nghị sơ kết công tác xây dựng Đảng 9 tháng đầu năm, "
+    "triển khai nhiệm vụ 3 tháng cuối năm 2023."),
+    ("Về phát triển Đảng viên, đã kết nạp mới được 1.513 đồng chí, nâng tổng số đảng viên toàn Đảng bộ tỉnh lên "
     "74.127 đồng chí. Đến tháng 9 năm 2023, toàn Đảng bộ tỉnh có 817 tổ chức cơ sở Đảng, trong đó Đảng bộ cơ sở "
-    "là 301, chi bộ cơ sở là 516.",
+    "là 301, chi bộ cơ sở là 516."),
 ])
 
 
@@ -81,7 +86,7 @@ def test_redirects_are_bounded_and_loops_named() -> None:
 
 
 def test_retries_on_503_honour_retry_after_then_give_up_with_the_status() -> None:
-    handler, seen = site({"/a": [httpx.Response(503, headers={"Retry-After": "7"}), httpx.Response(429),
+    handler, _ = site({"/a": [httpx.Response(503, headers={"Retry-After": "7"}), httpx.Response(429),
                                  httpx.Response(200, text="<p>ok</p>", headers={"Content-Type": "text/html"})]})
     web, pauses = fetcher(handler, retries=2)
     assert web.get("http://news.example/a").status == 200
@@ -223,3 +228,11 @@ def test_sync_intervals() -> None:
     for text in ("", "soon", "30", "10s", "m"):
         with pytest.raises(ValueError):
             parse_interval(text)
+
+
+def test_the_connection_itself_refuses_private_addresses_whatever_dns_said_before() -> None:
+    from index.web.fetching import AddressRefusedError, _PublicOnlyBackend
+
+    for host in ("localhost", "127.0.0.1", "10.0.0.8", "::1"):
+        with pytest.raises(AddressRefusedError):
+            _PublicOnlyBackend().connect_tcp(host, 80, timeout=1)
