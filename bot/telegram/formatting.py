@@ -83,9 +83,10 @@ def _sources_heading(answer: Answer, language: Language) -> str:
 
 def _source_link(source: Source) -> str:
     """A source's heading for a shared answer: its title linked to the article when it has a web address."""
-    if not (source.source and re.match(r"https?://", source.source)):
+    link = next((value for value in (source.url, source.source) if value and re.match(r"https?://", value)), None)
+    if link is None:
         return _source_heading(source)
-    parts = [f'<a href="{escape(source.source)}">{escape(source.title)}</a>']
+    parts = [f'<a href="{escape(link)}">{escape(source.title)}</a>']
     date = display_date(source.date)
     if date:
         parts.append(escape(date))
