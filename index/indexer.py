@@ -145,8 +145,9 @@ def _sync(documents: list[RawDocument], skipped: list[Skipped], index_dir: Path,
         wanted = {doc.doc_id: doc for doc in documents}
         hashes = {doc_id: content_hash(doc) for doc_id, doc in wanted.items()}
         others = sorted(set(old) - set(wanted))
-        if remove_missing:
-            summary.removed, others = others, []
+        if remove_missing:  # files no longer there go; articles from the web (no path) are not files
+            summary.removed = [doc_id for doc_id in others if old[doc_id].path is not None]
+            others = [doc_id for doc_id in others if old[doc_id].path is None]
         for doc_id in sorted(wanted):
             if doc_id not in old:
                 summary.added.append(doc_id)

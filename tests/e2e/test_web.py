@@ -132,6 +132,16 @@ def test_an_updated_article_replaces_its_old_version_and_a_vanished_item_stays(s
     assert "/tin-cu/bai-1" not in answered  # gone from the feed, and still indexed
 
 
+def test_indexing_files_keeps_the_articles_from_the_web(synced: dict, site: NewsSite) -> None:
+    result = run_cli(["index", str(BUNDLED_CORPUS)], synced["settings"])
+    assert result.returncode == 0, result.stderr
+    assert "added 5, updated 0, removed 0" in result.stdout
+    store = IndexStore.open(synced["settings"].index_dir)
+    urls = [article.url for article in store.articles()]
+    store.close()
+    assert len(urls) == 8 and urls.count(None) == 5 and site.url("/thoi-su/bai-4.html") in urls
+
+
 def test_hoidap_index_url_indexes_a_page_under_its_canonical_url(site: NewsSite, tmp_path: Path,
                                                                  models_dir: Path) -> None:
     settings = make_settings(tmp_path / "data", models_dir)
