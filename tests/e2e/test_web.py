@@ -227,3 +227,15 @@ def test_telegram_admin_adds_a_page_and_others_are_refused(site: NewsSite, tmp_p
 
 def _summary_or_failure(message) -> bool:
     return "added" in message.text or message.text.startswith("Không thêm được")
+
+
+def test_feeds_remove_stops_following(site: NewsSite, tmp_path: Path, models_dir: Path) -> None:
+    settings = make_settings(tmp_path / "data", models_dir)
+    settings.data_dir.mkdir(parents=True)
+    assert run_cli(["feeds", "add", site.url("/sitemap.xml")], settings, **FETCH_ENV).returncode == 0
+    removed = run_cli(["feeds", "remove", site.url("/sitemap.xml")], settings)
+    again = run_cli(["feeds", "remove", site.url("/sitemap.xml")], settings)
+    listing = run_cli(["feeds", "list"], settings)
+    assert removed.returncode == 0 and "đã bỏ theo dõi" in removed.stdout
+    assert again.returncode == 1 and "không nằm trong danh sách theo dõi" in again.stderr
+    assert "Chưa theo dõi nguồn tin nào" in listing.stdout

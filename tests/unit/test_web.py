@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from index.documents import RawDocument, Skipped
+from index.errors import HoidapError
 from index.indexer import SyncSummary
 from index.web.extraction import (
     ExtractionError,
@@ -236,3 +237,27 @@ def test_the_connection_itself_refuses_private_addresses_whatever_dns_said_befor
     for host in ("localhost", "127.0.0.1", "10.0.0.8", "::1"):
         with pytest.raises(AddressRefusedError):
             _PublicOnlyBackend().connect_tcp(host, 80, timeout=1)
+
+
+def test_a_home_page_without_feed_links_is_followed_through_its_robots_sitemap_or_a_common_location(tmp_path) -> None:
+    home = httpx.Response(200, text="<html><body><h1>Báo</h1></body></html>", headers={"Content-Type": "text/html"})
+    sitemap = httpx.Response(200, text='<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+                                      '<url><loc>http://news.example/a.html</loc></url></urlset>')
+    robots = httpx.Response(200, text="User-agent: *\nSitemap: http://news.example/maps/tin.xml\n")
+    rss = httpx.Response(200, text='<?xml version="1.0"?><rss version="2.0"><channel><title>RSS</title>'
+                                  '<item><link>http://news.example/b.html</link></item></channel></rss>')
+    registry = FeedRegistry.open(tmp_path / "one")
+    web, _ = fetcher(site({"/": home, "/robots.txt": robots, "/maps/tin.xml": sitemap})[0])
+    followed = WebSource(web, registry, _Recorder()).add_source("http://news.example/")
+    assert followed.followed == [("http://news.example/maps/tin.xml", "sitemap", None)]
+    registry.close()
+    registry = FeedRegistry.open(tmp_path / "two")
+    web, _ = fetcher(site({"/": home, "/feed": rss})[0])
+    followed = WebSource(web, registry, _Recorder()).add_source("http://news.example/")
+    assert followed.followed == [("http://news.example/feed", "feed", "RSS")]
+    registry.close()
+    registry = FeedRegistry.open(tmp_path / "three")
+    web, _ = fetcher(site({"/": home})[0])
+    with pytest.raises(HoidapError, match="announces no feed"):
+        WebSource(web, registry, _Recorder()).add_source("http://news.example/")
+    registry.close()
