@@ -218,7 +218,7 @@ def test_a_cited_web_article_links_its_title_in_telegram_and_prints_its_link_in_
     assert '<a href="http://news.example/a.html?x=1&amp;y=&quot;2&quot;"><b>Hội nghị &lt;sơ kết&gt;</b></a>' in markup
     assert "<a " not in to_telegram_html(answer("javascript:alert(1)"))  # only http(s) becomes a link
     console = Console(record=True, width=200)
-    print_answer(console, answer("http://news.example/a.html"))
+    print_answer(console, answer("http://news.example/a.html"), "vi")
     assert "http://news.example/a.html" in console.export_text()
 
 
