@@ -161,11 +161,10 @@ def run_eval(settings: Settings, questions: Path, corpus: Path | None = None, an
 
 def _index_corpus(settings: Settings, embedder: Embedder, corpus: Path, index_dir: Path, status: Console) -> None:
     """Sync the evaluation index with the corpus: embeds only what changed since the last run."""
-    from bot.wiring import chunk_settings
-    from index.indexer import sync_index
+    from bot.wiring import sync
 
-    with _ProgressBar(status, "indexing") as advance:
-        summary = sync_index([corpus], index_dir, embedder, chunk_settings(settings), progress=advance)
+    with _ProgressBar(status, "indexing") as advance:  # into the database when HOIDAP_DATABASE_URL is set
+        summary = sync(settings, [corpus], index_dir=index_dir, embedder=embedder, progress=advance)
     for skipped in summary.skipped:
         status.print(tr(f"bỏ qua {skipped.path}: {skipped.reason}", f"skipped {skipped.path}: {skipped.reason}"),
                      highlight=False, markup=False)

@@ -58,6 +58,12 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=lambda: Path(user_data_dir("hoidap")), description="Where the index and the bot's state live.")
     models_dir: Path = Field(default_factory=lambda: Path(user_cache_dir("hoidap")) / "models", description="Model cache.")
     corpus: Annotated[list[Path], NoDecode] = Field(default_factory=lambda: [BUNDLED_CORPUS], description="Files or folders indexed by default.")
+    # PostgreSQL with pgvector instead of the embedded FAISS + SQLite index (unset: embedded, in data_dir).
+    database_url: SecretStr | None = Field(None, description="postgresql:// URL of the index database.")
+    database_vector_type: Literal["vector", "halfvec"] = "vector"  # halfvec: half the bytes per vector
+    hnsw_m: int = Field(16, ge=2, le=100, description="pgvector HNSW graph degree (index build).")
+    hnsw_ef_construction: int = Field(64, ge=4, le=1000, description="pgvector HNSW build depth.")
+    hnsw_ef_search: int = Field(100, ge=1, le=1000, description="pgvector HNSW search depth (per query).")
 
     # Embedding and index
     embedding_model: str = "multilingual-e5-small"

@@ -21,14 +21,18 @@ from index.embedding import Embedder, load_embedder
 from index.errors import HoidapError, IndexMissingError
 from index.indexer import ChunkSettings, SyncSummary, sync_documents, sync_index
 from index.store import IndexStore
+from index.stores import Store
+from index.stores.postgres import HnswSettings
 from retrieval.answering.extractive import ExtractiveAnswerer
 from retrieval.answering.grounding import CorpusGate
 from retrieval.search.hybrid import FilteredRetriever, HybridRetriever
 from retrieval.search.lexical import (
+    QUESTION_PRIOR_WEIGHT,
     LexicalIndex,
     open_lexical_index,
     saved_lexical_problems,
 )
+from retrieval.search.restore import DiacriticRestorer
 from retrieval.types import Answerer, Retriever, SearchFilters
 
 if TYPE_CHECKING:
@@ -60,9 +64,16 @@ def chunk_settings(settings: Settings) -> ChunkSettings:
 
 
 def sync(settings: Settings, paths: list[Path] | None = None, *, rebuild: bool = False,
-         index_dir: Path | None = None, progress=None) -> SyncSummary:
-    """Index `paths` (default: the configured corpus) into the configured index directory."""
-    embedder = build_embedder(settings)
+         index_dir: Path | None = None, progress=None, embedder: Embedder | None = None) -> SyncSummary:
+    """Index `paths` (default: the configured corpus) into the configured store (database or index directory)."""
+    embedder = embedder or build_embedder(settings)
+    url = database_url(settings)
+    if url is not None:
+        from index.stores.postgres_sync import sync_postgres
+
+        return sync_postgres(paths or settings.corpus, url, embedder, chunk_settings(settings),
+                             vector_type=settings.database_vector_type, hnsw=hnsw_settings(settings),
+                             derive_restorer=restorer_json, rebuild=rebuild, progress=progress)
     index_dir = index_dir or settings.index_dir
     summary = sync_index(paths or settings.corpus, index_dir, embedder, chunk_settings(settings),
                          rebuild=rebuild, progress=progress)
@@ -121,31 +132,61 @@ def _unchanged_summary(index_dir: Path, skipped) -> SyncSummary:
     return summary
 
 
+# ---------------------------------------------------------------------------- stores
+
+def database_url(settings: Settings) -> str | None:
+    """The PostgreSQL store's URL, or None for the embedded store."""
+    return settings.database_url.get_secret_value() if settings.database_url else None
+
+
+def hnsw_settings(settings: Settings) -> HnswSettings:
+    return HnswSettings(settings.hnsw_m, settings.hnsw_ef_construction, settings.hnsw_ef_search)
+
+
+def restorer_json(texts) -> str:
+    """The diacritic model of a corpus, for a store that keeps it (the embedded one saves it with BM25)."""
+    return DiacriticRestorer.build(texts, question_weight=QUESTION_PRIOR_WEIGHT).to_json()
+
+
+def open_any_store(settings: Settings, index_dir: Path | None = None) -> Store:
+    """The configured store, for listing and checking (no model check)."""
+    url = database_url(settings)
+    if url is not None:
+        from index.stores.postgres import PostgresStore
+
+        return PostgresStore.open(url, hnsw=hnsw_settings(settings))
+    return IndexStore.open(index_dir or settings.index_dir)
+
+
 @dataclass
 class Components:
     """Everything a front-end needs, built once per process and shared by all conversations."""
 
     settings: Settings
     embedder: Embedder
-    store: IndexStore
-    lexical: LexicalIndex
+    store: Store
+    lexical: LexicalIndex | None  # the embedded store's BM25 index; the PostgreSQL store searches in SQL
     retriever: Retriever
     answerer: Answerer
     answerer_name: str
-
-
-def open_store(settings: Settings, embedder: Embedder, index_dir: Path | None = None) -> IndexStore:
-    return IndexStore.open(index_dir or settings.index_dir, model=embedder.identity)
 
 
 def check_index(index_dir: Path) -> tuple[str, list[str]]:
     """Describe the index and list every problem in it (store and saved BM25 index) without changing anything."""
     store = IndexStore.open(index_dir)
     try:
-        manifest = store.manifest
-        described = (f"{manifest.n_articles} articles, {manifest.n_chunks} chunks, {manifest.embedding_model} "
-                     f"(dim {manifest.dim}) in {store.directory}")
-        return described, [*store.verify(), *saved_lexical_problems(store)]
+        return store.describe(), [*store.verify(), *saved_lexical_problems(store)]
+    finally:
+        store.close()
+
+
+def check_store(settings: Settings) -> tuple[str, list[str]]:
+    """`check_index` of the configured store, embedded or PostgreSQL."""
+    if database_url(settings) is None:
+        return check_index(settings.index_dir)
+    store = open_any_store(settings)
+    try:
+        return store.describe(), store.verify()
     finally:
         store.close()
 
@@ -263,13 +304,24 @@ def build_components(settings: Settings, *, answerer: str | None = None, index_d
     `wrap_retriever` puts a layer around the retriever the answerer uses (the bot's timing, for metrics).
     """
     embedder = embedder or build_embedder(settings)
-    store = open_store(settings, embedder, index_dir)
-    lexical = open_lexical_index(store)
-    retriever = build_retriever(store, embedder, lexical, filters)
+    url = database_url(settings)
+    if url is not None:
+        from index.stores.postgres import PostgresStore
+        from retrieval.search.sql import SqlHybridRetriever
+
+        store = PostgresStore.open(url, model=embedder.identity, hnsw=hnsw_settings(settings))
+        lexical, idf = None, store.idf
+        retriever: Retriever = SqlHybridRetriever(store, embedder)
+        if filters:
+            retriever = FilteredRetriever(retriever, filters)
+    else:
+        store = IndexStore.open(index_dir or settings.index_dir, model=embedder.identity)
+        lexical = open_lexical_index(store)
+        retriever, idf = build_retriever(store, embedder, lexical, filters), lexical.idf
     if wrap_retriever is not None:
         retriever = wrap_retriever(retriever)
     name = (answerer or choose_answerer(settings)).strip().lower()
-    built = build_answerer(settings, retriever, CorpusGate(lexical.idf), name)
+    built = build_answerer(settings, retriever, CorpusGate(idf), name)
     return Components(settings, embedder, store, lexical, retriever, built, name)
 
 

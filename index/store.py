@@ -198,6 +198,12 @@ class IndexStore:
         """How many chunks (and vectors) the index holds."""
         return self.manifest.n_chunks
 
+    def describe(self) -> str:
+        """One line for people: articles, chunks, model and folder."""
+        manifest = self.manifest
+        return (f"{manifest.n_articles} articles, {manifest.n_chunks} chunks, {manifest.embedding_model} "
+                f"(dim {manifest.dim}) in {self.directory}")
+
     def articles(self) -> list[ArticleRecord]:
         """Every article, ordered by id."""
         return [_article(row) for row in self._query("SELECT * FROM articles ORDER BY article_id")]

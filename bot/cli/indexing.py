@@ -33,13 +33,13 @@ def index_command(
     """Sync the index with the article files: embed new and changed ones, drop removed ones."""
 
     def action() -> int:
-        from bot.wiring import check_index, sync
+        from bot.wiring import check_store, sync
 
         settings = load_settings(writes_data=not check)
         if check:
             if paths or rebuild:
                 raise HoidapError("`hoidap index --check` verifies the current index; it takes no paths and no --rebuild.")
-            described, problems = check_index(settings.index_dir)
+            described, problems = check_store(settings)
             if not problems:
                 Console().print(f"index OK: {described}", highlight=False, soft_wrap=True)
                 return 0
@@ -83,7 +83,7 @@ def summary_lines(summary, settings: Settings) -> list[str]:
     lines.append(f"added {len(summary.added)}, updated {len(summary.updated)}, removed {len(summary.removed)}, "
                  f"unchanged {len(summary.unchanged)}, skipped {len(summary.skipped)}; "
                  f"{summary.chunks_embedded} chunks embedded in {summary.seconds:.1f}s; "
-                 f"index: {summary.n_articles} articles, {summary.n_chunks} chunks in {settings.index_dir}")
+                 f"index: {summary.n_articles} articles, {summary.n_chunks} chunks in {_where(settings)}")
     lines += [f"  skipped {skipped.path}: {skipped.reason}" for skipped in summary.skipped]
     return lines
 
@@ -94,15 +94,23 @@ def print_summary(summary, settings: Settings) -> None:
         out.print(line, highlight=False, soft_wrap=True)
 
 
+def _where(settings: Settings) -> str:
+    from bot.wiring import database_url
+    from index.stores.postgres import describe_url
+
+    url = database_url(settings)
+    return str(settings.index_dir) if url is None else f"PostgreSQL at {describe_url(url)}"
+
+
 @app.command("sources")
 def sources_command() -> None:
     """List the indexed articles: title, date, source, chunks."""
 
     def action() -> None:
-        from index.store import IndexStore
+        from bot.wiring import open_any_store
 
         settings = load_settings()
-        store = IndexStore.open(settings.index_dir)
+        store = open_any_store(settings)
         table = Table("id", "title", "date", "source", "chunks")
         for article in store.articles():
             date = f"{article.date}{' (inferred)' if article.date_inferred and article.date else ''}" if article.date else "—"

@@ -17,7 +17,7 @@ import numpy as np
 
 from index.text import STOPWORDS_EN, QueryKind, detect_query_kind, is_number, normalize, tokenize
 from retrieval.search.filters import admits, is_empty
-from retrieval.search.lexical import LexicalIndex
+from retrieval.search.lexical import Field, LexicalIndex
 from retrieval.types import Passage, SearchFilters
 
 Fusion = Literal["rrf", "score"]
@@ -156,26 +156,38 @@ class HybridRetriever:
         """Fused chunk candidates, best first (the step before merging into passages)."""
         kind = detect_query_kind(query)
         route = self.routes[kind]
-        allowed_articles = self._allowed_articles(filters)
-        mask = None if allowed_articles is None else self.lexical.article_mask(allowed_articles)
+        scope = self._scope(filters)
         lists: list[tuple[float, list[tuple[int, float]]]] = []
-        accented = self.lexical.restore(query) if route.restore else query
+        accented = self._restore(query) if route.restore else query
         if route.plain > 0:
-            lists.append((route.plain, self.lexical.search(accented, self.depth, field="plain", allowed=mask)))
+            lists.append((route.plain, self._lexical(accented, "plain", scope)))
         if route.pairs > 0:
-            lists.append((route.pairs, self.lexical.search(accented, self.depth, field="pairs", allowed=mask)))
+            lists.append((route.pairs, self._lexical(accented, "pairs", scope)))
         if route.folded > 0:
             tokens = _entity_tokens(query) if kind == "en" else None
-            hits = self.lexical.search(query, self.depth, field="folded", allowed=mask, tokens=tokens)
-            lists.append((route.folded, hits))
+            lists.append((route.folded, self._lexical(query, "folded", scope, tokens)))
         dense_hits: list[tuple[int, float]] = []
         if route.dense > 0 and self.embedder is not None:
-            dense_hits = self._dense(accented, allowed_articles)
+            dense_hits = self._dense(accented, scope)
             lists.append((route.dense, dense_hits))
         fused = _fuse(lists, route)
         dense_of = dict(dense_hits)
         ranked = sorted(fused.items(), key=lambda item: (-item[1], item[0]))
         return [ChunkCandidate(cid, score, dense_of.get(cid)) for cid, score in ranked]
+
+    # The three steps a store-backed retriever (`retrieval.search.sql`) does in its own engine instead.
+
+    def _scope(self, filters: SearchFilters | None) -> set[str] | None:
+        """What the filters allow, in the form the searches take: here the allowed article ids."""
+        return self._allowed_articles(filters)
+
+    def _restore(self, query: str) -> str:
+        return self.lexical.restore(query)
+
+    def _lexical(self, query: str, field: Field, allowed_articles: set[str] | None,
+                 tokens: list[str] | None = None) -> list[tuple[int, float]]:
+        mask = None if allowed_articles is None else self.lexical.article_mask(allowed_articles)
+        return self.lexical.search(query, self.depth, field=field, allowed=mask, tokens=tokens)
 
     def _dense(self, query: str, allowed_articles: set[str] | None) -> list[tuple[int, float]]:
         vector = self.embedder.embed_queries([query])

@@ -153,9 +153,7 @@ class LexicalIndex:
 
     def query_tokens(self, query: str, field: Field) -> list[str]:
         """The query's tokens for `field`, as the index tokenized its documents."""
-        if field == "pairs":
-            return tokenize(query) + syllable_pairs(query)
-        return tokenize(query, fold=(field == "folded"))
+        return query_tokens(query, field)
 
     def scores(self, query: str, field: Field, *, tokens: Sequence[str] | None = None) -> np.ndarray:
         """BM25 score of every chunk (row order of `chunk_ids`); zeros when no query token is known."""
@@ -195,6 +193,13 @@ class LexicalIndex:
             self._idf[field] = _idf_per_token(self._fields[field])
         token_id = self._fields[field].vocab_dict.get(token)
         return 0.0 if token_id is None else float(self._idf[field][token_id])
+
+
+def query_tokens(query: str, field: Field) -> list[str]:
+    """A query's tokens for `field`, as the lexical fields tokenize documents (here and in the PostgreSQL store)."""
+    if field == "pairs":
+        return tokenize(query) + syllable_pairs(query)
+    return tokenize(query, fold=(field == "folded"))
 
 
 def top_rows(scores: np.ndarray, k: int) -> np.ndarray:

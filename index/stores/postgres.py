@@ -1,0 +1,449 @@
+"""The index in PostgreSQL with pgvector: articles, chunks, vectors and BM25 fields in tables of one database.
+
+Selected by `HOIDAP_DATABASE_URL`. Tables (prefixed `hoidap_`, so they can share a database):
+    hoidap_manifest   one row: what the index was built with (the embedded manifest.json), corpus
+                      statistics for BM25, and the diacritic model of the corpus (JSON)
+    hoidap_articles   one row per article, with its content hash
+    hoidap_chunks     one row per chunk: offsets, text, its vector (`vector` or `halfvec`, HNSW index) and
+                      its three lexical fields as `tsvector`s (GIN indexes)
+
+The lexical fields hold the tokens of `index.text` (syllables as written, folded, syllables plus
+pairs), not those of a text search configuration: `simple` + `unaccent` would split `74.127`, keep
+`hoà` and `hòa` apart and know no syllable pairs, so its answers would differ from the embedded
+store's for no reason. BM25 (Lucene's variant, as `bm25s`) is scored in SQL over the GIN matches,
+with the term frequencies read from the tsvector positions.
+
+A sync runs in one transaction under an advisory lock: a crash, Ctrl-C or `kill -9` rolls it back and
+readers keep seeing the previous state until it commits.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from index.documents import Article, Chunk
+from index.errors import HoidapError, IndexMissingError
+from index.store import ArticleRecord, ChunkRecord, Manifest
+from index.text import syllable_pairs, tokenize
+
+SCHEMA_VERSION = 1
+VectorType = Literal["vector", "halfvec"]
+LexicalField = Literal["plain", "folded", "pairs"]
+FIELDS: tuple[LexicalField, ...] = ("plain", "folded", "pairs")
+BM25_K1, BM25_B = 1.2, 0.75  # those of `retrieval.search.lexical.LexicalIndex.build`
+_MAX_POSITION = 16383  # the largest tsvector position
+_SYNC_LOCK = 0x686F6964  # "hoid": the advisory lock every sync of one database takes
+
+_ARTICLE_COLUMNS = ("article_id", "title", "title_inferred", "date", "date_inferred", "source", "byline", "url",
+                    "path", "text", "content_hash", "n_chunks")
+_CHUNK_COLUMNS = ("chunk_id", "article_id", "ordinal", "start", "end", "text")
+
+
+@dataclass(frozen=True)
+class HnswSettings:
+    """pgvector HNSW parameters: graph degree and build depth (index) and search depth (per query)."""
+
+    m: int = 16
+    ef_construction: int = 64
+    ef_search: int = 100
+
+
+class DatabaseError(HoidapError):
+    """The database cannot be reached or lacks what the store needs."""
+
+
+def describe_url(url: str) -> str:
+    """host:port/database of a URL, without user or password (for messages and logs)."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        parts = conninfo_to_dict(url)
+    except Exception:  # noqa: BLE001 - a malformed URL is described as such, never echoed (it may hold a password)
+        return "(malformed database URL)"
+    return f"{parts.get('host', 'localhost')}:{parts.get('port', 5432)}/{parts.get('dbname', '')}"
+
+
+def connect(url: str):
+    """A psycopg connection with the vector types registered; one clear error when the server is unreachable."""
+    import psycopg
+
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise DatabaseError("HOIDAP_DATABASE_URL must be a postgresql:// URL.",
+                            vi="HOIDAP_DATABASE_URL phải là một URL postgresql://.")
+    where = describe_url(url)
+    try:
+        connection = psycopg.connect(url, connect_timeout=10)
+    except psycopg.Error as error:
+        reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+        raise DatabaseError(f"Cannot connect to the database at {where}: {reason}. Check HOIDAP_DATABASE_URL.",
+                            vi=f"Không kết nối được cơ sở dữ liệu tại {where}: {reason}. Kiểm tra HOIDAP_DATABASE_URL.") from None
+    try:
+        _register_vector(connection)
+    except Exception:
+        connection.close()
+        raise
+    return connection
+
+
+def _register_vector(connection) -> None:
+    import psycopg
+    from pgvector.psycopg import register_vector
+
+    try:
+        register_vector(connection)
+    except psycopg.ProgrammingError:  # the `vector` type does not exist yet in this database
+        connection.rollback()
+        _create_extensions(connection)
+        register_vector(connection)
+
+
+def _create_extensions(connection) -> None:
+    import psycopg
+
+    try:
+        with connection.transaction():
+            connection.execute("CREATE EXTENSION IF NOT EXISTS vector")
+    except psycopg.Error as error:
+        where = f"{connection.info.host}:{connection.info.port}/{connection.info.dbname}"
+        raise DatabaseError(
+            f"The PostgreSQL server at {where} has no pgvector extension (or this user may not create it): "
+            f"{str(error).strip().splitlines()[0]}. Install pgvector 0.8 or later, or run "
+            "`CREATE EXTENSION vector` as a superuser.",
+            vi=f"Máy chủ PostgreSQL tại {where} không có phần mở rộng pgvector (hoặc người dùng này không được tạo nó): "
+               f"{str(error).strip().splitlines()[0]}. Cài pgvector 0.8 trở lên, hoặc chạy `CREATE EXTENSION vector` "
+               "với quyền superuser.") from None
+
+
+# ---------------------------------------------------------------------------- schema
+
+def _schema(dim: int, vector_type: VectorType, hnsw: HnswSettings) -> list[str]:
+    opclass = f"{vector_type}_ip_ops"
+    return [
+        """CREATE TABLE hoidap_manifest (
+            singleton BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (singleton),
+            schema_version INTEGER NOT NULL, embedding_model TEXT NOT NULL, embedding_weights_sha256 TEXT NOT NULL,
+            dim INTEGER NOT NULL, chunk_size INTEGER NOT NULL, chunk_overlap INTEGER NOT NULL,
+            index_type TEXT NOT NULL, pipeline_version TEXT NOT NULL,
+            avg_plain DOUBLE PRECISION NOT NULL DEFAULT 1, avg_folded DOUBLE PRECISION NOT NULL DEFAULT 1,
+            avg_pairs DOUBLE PRECISION NOT NULL DEFAULT 1, restorer TEXT)""",
+        """CREATE TABLE hoidap_articles (
+            article_id TEXT PRIMARY KEY, title TEXT NOT NULL, title_inferred BOOLEAN NOT NULL, date TEXT,
+            date_inferred BOOLEAN NOT NULL, source TEXT, byline TEXT, url TEXT, path TEXT, text TEXT NOT NULL,
+            content_hash TEXT NOT NULL, n_chunks INTEGER NOT NULL)""",
+        f"""CREATE TABLE hoidap_chunks (
+            chunk_id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            article_id TEXT NOT NULL REFERENCES hoidap_articles(article_id) ON DELETE CASCADE,
+            ordinal INTEGER NOT NULL, start INTEGER NOT NULL, "end" INTEGER NOT NULL, text TEXT NOT NULL,
+            embedding {vector_type}({dim}) NOT NULL,
+            plain TSVECTOR NOT NULL, folded TSVECTOR NOT NULL, pairs TSVECTOR NOT NULL,
+            plain_len INTEGER NOT NULL, folded_len INTEGER NOT NULL, pairs_len INTEGER NOT NULL)""",
+        "CREATE INDEX hoidap_chunks_by_article ON hoidap_chunks (article_id, ordinal)",
+        f"CREATE INDEX hoidap_chunks_hnsw ON hoidap_chunks USING hnsw (embedding {opclass}) "
+        f"WITH (m = {int(hnsw.m)}, ef_construction = {int(hnsw.ef_construction)})",
+        *(f"CREATE INDEX hoidap_chunks_{name} ON hoidap_chunks USING gin ({name})" for name in FIELDS),
+        "CREATE INDEX hoidap_articles_by_date ON hoidap_articles (date)",
+        "CREATE INDEX hoidap_articles_by_source ON hoidap_articles (lower(source))",
+    ]
+
+
+def has_schema(connection) -> bool:
+    return connection.execute("SELECT to_regclass('hoidap_manifest') IS NOT NULL").fetchone()[0]
+
+
+def drop_schema(connection) -> None:
+    connection.execute("DROP TABLE IF EXISTS hoidap_chunks, hoidap_articles, hoidap_manifest")
+
+
+def create_schema(connection, dim: int, vector_type: VectorType, hnsw: HnswSettings) -> None:
+    for statement in _schema(dim, vector_type, hnsw):
+        connection.execute(statement)
+
+
+def read_manifest(connection) -> Manifest | None:
+    """The stored manifest (counts taken from the tables), or None when the database holds no index."""
+    if not has_schema(connection):
+        return None
+    row = connection.execute(
+        "SELECT schema_version, embedding_model, embedding_weights_sha256, dim, chunk_size, chunk_overlap, "
+        "index_type, pipeline_version, (SELECT count(*) FROM hoidap_articles), (SELECT count(*) FROM hoidap_chunks) "
+        "FROM hoidap_manifest").fetchone()
+    if row is None:
+        return None
+    (schema_version, model, sha, dim, size, overlap, index_type, pipeline, n_articles, n_chunks) = row
+    return Manifest(schema_version=schema_version, embedding_model=model, embedding_weights_sha256=sha, dim=dim,
+                    chunk_size=size, chunk_overlap=overlap, index_type=index_type, n_articles=n_articles,
+                    n_chunks=n_chunks, pipeline_version=pipeline)
+
+
+def write_manifest(connection, manifest: Manifest) -> None:
+    connection.execute(
+        "INSERT INTO hoidap_manifest (schema_version, embedding_model, embedding_weights_sha256, dim, chunk_size, "
+        "chunk_overlap, index_type, pipeline_version) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+        "ON CONFLICT (singleton) DO UPDATE SET schema_version = EXCLUDED.schema_version, "
+        "embedding_model = EXCLUDED.embedding_model, embedding_weights_sha256 = EXCLUDED.embedding_weights_sha256, "
+        "dim = EXCLUDED.dim, chunk_size = EXCLUDED.chunk_size, chunk_overlap = EXCLUDED.chunk_overlap, "
+        "index_type = EXCLUDED.index_type, pipeline_version = EXCLUDED.pipeline_version",
+        (manifest.schema_version, manifest.embedding_model, manifest.embedding_weights_sha256, manifest.dim,
+         manifest.chunk_size, manifest.chunk_overlap, manifest.index_type, manifest.pipeline_version))
+
+
+def lock_for_sync(connection) -> None:
+    """Serialise syncs of one database; the lock goes with the transaction (commit, rollback or a dead client)."""
+    connection.execute("SELECT pg_advisory_xact_lock(%s)", (_SYNC_LOCK,))
+
+
+# ---------------------------------------------------------------------------- writing
+
+def lexical_fields(head: str, text: str) -> dict[LexicalField, list[str]]:
+    """The tokens of each field for a chunk, as `LexicalIndex.from_store` indexes it (title and outlet first)."""
+    document = f"{head}\n{text}"
+    plain = tokenize(document)
+    return {"plain": plain, "folded": tokenize(document, fold=True),
+            "pairs": plain + syllable_pairs(document.lower())}
+
+
+def to_tsvector(tokens: Sequence[str]) -> str:
+    """A tsvector literal holding exactly `tokens`, one position per occurrence (the term frequency)."""
+    positions: dict[str, list[int]] = {}
+    for position, token in enumerate(tokens, 1):
+        positions.setdefault(token, []).append(min(position, _MAX_POSITION))
+    return " ".join(f"{_quote(token)}:{','.join(map(str, where[:256]))}" for token, where in positions.items())
+
+
+def _quote(lexeme: str) -> str:
+    return "'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def article_row(article: ArticleRecord | Article, content_hash: str, n_chunks: int) -> tuple:
+    return (article.article_id, article.title, bool(article.title_inferred), article.date, bool(article.date_inferred),
+            article.source, article.byline, article.url, article.path, article.text, content_hash, n_chunks)
+
+
+def insert_articles(connection, rows: Iterable[tuple]) -> None:
+    placeholders = ", ".join(["%s"] * len(_ARTICLE_COLUMNS))
+    with connection.cursor() as cursor:
+        cursor.executemany(f"INSERT INTO hoidap_articles ({', '.join(_ARTICLE_COLUMNS)}) VALUES ({placeholders})",
+                           list(rows))
+
+
+def insert_chunks(connection, chunks: Sequence[Chunk | ChunkRecord], heads: dict[str, str], vectors: np.ndarray,
+                  vector_type: VectorType) -> None:
+    """Write chunks with their vectors and lexical fields (`heads`: article id -> title and outlet)."""
+    from pgvector import HalfVector, Vector
+
+    wrap = HalfVector if vector_type == "halfvec" else Vector
+    rows = []
+    for chunk, vector in zip(chunks, vectors, strict=True):
+        fields = lexical_fields(heads.get(chunk.article_id, ""), chunk.text)
+        rows.append((chunk.article_id, chunk.ordinal, chunk.start, chunk.end, chunk.text, wrap(vector),
+                     *(to_tsvector(fields[name]) for name in FIELDS), *(len(fields[name]) for name in FIELDS)))
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            'INSERT INTO hoidap_chunks (article_id, ordinal, start, "end", text, embedding, plain, folded, pairs, '
+            "plain_len, folded_len, pairs_len) VALUES (%s, %s, %s, %s, %s, %s, %s::tsvector, %s::tsvector, "
+            "%s::tsvector, %s, %s, %s)", rows)
+
+
+def delete_articles(connection, article_ids: Sequence[str]) -> None:
+    if article_ids:
+        connection.execute("DELETE FROM hoidap_articles WHERE article_id = ANY(%s)", (list(article_ids),))
+
+
+def store_statistics(connection, restorer_json: str | None) -> None:
+    """Average field lengths (BM25) and the diacritic model of the corpus, after the chunks changed."""
+    connection.execute(
+        "UPDATE hoidap_manifest SET avg_plain = stats.p, avg_folded = stats.f, avg_pairs = stats.s, restorer = %s "
+        "FROM (SELECT greatest(coalesce(avg(plain_len), 1), 1) AS p, greatest(coalesce(avg(folded_len), 1), 1) AS f, "
+        "greatest(coalesce(avg(pairs_len), 1), 1) AS s FROM hoidap_chunks) AS stats", (restorer_json,))
+
+
+def lexical_texts(connection) -> Iterator[str]:
+    """Every chunk's lexical text (title and outlet, then the passage), in chunk order."""
+    with connection.cursor(name="hoidap_lexical_texts") as cursor:
+        cursor.itersize = 5000
+        cursor.execute("SELECT concat_ws(E'\\n', a.title, a.source), c.text FROM hoidap_chunks c "
+                       "JOIN hoidap_articles a USING (article_id) ORDER BY c.chunk_id")
+        for head, text in cursor:
+            yield f"{head}\n{text}"
+
+
+# ---------------------------------------------------------------------------- reading
+
+class PostgresStore:
+    """An index in PostgreSQL: the `index.stores.Store` protocol, plus dense and BM25 search in SQL.
+
+    One connection, used by one query at a time (a lock), in autocommit mode: each question sees the
+    last committed sync. Safe to share across threads.
+    """
+
+    def __init__(self, connection, url: str, manifest: Manifest, statistics: tuple[float, float, float],
+                 restorer_json: str | None, hnsw: HnswSettings) -> None:
+        self._connection = connection
+        self.url = url
+        self.manifest = manifest
+        self._average = dict(zip(FIELDS, statistics))
+        self.restorer_json = restorer_json
+        self._lock = threading.Lock()
+        self._df: dict[tuple[LexicalField, str], int] = {}
+        self._connection.execute(f"SET hnsw.ef_search = {int(hnsw.ef_search)}")
+        self._connection.execute("SET hnsw.iterative_scan = strict_order")
+
+    @classmethod
+    def open(cls, url: str, *, model=None, hnsw: HnswSettings | None = None) -> PostgresStore:
+        """Open the index in the database at `url`; with `model`, refuse one built by another embedding model."""
+        connection = connect(url)
+        connection.autocommit = True
+        try:
+            manifest = read_manifest(connection)
+            if manifest is None:
+                raise IndexMissingError(f"No index in the database at {describe_url(url)}. Build it with `hoidap index`.",
+                                        vi=f"Cơ sở dữ liệu tại {describe_url(url)} chưa có chỉ mục. Hãy tạo bằng `hoidap index`.")
+            if model is not None:
+                manifest.check_model(model)
+            *statistics, restorer = connection.execute(
+                "SELECT avg_plain, avg_folded, avg_pairs, restorer FROM hoidap_manifest").fetchone()
+            return cls(connection, url, manifest, tuple(statistics), restorer, hnsw or HnswSettings())
+        except Exception:
+            connection.close()
+            raise
+
+    def _rows(self, sql: str, params: Sequence | dict = ()) -> list[tuple]:
+        with self._lock:
+            return self._connection.execute(sql, params).fetchall()
+
+    def describe(self) -> str:
+        manifest = self.manifest
+        return (f"{manifest.n_articles} articles, {manifest.n_chunks} chunks, {manifest.embedding_model} "
+                f"(dim {manifest.dim}) in PostgreSQL at {describe_url(self.url)}")
+
+    def chunk_count(self) -> int:
+        return self.manifest.n_chunks
+
+    def articles(self) -> list[ArticleRecord]:
+        rows = self._rows(f"SELECT {', '.join(_ARTICLE_COLUMNS)} FROM hoidap_articles ORDER BY article_id")
+        return [ArticleRecord(*row) for row in rows]
+
+    def article(self, article_id: str) -> ArticleRecord:
+        rows = self._rows(f"SELECT {', '.join(_ARTICLE_COLUMNS)} FROM hoidap_articles WHERE article_id = %s",
+                          (article_id,))
+        if not rows:
+            raise KeyError(article_id)
+        return ArticleRecord(*rows[0])
+
+    def chunks(self) -> list[ChunkRecord]:
+        return [ChunkRecord(*row) for row in self._rows('SELECT chunk_id, article_id, ordinal, start, "end", text '
+                                                          "FROM hoidap_chunks ORDER BY chunk_id")]
+
+    def chunk(self, chunk_id: int) -> ChunkRecord:
+        rows = self._rows('SELECT chunk_id, article_id, ordinal, start, "end", text FROM hoidap_chunks '
+                          "WHERE chunk_id = %s", (chunk_id,))
+        if not rows:
+            raise KeyError(chunk_id)
+        return ChunkRecord(*rows[0])
+
+    def chunks_with_vectors(self, batch: int = 5000) -> Iterator[tuple[ChunkRecord, np.ndarray]]:
+        last = 0
+        while True:
+            rows = self._rows('SELECT chunk_id, article_id, ordinal, start, "end", text, embedding FROM hoidap_chunks '
+                              "WHERE chunk_id > %s ORDER BY chunk_id LIMIT %s", (last, batch))
+            if not rows:
+                return
+            for *record, vector in rows:
+                yield ChunkRecord(*record), np.asarray(vector.to_numpy() if hasattr(vector, "to_numpy") else vector,
+                                                       dtype=np.float32)
+            last = rows[-1][0]
+
+    def dense_search(self, vector: np.ndarray, depth: int, limits: ArticleLimits | None = None) -> list[tuple[int, float]]:
+        """Up to `depth` (chunk_id, inner product) pairs, best first, within `limits` (HNSW, iterative scan)."""
+        from pgvector import HalfVector, Vector
+
+        value = HalfVector(vector) if self.manifest.index_type.startswith("halfvec") else Vector(vector)
+        where, params = _limits_sql(limits)
+        sql = (f"SELECT chunk_id, -(embedding <#> %(q)s) FROM hoidap_chunks c {where} "
+               "ORDER BY embedding <#> %(q)s LIMIT %(depth)s")
+        return [(int(cid), float(score)) for cid, score in self._rows(sql, {"q": value, "depth": depth, **params})]
+
+    def lexical_search(self, tokens: Sequence[str], field: LexicalField, depth: int,
+                       limits: ArticleLimits | None = None) -> list[tuple[int, float]]:
+        """Up to `depth` (chunk_id, BM25 score) pairs with a positive score, best first, within `limits`."""
+        counts = Counter(tokens)
+        weights = {t: n * self.idf(t, field) for t, n in counts.items()}
+        weights = {t: w for t, w in weights.items() if w > 0}
+        if not weights:
+            return []
+        where, params = _limits_sql(limits)
+        condition = f"c.{field} @@ %(query)s::tsquery" + (f" AND {where.removeprefix('WHERE ')}" if where else "")
+        sql = f"""
+            WITH terms(term, weight) AS (SELECT * FROM unnest(%(terms)s::text[], %(weights)s::float8[])),
+                 hits AS (SELECT c.chunk_id, c.{field}_len AS length, u.lexeme, cardinality(u.positions) AS tf
+                          FROM hoidap_chunks c, unnest(c.{field}) AS u WHERE {condition})
+            SELECT h.chunk_id, sum(t.weight * h.tf / (h.tf + %(k1)s * (1 - %(b)s + %(b)s * h.length / %(average)s)))
+                   AS score
+            FROM hits h JOIN terms t ON t.term = h.lexeme
+            GROUP BY h.chunk_id ORDER BY score DESC, h.chunk_id LIMIT %(depth)s"""
+        terms = list(weights)
+        rows = self._rows(sql, {"terms": terms, "weights": [weights[t] for t in terms],
+                                "query": " | ".join(_quote(t) for t in terms), "k1": BM25_K1, "b": BM25_B,
+                                "average": self._average[field], "depth": depth, **params})
+        return [(int(cid), float(score)) for cid, score in rows if score > 0]
+
+    def idf(self, token: str, field: LexicalField = "folded") -> float:
+        """Lucene IDF of a token in a field (as `LexicalIndex.idf`); 0 for a token the corpus never uses."""
+        key = (field, token)
+        if key not in self._df:
+            self._df[key] = self._rows(f"SELECT count(*) FROM hoidap_chunks WHERE {field} @@ %s::tsquery",
+                                       (_quote(token),))[0][0]
+        df, n = self._df[key], self.manifest.n_chunks
+        return 0.0 if df == 0 else math.log1p((n - df + 0.5) / (df + 0.5))
+
+    def verify(self) -> list[str]:
+        """Every inconsistency between articles and chunks, in words; empty when the index is sound."""
+        miscounted = [row[0] for row in self._rows(
+            "SELECT a.article_id FROM hoidap_articles a LEFT JOIN hoidap_chunks c USING (article_id) "
+            "GROUP BY a.article_id, a.n_chunks HAVING count(c.chunk_id) <> a.n_chunks ORDER BY 1 LIMIT 5")]
+        misplaced = [row[0] for row in self._rows(
+            'SELECT c.chunk_id FROM hoidap_chunks c JOIN hoidap_articles a USING (article_id) '
+            'WHERE substr(a.text, c.start + 1, c."end" - c.start) <> c.text ORDER BY 1 LIMIT 5')]
+        problems = []
+        if miscounted:
+            problems.append(f"article chunk counts are wrong: {', '.join(miscounted)}")
+        if misplaced:
+            problems.append(f"chunks differ from their article's text at their offsets (chunk ids {misplaced})")
+        return problems
+
+    def close(self) -> None:
+        self._connection.close()
+
+
+@dataclass(frozen=True)
+class ArticleLimits:
+    """Which articles a search may return: ISO dates (inclusive, on the first 10 characters) and outlets."""
+
+    date_from: str | None = None
+    date_to: str | None = None
+    sources: tuple[str, ...] = ()
+
+
+def _limits_sql(limits: ArticleLimits | None) -> tuple[str, dict]:
+    """A WHERE clause on chunk alias `c` keeping the chunks of the allowed articles, pushed into the scan."""
+    if limits is None or not (limits.date_from or limits.date_to or limits.sources):
+        return "", {}
+    conditions, params = [], {}
+    if limits.date_from:
+        conditions.append("left(a.date, 10) >= %(date_from)s")
+        params["date_from"] = limits.date_from
+    if limits.date_to:
+        conditions.append("left(a.date, 10) <= %(date_to)s")
+        params["date_to"] = limits.date_to
+    if limits.sources:
+        conditions.append("lower(a.source) = ANY(%(sources)s)")
+        params["sources"] = [s.casefold() for s in limits.sources]
+    allowed = f"SELECT a.article_id FROM hoidap_articles a WHERE {' AND '.join(conditions)}"
+    return f"WHERE c.article_id IN ({allowed})", params
