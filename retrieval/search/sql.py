@@ -12,11 +12,11 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from index.stores.postgres import ArticleLimits
+from index.text import QueryKind
 from retrieval.search.hybrid import ChunkStore, HybridRetriever, QueryEmbedder, Route
 from retrieval.search.lexical import Field, query_tokens
 from retrieval.search.restore import DiacriticRestorer
 from retrieval.types import SearchFilters
-from index.text import QueryKind
 
 
 class SearchingStore(ChunkStore, Protocol):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from pydantic import SecretStr
 
 from bot.settings import BUNDLED_CORPUS
 from index.store import IndexStore
@@ -21,7 +22,13 @@ from index.stores.postgres import PostgresStore
 from tests.conftest import HOIDAP, cli_env, make_settings, run_cli
 from tests.e2e.test_cli import ARTICLE_2016, ARTICLE_2018, ARTICLE_2023, QUESTION
 from tests.e2e.test_index import XQUAD_CORPUS, _tiny_model
-from tests.postgres import Cluster, bin_path, private_folder, remove_cluster, start_cluster
+from tests.postgres import (
+    Cluster,
+    bin_path,
+    private_folder,
+    remove_cluster,
+    start_cluster,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -293,3 +300,19 @@ def test_bm25_in_sql_equals_the_embedded_bm25(pg_settings, built_index_settings,
     finally:
         store.close()
         embedded.close()
+
+
+def test_dropped_connection_reconnects_on_the_next_question(pg_settings) -> None:
+    from bot.wiring import build_components
+
+    settings, url = pg_settings
+    components = build_components(settings.model_copy(update={"database_url": SecretStr(url)}), answerer="extractive")
+    try:
+        first = components.answerer.answer(QUESTION)
+        with psycopg.connect(url, autocommit=True) as admin:  # what a server restart or failover does to clients
+            killed = admin.execute("SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                   "WHERE datname = current_database() AND pid <> pg_backend_pid()) AS t").fetchone()[0]
+        assert killed >= 1
+        assert components.answerer.answer(QUESTION) == first
+    finally:
+        components.store.close()
