@@ -123,8 +123,12 @@ def _create_extensions(connection) -> None:
 
 # ---------------------------------------------------------------------------- schema
 
+def vector_index_sql(vector_type: VectorType, hnsw: HnswSettings) -> str:
+    return (f"CREATE INDEX hoidap_chunks_hnsw ON hoidap_chunks USING hnsw (embedding {vector_type}_ip_ops) "
+            f"WITH (m = {int(hnsw.m)}, ef_construction = {int(hnsw.ef_construction)})")
+
+
 def _schema(dim: int, vector_type: VectorType, hnsw: HnswSettings) -> list[str]:
-    opclass = f"{vector_type}_ip_ops"
     return [
         """CREATE TABLE hoidap_manifest (
             singleton BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (singleton),
@@ -145,8 +149,7 @@ def _schema(dim: int, vector_type: VectorType, hnsw: HnswSettings) -> list[str]:
             plain TSVECTOR NOT NULL, folded TSVECTOR NOT NULL, pairs TSVECTOR NOT NULL,
             plain_len INTEGER NOT NULL, folded_len INTEGER NOT NULL, pairs_len INTEGER NOT NULL)""",
         "CREATE INDEX hoidap_chunks_by_article ON hoidap_chunks (article_id, ordinal)",
-        f"CREATE INDEX hoidap_chunks_hnsw ON hoidap_chunks USING hnsw (embedding {opclass}) "
-        f"WITH (m = {int(hnsw.m)}, ef_construction = {int(hnsw.ef_construction)})",
+        vector_index_sql(vector_type, hnsw),
         *(f"CREATE INDEX hoidap_chunks_{name} ON hoidap_chunks USING gin ({name})" for name in FIELDS),
         "CREATE INDEX hoidap_articles_by_date ON hoidap_articles (date)",
         "CREATE INDEX hoidap_articles_by_source ON hoidap_articles (lower(source))",
@@ -161,9 +164,13 @@ def drop_schema(connection) -> None:
     connection.execute("DROP TABLE IF EXISTS hoidap_chunks, hoidap_articles, hoidap_manifest")
 
 
-def create_schema(connection, dim: int, vector_type: VectorType, hnsw: HnswSettings) -> None:
+def create_schema(connection, dim: int, vector_type: VectorType, hnsw: HnswSettings, *,
+                  vector_index: bool = True) -> None:
+    """The tables and indexes; without `vector_index` the HNSW index is left for after a bulk load
+    (`vector_index_sql`), which builds it several times faster than inserting into it row by row."""
     for statement in _schema(dim, vector_type, hnsw):
-        connection.execute(statement)
+        if vector_index or "USING hnsw" not in statement:
+            connection.execute(statement)
 
 
 def read_manifest(connection) -> Manifest | None:

@@ -42,8 +42,11 @@ from index.stores.postgres import (
     lock_for_sync,
     read_manifest,
     store_statistics,
+    vector_index_sql,
     write_manifest,
 )
+
+BUILD_MEMORY = "1GB"  # maintenance_work_mem for building the HNSW graph of a migrated index
 
 # Builds the diacritic model of the corpus (JSON) from its lexical texts; retrieval owns it, so it is passed in.
 DeriveRestorer = Callable[[Iterable[str]], str]
@@ -145,7 +148,7 @@ def migrate_embedded(store: IndexStore, url: str, *, vector_type: VectorType = "
                     f"The database at {describe_url(url)} already holds an index; add --replace to overwrite it.",
                     vi=f"Cơ sở dữ liệu tại {describe_url(url)} đã có chỉ mục; thêm --replace để ghi đè.")
             drop_schema(connection)
-            create_schema(connection, manifest.dim, vector_type, hnsw or HnswSettings())
+            create_schema(connection, manifest.dim, vector_type, hnsw or HnswSettings(), vector_index=False)
             write_manifest(connection, Manifest(**{**manifest.__dict__, "index_type": index_type(vector_type)}))
             articles = store.articles()
             insert_articles(connection, [article_row(a, a.content_hash, a.n_chunks) for a in articles])
@@ -155,6 +158,9 @@ def migrate_embedded(store: IndexStore, url: str, *, vector_type: VectorType = "
             for begin in range(0, len(chunks), 5000):
                 batch = chunks[begin:begin + 5000]
                 insert_chunks(connection, batch, heads, vectors[[c.chunk_id for c in batch]], vector_type)
+            # The graph is built once over every vector; the memory lets pgvector build it in RAM.
+            connection.execute(f"SET LOCAL maintenance_work_mem = '{BUILD_MEMORY}'")
+            connection.execute(vector_index_sql(vector_type, hnsw or HnswSettings()))
             store_statistics(connection, derive_restorer(lexical_texts(connection)) if derive_restorer else None)
     finally:
         connection.close()
