@@ -149,6 +149,26 @@ def store_location(settings: Settings, index_dir: Path | None = None) -> str:
     return f"PostgreSQL at {describe_url(url)}"
 
 
+def store_check(settings: Settings, current: Callable[[], Store]):
+    """The bot's health check of its index: the index link still names an index (embedded; the link, not the
+    generation loaded, since the bot reloads from it), or the database answering (PostgreSQL)."""
+    import asyncio
+
+    from bot.ops import index_check
+
+    if database_url(settings) is None:
+        return index_check(settings.index_dir)
+
+    async def check() -> str | None:
+        try:
+            await asyncio.to_thread(current().ping)
+        except HoidapError as error:
+            return str(error)
+        return None
+
+    return check
+
+
 def hnsw_settings(settings: Settings) -> HnswSettings:
     return HnswSettings(settings.hnsw_m, settings.hnsw_ef_construction, settings.hnsw_ef_search)
 

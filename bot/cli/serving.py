@@ -21,11 +21,12 @@ def telegram_command(
     """Run the Telegram bot (token from HOIDAP_TELEGRAM_TOKEN); long polling, or a webhook if configured."""
 
     def action() -> None:
-        from bot.ops import BotMetrics, index_check, model_check
+        from bot.ops import BotMetrics, model_check
         from bot.telegram.app import bot_token, run_bot
         from bot.wiring import (
             ReloadingAnswerer,
             build_components,
+            store_check,
             warm_up_in_background,
         )
 
@@ -36,7 +37,7 @@ def telegram_command(
             settings, answerer=answerer, embedder=embedder, wrap_retriever=metrics.timed))
         warm_up_in_background(live)
         # The link, not the generation loaded: after /add or a refresh the bot reloads from where it points.
-        checks = {"index": index_check(settings.index_dir), "model": model_check(live.components.embedder.embed_queries)}
+        checks = {"index": store_check(settings, lambda: live.components.store), "model": model_check(live.components.embedder.embed_queries)}
         stop = threading.Event()
         if settings.sync_every:
             _start_refresh(settings, live, parse_interval(settings.sync_every), stop)

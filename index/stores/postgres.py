@@ -433,6 +433,10 @@ class PostgresStore:
         df, n = self._df[key], self.manifest.n_chunks
         return 0.0 if df == 0 else math.log1p((n - df + 0.5) / (df + 0.5))
 
+    def ping(self) -> None:
+        """Raise `DatabaseError` unless the database answers (for health checks)."""
+        self._rows("SELECT 1")
+
     def verify(self) -> list[str]:
         """Every inconsistency between articles and chunks, in words; empty when the index is sound."""
         miscounted = [row[0] for row in self._rows(

@@ -316,3 +316,21 @@ def test_dropped_connection_reconnects_on_the_next_question(pg_settings) -> None
         assert components.answerer.answer(QUESTION) == first
     finally:
         components.store.close()
+
+
+def test_hoidap_telegram_answers_from_the_database(pg_settings, tmp_path: Path) -> None:
+    from tests.e2e.botapi_server import BotApiServer
+    from tests.e2e.test_telegram import TOKEN, stop, telegram_process
+
+    settings, url = pg_settings
+    with BotApiServer(TOKEN) as server:
+        env = cli_env(settings, HOIDAP_TELEGRAM_TOKEN=TOKEN, HOIDAP_TELEGRAM_API_URL=server.base_url,
+                      HOIDAP_DATABASE_URL=url, HOIDAP_DATA_DIR=str(tmp_path / "bot-data"))
+        with telegram_process(env, tmp_path, server) as process:
+            lan = server.user(120)
+            listing = lan.wait_reply(lan.say("/sources"), timeout=120)
+            answer = lan.wait_reply(lan.say("Đoàn công tác Tỉnh ủy làm việc với Ban Thường vụ vào ngày nào?"),
+                                    timeout=120, where=lambda m: bool(m.buttons()))
+            stop(process)
+    assert "Các bài báo đã lập chỉ mục (5)" in listing.text
+    assert "29/10" in answer.text and "[1]" in answer.text
