@@ -122,8 +122,8 @@ def test_filters_are_applied_in_the_database(pg_settings) -> None:
     assert recent["sources"] and all(s["date"] >= "2020-01-01" for s in recent["sources"])
     old = ask(settings, url, "--until", "2016-12-31", "Đảng bộ Khối các cơ quan tỉnh có bao nhiêu đảng viên?")
     assert old["sources"] and {s["article_id"] for s in old["sources"]} == {ARTICLE_2016}
-    outlet = ask(settings, url, "--source", "Báo chưa từng có", QUESTION)
-    assert outlet["found"] is False and outlet["sources"] == []
+    outlet = run_cli(["ask", "--json", "--source", "Báo chưa từng có", QUESTION], settings, HOIDAP_DATABASE_URL=url)
+    assert outlet.returncode == 1 and "Báo chưa từng có" in outlet.stderr and "Traceback" not in outlet.stderr
 
 
 def test_second_sync_embeds_nothing_and_sources_lists_the_articles(pg_settings) -> None:
