@@ -61,7 +61,8 @@ def sync_postgres(paths: Iterable[Path], url: str, embedder: Embedder, settings:
                   vector_type: VectorType = "vector", hnsw: HnswSettings | None = None,
                   derive_restorer: DeriveRestorer | None = None, rebuild: bool = False,
                   progress: Progress | None = None) -> SyncSummary:
-    """Make the index in the database at `url` hold exactly the articles found in `paths`, in one transaction."""
+    """Make the index in the database at `url` hold the articles found in `paths` (and those from the web), in
+    one transaction."""
     started = time.perf_counter()
     summary = SyncSummary()
     documents, skipped = load_documents(paths)
@@ -82,8 +83,10 @@ def sync_postgres(paths: Iterable[Path], url: str, embedder: Embedder, settings:
                 drop_schema(connection)
                 create_schema(connection, embedder.identity.dim, vector_type, hnsw or HnswSettings())
                 write_manifest(connection, _manifest(embedder, settings))
-            old = dict(connection.execute("SELECT article_id, content_hash FROM hoidap_articles").fetchall())
-            _classify(summary, old, hashes)
+            rows = connection.execute("SELECT article_id, content_hash, path FROM hoidap_articles").fetchall()
+            old = {article_id: content_hash for article_id, content_hash, _ in rows}
+            from_files = {article_id for article_id, _, path in rows if path is not None}
+            _classify(summary, old, hashes, from_files)
             if summary.changed:
                 _apply(connection, summary, wanted, hashes, embedder, settings, vector_type, progress)
                 texts = lexical_texts(connection)
@@ -96,8 +99,9 @@ def sync_postgres(paths: Iterable[Path], url: str, embedder: Embedder, settings:
     return summary
 
 
-def _classify(summary: SyncSummary, old: dict[str, str], hashes: dict[str, str]) -> None:
-    summary.removed = sorted(set(old) - set(hashes))
+def _classify(summary: SyncSummary, old: dict[str, str], hashes: dict[str, str], from_files: set[str]) -> None:
+    """As `index.indexer`: files no longer there go; articles from the web (no path) are not files and stay."""
+    summary.removed = sorted((set(old) - set(hashes)) & from_files)
     for doc_id in sorted(hashes):
         if doc_id not in old:
             summary.added.append(doc_id)
