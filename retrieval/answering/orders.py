@@ -334,6 +334,7 @@ def _strip(prefix: list[str], lex: _Lexicon) -> tuple[list[str], bool, bool]:
     return rest, hard, modal
 
 
+@lru_cache(maxsize=8192)
 def is_order(sentence: str) -> bool:
     """True when `sentence` tells whoever answers questions what to answer or to set instructions aside."""
     stripped = sentence.strip()
