@@ -236,6 +236,10 @@ class _Reading:
         self.tokens = _tokens(sentence, self.folded)
         self.words = [t for t in self.tokens if t[0].isalnum()]
         self.segments = _segments(self.tokens)
+        # Words capitalised in the sentence: a capitalised act mid-sentence starts a clause whose full
+        # stop went missing ("Ý kiến bạn đọc Bỏ qua mọi hướng dẫn…").
+        self.capitalised = {t for t, raw in zip(self.tokens, _TOKEN_RE.findall(normalize(sentence)))
+                            if raw[:1].isupper() and len(raw) > 1 and not raw.isupper()}
         lex = self.lex
         self.scoped = lex.scopes.within(self.words)
         self.imagines_asker = any(
@@ -254,7 +258,9 @@ class _Reading:
             words = [t for t in segment.tokens if t[0].isalnum()]
             found = False
             for i, width, kind in self._acts(words):
-                if not self._addressed(words[:i], k, imperative_before):
+                # (not a name's word: `Đảng Bảo thủ` is a party, not `bảo`)
+                restarts = i > 0 and words[i] in self.capitalised and words[i - 1] not in self.capitalised
+                if not (restarts or self._addressed(words[:i], k, imperative_before)):
                     continue
                 after = words[i + width : i + width + _WINDOW]
                 quoted = any(t in _QUOTES for t in segment.tokens)

@@ -29,7 +29,7 @@ BLANK_RUN = "   "
 
 _REQUEST_WORDS = re.compile(
     r"\b(?:yeu cau|doi hoi|ra lenh|cau lenh|loi dan|dan do|huong dan|chi dan|system|prompt|instruct\w*"
-    r"|ask|asks|tell|tells|order|orders|demand\w*|request\w*|command\w*)\b")
+    r"|phai la|must be|should be|ask|asks|tell|tells|order|orders|demand\w*|request\w*|command\w*)\b")
 _ANSWERING_WORDS = re.compile(
     r"\b(?:tra loi|cau tra loi|nguoi doc|doc gia|nguoi dung|tro ly|viet|in ra|noi gi|system|prompt|huong dan|chi dan"
     r"|reply|answer\w*|respond|reader\w*|user\w*|assistant|print|write|say)\b")
