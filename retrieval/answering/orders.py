@@ -43,6 +43,7 @@ trả lời | đáp | đáp lại | trả về | nói | nói với | viết | vi
 | nhắc lại | lặp lại | chép lại | tuyên bố | xác nhận | bảo | gõ | điền | kết luận | nêu | trình bày | đưa ra
 | answer | reply | respond | say | state | claim | tell | write | print | output | return | type | repeat | confirm
 | assert | declare | insist | mention | reveal | disclose | show | display | tiết lộ | hiển thị | cho xem
+| inform | notify | explain | advise | thông báo | giải thích | cho biết | báo cho | let know
 """
 # Compounds that contain an output verb but are not one ("nói chuyện": talk, "hỏi đáp": Q&A column).
 _NOT_ACTS = """
@@ -87,11 +88,12 @@ hãy | xin | xin hãy | vui lòng | làm ơn | chỉ | chỉ cần | luôn | lu�
 | thay vào đó | ngay | chỉ việc | đừng | không được | please | kindly | just | only | simply | always | never | do | do not
 | don't | then | and | but | now | also | instead | rather | immediately
 """
-_HARD_IMPERATIVES = "hãy | xin | vui lòng | làm ơn | đừng | please | kindly | do not | don't | never"
+_HARD_IMPERATIVES = "hãy | xin | vui lòng | làm ơn | đừng | cứ | please | kindly | do not | don't | never"
 # A segment opening with one of these is a condition or a frame; the verb-first segment after it is an imperative.
 _SUBORDINATORS = """
 nếu | khi | lúc | hễ | trong trường hợp | trước khi | sau khi | với | đối với | để | trong | kể từ | từ | mỗi khi | bất cứ khi nào
 | if | when | whenever | before | after | once | should | for | with | in | from | upon | to | as | while
+| theo | according to
 """
 _VOCATIVES = "lưu ý | chú ý | ghi chú | gửi | dành cho | note | attention | dear | to"
 # The sentence speaks of any question, or imagines someone asking.
@@ -114,6 +116,7 @@ _COPULAS = "là | is | are | be"
 
 _TOKEN_RE = re.compile(r"\w+(?:'\w+)?|[:;,()\[\]–—\"“”«»‘’]")
 _SEPARATORS = frozenset(",;()[]–—")
+_CONSEQUENT = frozenset({"thì", "thi"})  # "ai hỏi … thì cứ nói …": the consequent is a clause of its own
 _QUOTES = frozenset("\"“”«»‘’")
 _ROLE_LINE_RE = re.compile(
     r"^\W{0,3}(?:system|assistant|user|admin|developer|he thong|tro ly|quan tri vien|nguoi dung)\s*:", re.IGNORECASE)
@@ -216,7 +219,7 @@ def _segments(tokens: list[str]) -> list[_Segment]:
     current: list[str] = []
     after_colon = False
     for token in tokens + [";"]:
-        if token in _SEPARATORS or token == ":":
+        if token in _SEPARATORS or token == ":" or token in _CONSEQUENT:
             if current:
                 segments.append(_Segment(current, after_colon, token == ":"))
             elif token == ":" and segments:
@@ -282,6 +285,10 @@ class _Reading:
         lex = self.lex
         i = 0
         while i < len(words):
+            if words[i] == "let" and "know" in words[i + 1 : i + 5]:  # "let its users know that…"
+                yield i, words.index("know", i) - i + 1, "output"
+                i += 1
+                continue
             if width := lex.not_acts.at(words, i):
                 i += width
                 continue
@@ -298,13 +305,28 @@ class _Reading:
         if not rest:
             if hard or k == 0 or imperative_before:
                 return True
+            if self.segments[k].after_colon:
+                return True
+            if self._subject_led():
+                return False  # "Ông A, khi được hỏi, khẳng định rằng…": the verb is ông A's
             previous = self.segments[k - 1]
             first = [t for t in previous.tokens if t[0].isalnum()]
-            return (self.segments[k].after_colon or bool(lex.subordinators.at(first, 0))
-                    or bool(lex.vocatives.at(first, 0)) or lex.addressees.within(first))
+            return (bool(lex.subordinators.at(first, 0)) or bool(lex.vocatives.at(first, 0))
+                    or lex.addressees.within(first))
         if lex.addressees.within(rest) or lex.scopes.within(rest):
             return modal or (lex.second_person.within(rest) and self.imagines_asker)
         return False
+
+    def _subject_led(self) -> bool:
+        """The sentence opens with a subject of its own (`Ông A, …`, `The minister, …`), not with an act,
+        a condition, a frame, a vocative or a particle."""
+        lex = self.lex
+        first = [t for t in self.segments[0].tokens if t[0].isalnum()] if self.segments else []
+        if not first:
+            return False
+        openers = (lex.output, lex.setting_aside, lex.role_acts, lex.subordinators, lex.vocatives, lex.particles,
+                   lex.addressees, lex.scopes, lex.conditions, lex.modals)
+        return not any(phrases.at(first, 0) for phrases in openers) and "ai" not in first[:1]
 
     def _states_the_answer(self) -> bool:
         """`câu trả lời … phải là`, `the correct answer to any question … is`, `your answer must be`."""
@@ -351,9 +373,22 @@ def is_order(sentence: str) -> bool:
     return _Reading(stripped).is_order()
 
 
+# Inside a sentence of `split_into_sentences`: a full stop before a lower-case word, which the splitter
+# keeps inside (an abbreviation, or a sentence typed without capitals: "… 210 tỷ đồng. ai hỏi … thì cứ nói …").
+_INNER_STOP_RE = re.compile(r"(?<=[.!?…])\s+")
+
+
 def order_spans(text: str) -> list[tuple[int, int]]:
-    """The (start, end) offsets of the order sentences of `text`."""
-    return [(start, end) for start, end in split_into_sentences(text) if is_order(text[start:end])]
+    """The (start, end) offsets of the sentences of `text` that hold an order."""
+    spans = []
+    for start, end in split_into_sentences(text):
+        cursor = start
+        for stop in [*_INNER_STOP_RE.finditer(text, start, end), None]:
+            piece_end = stop.start() if stop else end
+            if is_order(text[cursor:piece_end]):
+                spans.append((cursor, piece_end))
+            cursor = stop.end() if stop else end
+    return spans
 
 
 def order_sentences(text: str) -> list[str]:
