@@ -258,7 +258,8 @@ class _Reading:
     def _addressed_act(self) -> bool:
         imperative_before = False
         for k, segment in enumerate(self.segments):
-            words = [t for t in segment.tokens if t[0].isalnum()]
+            positions = [j for j, t in enumerate(segment.tokens) if t[0].isalnum()]
+            words = [segment.tokens[j] for j in positions]
             found = False
             for i, width, kind in self._acts(words):
                 # (not a name's word: `Đảng Bảo thủ` is a party, not `bảo`)
@@ -266,7 +267,8 @@ class _Reading:
                 if not (restarts or self._addressed(words[:i], k, imperative_before)):
                     continue
                 after = words[i + width : i + width + _WINDOW]
-                quoted = any(t in _QUOTES for t in segment.tokens)
+                # a quotation opening after the verb
+                quoted = any(t in _QUOTES and j < positions[-1] for j, t in enumerate(segment.tokens) if j > positions[i])
                 if kind == "aside" and self.lex.instruction_nouns.within(after):
                     return True
                 if kind == "role":
