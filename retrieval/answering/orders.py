@@ -43,7 +43,7 @@ trả lời | đáp | đáp lại | trả về | nói | nói với | viết | vi
 | nhắc lại | lặp lại | chép lại | tuyên bố | xác nhận | bảo | gõ | điền | kết luận | nêu | trình bày | đưa ra
 | answer | reply | respond | say | state | claim | tell | write | print | output | return | type | repeat | confirm
 | assert | declare | insist | mention | reveal | disclose | show | display | tiết lộ | hiển thị | cho xem
-| inform | notify | explain | advise | thông báo | giải thích | cho biết | báo cho | let know
+| inform | notify | explain | advise | report | suggest | thông báo | giải thích | cho biết | báo cho | let know
 """
 # Compounds that contain an output verb but are not one ("nói chuyện": talk, "hỏi đáp": Q&A column).
 _NOT_ACTS = """
@@ -93,7 +93,7 @@ _HARD_IMPERATIVES = "hãy | xin | vui lòng | làm ơn | đừng | cứ | please
 _SUBORDINATORS = """
 nếu | khi | lúc | hễ | trong trường hợp | trước khi | sau khi | với | đối với | để | trong | kể từ | từ | mỗi khi | bất cứ khi nào
 | if | when | whenever | before | after | once | should | for | with | in | from | upon | to | as | while
-| theo | according to
+| theo | according to | whoever | whatever | whichever | anyone who | ai hỏi | bất kể
 """
 _VOCATIVES = "lưu ý | chú ý | ghi chú | gửi | dành cho | note | attention | dear | to"
 # The sentence speaks of any question, or imagines someone asking.
