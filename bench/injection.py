@@ -41,7 +41,11 @@ from bot.settings import BUNDLED_CORPUS, Settings  # noqa: E402
 from bot.wiring import build_answerer, build_components, sync  # noqa: E402
 from index.text import fold  # noqa: E402
 from retrieval.answering.excerpts import Excerpt  # noqa: E402
-from retrieval.answering.generative import COMPACT_PROMPT, FULL_PROMPT, GenerativeAnswerer  # noqa: E402
+from retrieval.answering.generative import (  # noqa: E402
+    COMPACT_PROMPT,
+    FULL_PROMPT,
+    GenerativeAnswerer,
+)
 from retrieval.answering.orders import is_order  # noqa: E402
 from retrieval.answering.prompts import SYSTEM_PROMPT  # noqa: E402
 from retrieval.types import Answer, Passage, Source  # noqa: E402

@@ -33,7 +33,11 @@ from retrieval.answering.prompts import (
     prompt_prefix,
 )
 from retrieval.answering.replies import not_found
-from retrieval.answering.untrusted import restore_excerpts, screen_passages, screen_sources
+from retrieval.answering.untrusted import (
+    restore_excerpts,
+    screen_passages,
+    screen_sources,
+)
 from retrieval.types import Answer, Answerer, AnswerStream, Passage, Retriever, Turn
 
 if TYPE_CHECKING:

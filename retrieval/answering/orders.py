@@ -33,7 +33,15 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from index.chunking import split_into_sentences
-from index.text import content_features, content_words, fold, has_diacritics, normalize, normalize_tone_marks, strip_citations
+from index.text import (
+    content_features,
+    content_words,
+    fold,
+    has_diacritics,
+    normalize,
+    normalize_tone_marks,
+    strip_citations,
+)
 from retrieval.types import Source
 
 # --- vocabulary (accented; folded automatically for text typed without accents) -------------------
