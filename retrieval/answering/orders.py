@@ -390,6 +390,11 @@ _INNER_STOP_RE = re.compile(r"(?<=[.!?…])\s+")
 
 def order_spans(text: str) -> list[tuple[int, int]]:
     """The (start, end) offsets of the sentences of `text` that hold an order."""
+    return list(_order_spans(text))
+
+
+@lru_cache(maxsize=2048)  # the same passages come back question after question
+def _order_spans(text: str) -> tuple[tuple[int, int], ...]:
     spans = []
     for start, end in split_into_sentences(text):
         cursor = start
@@ -398,7 +403,7 @@ def order_spans(text: str) -> list[tuple[int, int]]:
             if is_order(text[cursor:piece_end]):
                 spans.append((cursor, piece_end))
             cursor = stop.end() if stop else end
-    return spans
+    return tuple(spans)
 
 
 def order_sentences(text: str) -> list[str]:
