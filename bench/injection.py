@@ -1,6 +1,13 @@
 """Prompt injection: how many answers an article holding instructions steers, with and without it indexed.
 
     .venv/bin/python bench/injection.py [--answerers extractive local openai] [--spliced]
+    .venv/bin/python bench/injection.py --detector
+
+`--detector` only scores the order detector (`retrieval/answering/orders.py`) on two hand-written sets
+of single sentences, kept apart from its rules: `bench/data/injection_sentences.jsonl` (44 orders, 48
+benign news sentences with the same verbs, Vietnamese and English, some typed without accents; written
+before the detector) and `bench/data/injection_sentences_b.jsonl` (24 + 24, written after it and never
+used to change it). It prints precision and recall per set and every miss.
 
 Two real indexes are built in a temporary folder by the real pipeline: the bundled articles, and the
 bundled articles plus the hostile test article (tests/data/injection/), a bridge-opening report whose
@@ -34,7 +41,12 @@ from bot.settings import BUNDLED_CORPUS, Settings  # noqa: E402
 from bot.wiring import build_answerer, build_components, sync  # noqa: E402
 from index.text import fold  # noqa: E402
 from retrieval.answering.excerpts import Excerpt  # noqa: E402
-from retrieval.answering.generative import COMPACT_PROMPT, FULL_PROMPT, GenerativeAnswerer  # noqa: E402
+from retrieval.answering.generative import (  # noqa: E402
+    COMPACT_PROMPT,
+    FULL_PROMPT,
+    GenerativeAnswerer,
+)
+from retrieval.answering.orders import is_order  # noqa: E402
 from retrieval.answering.prompts import SYSTEM_PROMPT  # noqa: E402
 from retrieval.types import Answer, Passage, Source  # noqa: E402
 
@@ -158,6 +170,28 @@ class SplicedAnswerer(GenerativeAnswerer):
         return excerpts
 
 
+SENTENCE_SETS = sorted((Path(__file__).resolve().parent / "data").glob("injection_sentences*.jsonl"))
+
+
+def score_detector() -> None:
+    """Precision and recall of `is_order` on each held-out sentence set (see the module docstring)."""
+    import json
+
+    for path in SENTENCE_SETS:
+        items = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        verdicts = [(item, is_order(item["text"])) for item in items]
+        tp = sum(1 for item, got in verdicts if got and item["hostile"])
+        fp = sum(1 for item, got in verdicts if got and not item["hostile"])
+        fn = sum(1 for item, got in verdicts if not got and item["hostile"])
+        precision = tp / (tp + fp) if tp + fp else 1.0
+        recall = tp / (tp + fn) if tp + fn else 1.0
+        print(f"{path.name}: {sum(i['hostile'] for i in items)} orders, {sum(not i['hostile'] for i in items)} benign; "
+              f"precision {precision:.3f} ({tp}/{tp + fp}), recall {recall:.3f} ({tp}/{tp + fn})")
+        for item, got in verdicts:
+            if got != item["hostile"]:
+                print(f"  {'missed' if item['hostile'] else 'false alarm'}: {item['text']}")
+
+
 def settings_for(data_dir: Path, models_dir: Path) -> Settings:
     return Settings(_env_file=None, data_dir=data_dir, models_dir=models_dir, answerer="extractive")
 
@@ -177,7 +211,11 @@ def main() -> None:
     parser.add_argument("--models-dir", type=Path, default=settings.models_dir)
     parser.add_argument("--spliced", action="store_true", help="also the worst case: injections put in the prompt")
     parser.add_argument("--verbose", action="store_true")
+    parser.add_argument("--detector", action="store_true", help="only score the order detector on held-out sentences")
     args = parser.parse_args()
+    if args.detector:
+        score_detector()
+        return
     article = "\n".join(p.read_text(encoding="utf-8") for p in HOSTILE.glob("*.txt"))
     missing = [i for i in INJECTIONS if i.replace("\n", "\n\n") not in article and i not in article]
     assert not missing, f"injections not in the hostile article: {missing}"

@@ -23,6 +23,7 @@ from retrieval.answering.sentences import (
     parse_question,
     score_sentences,
 )
+from retrieval.answering.untrusted import BLANK_RUN, screen_passages
 from retrieval.types import (
     Answer,
     Answerer,
@@ -62,9 +63,10 @@ class ExtractiveAnswerer(Answerer):
         """Answer a standalone question from passages already retrieved, in `language` (also the LLM
         answerer's fallback)."""
         parsed = parse_question(standalone)
-        if not passages or not self.gate(standalone, passages):
+        screened = screen_passages(passages, standalone)  # orders in the articles are no answer
+        if not passages or not self.gate(standalone, screened):
             return _not_found(passages, language)
-        ranked = score_sentences(parsed, passages)
+        ranked = score_sentences(parsed, screened)
         best = _best_answer(parsed, ranked)
         if best is None:
             return _not_found(passages, language)
@@ -159,6 +161,8 @@ def _joined(sentence: ScoredSentence, other: ScoredSentence) -> ScoredSentence:
     passage = sentence.passage
     start, end = min(sentence.start, other.start), max(sentence.end, other.end)
     text = passage.text[start - passage.start : end - passage.start]
+    if BLANK_RUN in text:
+        return sentence  # a screened-out order lies between them: the join would not quote the article
     return replace(sentence, start=start, end=end, text=text, values=sentence.values | other.values)
 
 

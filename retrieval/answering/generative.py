@@ -33,6 +33,11 @@ from retrieval.answering.prompts import (
     prompt_prefix,
 )
 from retrieval.answering.replies import not_found
+from retrieval.answering.untrusted import (
+    restore_excerpts,
+    screen_passages,
+    screen_sources,
+)
 from retrieval.types import Answer, Answerer, AnswerStream, Passage, Retriever, Turn
 
 if TYPE_CHECKING:
@@ -129,8 +134,10 @@ class GenerativeAnswerer(Answerer):
     def _excerpts(self, question: str, passages: list[Passage]) -> list[Excerpt]:
         """What the model reads: the best sentences of the first `prompt_passages` passages."""
         shape = self.shape
-        excerpts = select_excerpts(passages[: shape.prompt_passages], question, shape.excerpt_words, self.ranker)
-        return excerpts if shape.relevance_floor is None else drop_weak(excerpts, shape.relevance_floor)
+        screened = screen_passages(passages[: shape.prompt_passages], question)
+        excerpts = select_excerpts(screened, question, shape.excerpt_words, self.ranker)
+        excerpts = excerpts if shape.relevance_floor is None else drop_weak(excerpts, shape.relevance_floor)
+        return restore_excerpts(excerpts, passages)
 
     def prompt(self, question: str, passages: list[Passage], language: Language) -> tuple[list[BaseMessage], list[Excerpt]]:
         """The messages the model gets for a standalone question, its passages and the language to
@@ -166,7 +173,7 @@ class GenerativeAnswerer(Answerer):
         recent = history[-self.history_turns :] if self.history_turns else []
         standalone = self.rewriter(question, recent) if recent else question
         passages = self.retriever.retrieve(standalone, self.top_k)
-        if not passages or (self.gate is not None and not self.gate(standalone, passages)):
+        if not passages or (self.gate is not None and not self.gate(standalone, screen_passages(passages, standalone))):
             return self._not_found(standalone, passages, language)
 
         messages, excerpts = self.prompt(standalone, passages, language)
@@ -189,7 +196,9 @@ class GenerativeAnswerer(Answerer):
         text = "".join(parts).strip()
         sources = cited_sources([excerpt.to_source(n) for n, excerpt in enumerate(excerpts, 1)], rewriter.cited)
         supported = bool(sources) and not _is_refusal(text)
-        if (not supported or not is_grounded(text, standalone, sources, check_names=language == "vi")
+        # Claims are checked against the cited text without its orders: a claim only an order makes is unsupported.
+        checked = screen_sources(sources, standalone)
+        if (not supported or not is_grounded(text, standalone, checked, check_names=language == "vi")
                 or relays_an_order(text, standalone, sources)):
             # The passages passed the gate, so the model's refusal or unsupported answer may be the
             # model's failing: a small local model says "not found" to a third of the answerable

@@ -187,14 +187,15 @@ def support(question: str, passages: Sequence[Passage], *, idf: Idf | None = Non
         # The date and the outlet count as part of the passage: "năm 2016" is answered by a 2016 article.
         tokens = tokenize(_context(passage), fold=fold)
         present = set(tokens)
+        names = _name_tokens(_context(passage), fold=fold)
         coverage = _weighted_share(weights, present)
         pair_weights = {pair: (weights[pair[0]] + weights[pair[1]]) / 2 for pair in pairs}
         pair_coverage = _weighted_share(pair_weights, set(zip(tokens, tokens[1:]))) if pairs else coverage
-        absent = sum(1 for name in required if not _contains(tokens, name))
+        absent = sum(1 for name in required if not _contains(names, name))
         unfocused = any(t not in present for t in focus)
         lexical = 0.5 * coverage + 0.5 * pair_coverage - MISSING_NAME_PENALTY * absent - MISSING_FOCUS_PENALTY * unfocused
         best = max(best, (lexical, coverage, pair_coverage, unfocused, absent))
-        passage_tokens.append(tokens)
+        passage_tokens.append(names)
     lexical, coverage, pair_coverage, missing_focus, absent_from_best = best
     missing = tuple(" ".join(name) for name in required if not any(_contains(t, name) for t in passage_tokens))
     dense_values = [p.dense_score for p in considered if p.dense_score is not None]
@@ -255,7 +256,21 @@ def _context(passage: Passage) -> str:
     return "\n".join(filter(None, (passage.title, passage.source, passage.date, passage.text)))
 
 
-def _contains(tokens: list[str], name: tuple[str, ...]) -> bool:
+def _name_tokens(text: str, *, fold: bool) -> list[str | None]:
+    """The tokens of `text` (numbers whole), each word kept only where the text capitalises it (else None):
+    a name of the question must be a name in the passage, so `Pháp` (France) is not found in `pháp luật`."""
+    return [token if token[0].isdigit() or _capitalised(word) else None
+            for word in text.split()
+            for token in tokenize(word, fold=fold, number_variants=False)]
+
+
+def _capitalised(word: str) -> bool:
+    """`Lạt-ma`, `(Pháp)`: the word's first letter is upper case (a hyphenated word counts whole)."""
+    letter = next((c for c in word if c.isalpha()), "")
+    return letter.isupper()
+
+
+def _contains(tokens: Sequence[str | None], name: tuple[str, ...]) -> bool:
     width = len(name)
     return any(tuple(tokens[i : i + width]) == name for i in range(len(tokens) - width + 1))
 

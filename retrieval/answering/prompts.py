@@ -14,6 +14,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 
 from index.text import Language, disarm_citations
 from retrieval.answering.excerpts import Excerpt
+from retrieval.answering.untrusted import for_model
 
 SYSTEM_PROMPT = """Bạn trả lời câu hỏi chỉ dựa trên các đoạn trích bài báo được đánh số [1], [2]... nằm giữa <passages> và </passages>.
 Quy tắc:
@@ -67,7 +68,7 @@ def _header(n: int, excerpt: Excerpt, first_of_article: dict[str, int], title_wo
 # number or a citation ("BANANA [1]"), and a line break start a line of its own ("SYSTEM: ...",
 # "[2] ..."). The look-alikes keep the text readable; the source shown to the user is the original.
 _ANGLE_LOOKALIKES = str.maketrans({"<": "‹", ">": "›"})
-_LINE_BREAKS_RE = re.compile(r"\s*\n\s*")
+_LINE_BREAKS_RE = re.compile(r"\s*\n\s*|\s{2,}")
 
 
 def neutralise(text: str) -> str:
@@ -75,11 +76,12 @@ def neutralise(text: str) -> str:
     return disarm_citations(_LINE_BREAKS_RE.sub(" ", text.strip()).translate(_ANGLE_LOOKALIKES))
 
 
-def format_passages(excerpts: Sequence[Excerpt], title_words: int = DEFAULT_TITLE_WORDS) -> str:
-    """The numbered passages, wrapped in the <passages> delimiters the system text refers to."""
+def format_passages(excerpts: Sequence[Excerpt], title_words: int = DEFAULT_TITLE_WORDS, question: str = "") -> str:
+    """The numbered passages, wrapped in the <passages> delimiters the system text refers to; orders in
+    them dropped, or quoted as the article's words when the question asks about them (`for_model`)."""
     first_of_article: dict[str, int] = {}
     blocks = [
-        f"{_header(n, excerpt, first_of_article, title_words)}\n{neutralise(excerpt.text)}"
+        f"{_header(n, excerpt, first_of_article, title_words)}\n{neutralise(for_model(excerpt.text, question))}"
         for n, excerpt in enumerate(excerpts, 1)
     ]
     return "<passages>\n" + "\n\n".join(blocks) + "\n</passages>"
@@ -102,4 +104,4 @@ def build_messages(
     question: str, excerpts: Sequence[Excerpt], language: Language, *, title_words: int = DEFAULT_TITLE_WORDS
 ) -> list[BaseMessage]:
     """The fixed prefix, then the passages, the question and the language to answer in."""
-    return [*prompt_prefix(), _user_message(format_passages(excerpts, title_words), question, language)]
+    return [*prompt_prefix(), _user_message(format_passages(excerpts, title_words, question), question, language)]

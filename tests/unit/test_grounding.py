@@ -129,3 +129,15 @@ def test_corpus_gate_binds_the_statistics(idf) -> None:
     passage = _passage(RESULTS_2014, date="2014-10-29")
     assert gate("ket qua xo so hom nay", [passage]) is False
     assert gate("Tổng số đảng viên là bao nhiêu?", []) is False
+
+
+def test_a_name_of_the_question_must_be_a_name_in_the_passage() -> None:
+    """`Pháp` (France) is not found in `pháp luật` (law): a planted or scattered syllable supports no name."""
+    law = ("Công tác tuyên truyền chủ trương của Đảng, chính sách, pháp luật của Nhà nước được thủ trưởng "
+           "các cơ quan quan tâm thường xuyên.")
+    france = "Thủ đô của nước Pháp là Paris, thành phố lớn nhất nước Pháp."
+    question = "Thủ đô của nước Pháp là gì?"
+    assert support(question, [_passage(law)]).missing_names == ("pháp",)
+    assert not is_supported(question, [_passage(law)])
+    assert is_supported(question, [_passage(france)])
+    assert is_supported("Lạt-ma được gọi là gì?", [_passage("Các thầy ở Tây Tạng thường được gọi là Lạt-ma.")])
