@@ -165,7 +165,9 @@ def _index_corpus(settings: Settings, embedder: Embedder, corpus: Path, index_di
     from bot.wiring import store_location, sync
 
     with _ProgressBar(status, "indexing") as advance:  # into the database when HOIDAP_DATABASE_URL is set
-        summary = sync(settings, [corpus], index_dir=index_dir, embedder=embedder, progress=advance)
+        # An evaluation index mirrors its corpus: whatever left the corpus leaves the index, however much.
+        summary = sync(settings, [corpus], index_dir=index_dir, embedder=embedder, confirm=lambda _: True,
+                       progress=lambda stage, done, total: advance(done, total) if stage == "embedding" else None)
     for skipped in summary.skipped:
         status.print(tr(f"bỏ qua {skipped.path}: {skipped.reason}", f"skipped {skipped.path}: {skipped.reason}"),
                      highlight=False, markup=False)

@@ -75,6 +75,7 @@ class Settings(BaseSettings):
     chunk_size: int = Field(220, ge=20, description="Target words per chunk.")
     chunk_overlap: int = Field(1, ge=0, description="Sentences shared by neighbouring chunks.")
     index_type: Literal["flat", "hnsw"] = "flat"
+    max_article_mb: float = Field(16, gt=0, description="Size cap per article; a bigger file or jsonl line is skipped.")
 
     # Answering
     answerer: Literal["auto", "extractive", "local", "openai"] = "auto"

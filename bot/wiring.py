@@ -19,7 +19,16 @@ from typing import TYPE_CHECKING
 from bot.settings import Settings
 from index.embedding import Embedder, load_embedder
 from index.errors import HoidapError, IndexMissingError
-from index.indexer import ChunkSettings, SyncSummary, sync_documents, sync_index
+from index.indexer import (
+    ChunkSettings,
+    Confirm,
+    Progress,
+    SyncSummary,
+    remove_from_index,
+    sync_documents,
+    sync_index,
+)
+from index.sources import ReadLimits, Source
 from index.store import IndexStore
 from index.stores import Store
 from index.stores.postgres import HnswSettings
@@ -63,9 +72,20 @@ def chunk_settings(settings: Settings) -> ChunkSettings:
     return ChunkSettings(settings.chunk_size, settings.chunk_overlap, settings.index_type)
 
 
-def sync(settings: Settings, paths: list[Path] | None = None, *, rebuild: bool = False,
-         index_dir: Path | None = None, progress=None, embedder: Embedder | None = None) -> SyncSummary:
-    """Index `paths` (default: the configured corpus) into the configured store (database or index directory)."""
+def read_limits(settings: Settings) -> ReadLimits:
+    return ReadLimits(max_article_bytes=int(settings.max_article_mb * 2**20))
+
+
+def sync(settings: Settings, paths: list[Path] | None = None, *, rebuild: bool = False, prune: bool = False,
+         index_dir: Path | None = None, progress: Progress | None = None, confirm: Confirm | None = None,
+         embedder: Embedder | None = None) -> SyncSummary:
+    """Add or update `paths` in the configured store (none: re-sync the remembered sources; the first time, the
+    corpus). The database store (HOIDAP_DATABASE_URL) syncs `paths` as before: it keeps no source registry."""
+    missing = [str(path) for path in paths or () if not (path.exists() or path.is_symlink())]
+    if missing:
+        listed = ", ".join(missing)
+        raise HoidapError(f"No such file or folder: {listed}. Nothing was changed.",
+                          vi=f"Không có tệp hay thư mục: {listed}. Chưa thay đổi gì.")
     embedder = embedder or build_embedder(settings)
     url = database_url(settings)
     if url is not None:
@@ -73,14 +93,24 @@ def sync(settings: Settings, paths: list[Path] | None = None, *, rebuild: bool =
 
         return sync_postgres(paths or settings.corpus, url, embedder, chunk_settings(settings),
                              vector_type=settings.database_vector_type, hnsw=hnsw_settings(settings),
-                             derive_restorer=restorer_json, rebuild=rebuild, progress=progress)
+                             derive_restorer=restorer_json, rebuild=rebuild,
+                             progress=(lambda done, total: progress("embedding", done, total)) if progress else None)
     index_dir = index_dir or settings.index_dir
-    summary = sync_index(paths or settings.corpus, index_dir, embedder, chunk_settings(settings),
-                         rebuild=rebuild, progress=progress)
+    summary = sync_index(paths or None, index_dir, embedder, chunk_settings(settings), default=settings.corpus,
+                         rebuild=rebuild, prune=prune, progress=progress, confirm=confirm, limits=read_limits(settings))
     store = IndexStore.open(index_dir)
     open_lexical_index(store)  # pay for BM25 now rather than at the first question
     store.close()
     return summary
+
+
+def remove(settings: Settings, targets: list[str]) -> tuple[list[str], list[Source]]:
+    """Remove articles (by id or file) and sources (by path) from the index; returns what went."""
+    removed = remove_from_index(targets, settings.index_dir)
+    store = IndexStore.open(settings.index_dir)
+    open_lexical_index(store)
+    store.close()
+    return removed
 
 
 def fetch_policy(settings: Settings) -> FetchPolicy:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from index.documents import Article, Chunk
@@ -109,6 +110,11 @@ class _Unit:
 
 
 def split_into_chunks(article: Article, *, size_words: int, overlap_sentences: int) -> list[Chunk]:
+    """All chunks of `article` (see `iter_chunks`)."""
+    return list(iter_chunks(article, size_words=size_words, overlap_sentences=overlap_sentences))
+
+
+def iter_chunks(article: Article, *, size_words: int, overlap_sentences: int) -> Iterator[Chunk]:
     """Pack whole sentences of `article.text` into chunks of about `size_words` words (never more).
 
     Consecutive chunks share `overlap_sentences` sentences, fewer when they would leave no room for
@@ -124,17 +130,17 @@ def split_into_chunks(article: Article, *, size_words: int, overlap_sentences: i
     paragraph_words = Counter[int]()
     for unit in units:
         paragraph_words[unit.paragraph] += unit.words
-    chunks: list[Chunk] = []
-    first = newest = 0  # `newest`: the first unit no chunk holds yet
+    # A generator: a huge article's chunk texts are never all in memory at once.
+    ordinal = first = newest = 0  # `newest`: the first unit no chunk holds yet
     while first < len(units):
         last = _last_unit_of_chunk(units, first, newest, size_words, paragraph_words)
         start, end = units[first].start, units[last].end
-        chunks.append(Chunk(article.article_id, len(chunks), start, end, article.text[start:end]))
+        yield Chunk(article.article_id, ordinal, start, end, article.text[start:end])
+        ordinal += 1
         if last == len(units) - 1:
             break
         newest = last + 1
         first = _first_unit_of_next_chunk(units, first, newest, size_words, overlap_sentences)
-    return chunks
 
 
 def _first_unit_of_next_chunk(units: list[_Unit], first: int, newest: int, size_words: int, overlap: int) -> int:

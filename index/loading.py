@@ -11,15 +11,17 @@ import codecs
 import json
 import os
 import re
-import unicodedata
+import stat
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from index.documents import DocumentKind, RawDocument, Skipped
 from index.errors import UnreadableFileError
+from index.sources import DEFAULT_LIMITS, ReadLimits, Source, SourceReader
 from index.text import normalize
 
 KINDS: dict[str, DocumentKind] = {
@@ -48,10 +50,22 @@ _DATE_META = (
     'meta[name="date"]',
 )
 _BINARY_CONTROL_SHARE = 0.05
+# Control characters (Unicode category Cc) other than tab, line feed, form feed and carriage return.
+_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f]")
+# UTF-32 first: its little-endian BOM begins with UTF-16's.
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"),
+)
+_SNIFF_BYTES = 4096
+_META_CHARSET = re.compile(rb"""<meta\b[^>]*?charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
+_XML_ENCODING = re.compile(rb"""\s*<\?xml\b[^>]*?\bencoding\s*=\s*["']([A-Za-z0-9_.:-]+)["']""", re.IGNORECASE)
+# Labels browsers read as another encoding than Python's codec of that name (WHATWG Encoding standard).
+_WEB_ALIASES = {"iso-8859-1": "cp1252", "latin1": "cp1252", "latin-1": "cp1252", "us-ascii": "cp1252", "ascii": "cp1252"}
 _WHITESPACE = re.compile(r"\s+")
 
 
-def load_documents(paths: Iterable[Path]) -> tuple[list[RawDocument], list[Skipped]]:
+def load_documents(paths: Iterable[Path], limits: ReadLimits = DEFAULT_LIMITS) -> tuple[list[RawDocument], list[Skipped]]:
     """Read every supported file under `paths` (folders recursively, in sorted order).
 
     Returns the documents and the inputs that were skipped, each with a reason. File documents are
@@ -59,41 +73,114 @@ def load_documents(paths: Iterable[Path]) -> tuple[list[RawDocument], list[Skipp
     folder given. Hidden files and folders (`.git`, `.DS_Store`) are ignored silently.
     """
     files, skipped = _collect_files(paths)
-    ids = _file_ids(files)
     documents: list[RawDocument] = []
-    seen_ids: set[str] = set()
-    for (path, _root), doc_id in zip(files, ids):
-        try:
-            loaded = read_document_file(path, doc_id=doc_id)
-        except UnreadableFileError as error:
-            skipped.append(Skipped(str(path), str(error)))
-            continue
-        for item in loaded:
-            if isinstance(item, Skipped):
-                skipped.append(item)
-            elif item.doc_id in seen_ids:
-                skipped.append(Skipped(str(path), f"duplicate id {item.doc_id!r}: already read from another input"))
-            else:
-                seen_ids.add(item.doc_id)
-                documents.append(item)
+    for item in _read_files(files, limits):
+        (skipped if isinstance(item, Skipped) else documents).append(item)
     return documents, skipped
 
 
-def read_document_file(path: Path, *, doc_id: str | None = None) -> list[RawDocument | Skipped]:
+def read_folder(source: Source, limits: ReadLimits) -> Iterator[RawDocument | Skipped]:
+    """The documents of a folder source, one file at a time."""
+    files, skipped = _collect_files([Path(source.locator)])
+    yield from skipped
+    yield from _read_files(files, limits)
+
+
+def read_file(source: Source, limits: ReadLimits) -> Iterator[RawDocument | Skipped]:
+    """The documents of a file source: one, or one per line of a `.jsonl` file."""
+    path = Path(source.locator)
+    yield from _read_files([(path, path.parent)], limits)
+
+
+FILE_READERS: dict[str, SourceReader] = {"folder": read_folder, "file": read_file}
+
+
+def _read_files(files: list[tuple[Path, Path]], limits: ReadLimits) -> Iterator[RawDocument | Skipped]:
+    seen_ids: set[str] = set()
+    for (path, _root), doc_id in zip(files, _file_ids(files)):
+        try:
+            for item in read_document_file(path, doc_id=doc_id, limits=limits):
+                if isinstance(item, RawDocument) and item.doc_id in seen_ids:
+                    yield Skipped(str(path), f"duplicate id {item.doc_id!r}: already read from another input")
+                    continue
+                if isinstance(item, RawDocument):
+                    seen_ids.add(item.doc_id)
+                yield item
+        except UnreadableFileError as error:
+            yield Skipped(str(path), str(error))
+
+
+def read_document_file(path: Path, *, doc_id: str | None = None,
+                       limits: ReadLimits = DEFAULT_LIMITS) -> Iterator[RawDocument | Skipped]:
     """Read one file into documents (several for `.jsonl`, with a `Skipped` for each bad line).
 
-    Raises UnreadableFileError, whose message is the reason, when the file cannot be used at all.
+    Raises UnreadableFileError, whose message is the reason, when the file cannot be used at all
+    (before yielding anything, except for a `.jsonl` file that turns unreadable midway).
     """
     kind = KINDS.get(path.suffix.lower())
     if kind is None:
         raise UnreadableFileError(f"unsupported file type {path.suffix or '(no extension)'!r}")
-    text = _read_text(path)
-    doc_id = doc_id or path.stem
+    handle, size = _open_regular_file(path)
     if kind == "jsonl":
-        return list(_jsonl_documents(path, text))
+        return _jsonl_documents(path, handle, limits)
+    with handle:
+        if size > limits.max_article_bytes:
+            raise UnreadableFileError(_too_large(size, limits))
+        data = handle.read(limits.max_article_bytes + 1)
+    if len(data) > limits.max_article_bytes:  # it grew while we looked
+        raise UnreadableFileError(_too_large(len(data), limits))
+    text = _decode(data, kind)
+    doc_id = doc_id or path.stem
     if kind == "html":
-        return [_html_document(path, text, doc_id)]
-    return [RawDocument(doc_id=doc_id, text=text, path=str(path), kind=kind)]
+        return iter([_html_document(path, text, doc_id)])
+    return iter([RawDocument(doc_id=doc_id, text=text, path=str(path), kind=kind)])
+
+
+def _too_large(size: int, limits: ReadLimits) -> str:
+    return (f"larger than the size cap per article ({size / 2**20:.1f} MB > {limits.max_article_bytes / 2**20:g} MB, "
+            "HOIDAP_MAX_ARTICLE_MB)")
+
+
+def _open_regular_file(path: Path) -> tuple[BinaryIO, int]:
+    """Open a regular file for reading; FIFOs, devices and sockets are refused without being opened.
+
+    Opening a FIFO blocks until a writer comes, and `/dev/zero` never ends: both would hang a run.
+    """
+    try:
+        info = os.stat(path)
+        if stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError(path)
+        if not stat.S_ISREG(info.st_mode):
+            raise UnreadableFileError(f"not a regular file ({_file_type(info.st_mode)}): not read")
+        # O_NONBLOCK: should a FIFO replace the file between stat and open, opening it still returns at once.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        reason = "broken symbolic link" if path.is_symlink() else "no such file"
+        raise UnreadableFileError(f"unreadable: {reason}") from None
+    except IsADirectoryError:
+        raise UnreadableFileError("unreadable: is a folder, not a file") from None
+    except PermissionError:
+        raise UnreadableFileError("unreadable: permission denied") from None
+    except OSError as error:
+        raise UnreadableFileError(f"unreadable: {error.strerror or error}") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise UnreadableFileError(f"not a regular file ({_file_type(info.st_mode)}): not read")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb"), info.st_size
+
+
+def _file_type(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISCHR(mode):
+        return "a character device"
+    if stat.S_ISBLK(mode):
+        return "a block device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a folder" if stat.S_ISDIR(mode) else "not a file"
 
 
 def _collect_files(paths: Iterable[Path]) -> tuple[list[tuple[Path, Path]], list[Skipped]]:
@@ -141,36 +228,66 @@ def _file_ids(files: list[tuple[Path, Path]]) -> list[str]:
     ]
 
 
-def _read_text(path: Path) -> str:
-    """Decode a file as UTF-8 (with or without BOM) or BOM-marked UTF-16, normalised to NFC."""
+def detect_encoding(data: bytes, kind: DocumentKind) -> str:
+    """The encoding of a file: its BOM, else UTF-16 recognised by its NUL bytes, else what the page
+    declares (`<meta charset>`, the XML declaration), else UTF-8."""
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            return encoding
+    head = data[:_SNIFF_BYTES]
+    if (utf16 := _utf16_by_nul_bytes(head)) is not None:
+        return utf16
+    if kind == "html" and (declared := _declared_encoding(head)) is not None:
+        return declared
+    return "utf-8"
+
+
+def _utf16_by_nul_bytes(head: bytes) -> str | None:
+    """UTF-16 without a BOM: ASCII letters, digits and spaces give a NUL in every other byte, on one side."""
+    half = len(head) // 2
+    if half < 8:
+        return None
+    even, odd = head[0::2].count(0), head[1::2].count(0)
+    if odd >= 0.2 * half and even <= 0.02 * half:
+        return "utf-16-le"
+    if even >= 0.2 * half and odd <= 0.02 * half:
+        return "utf-16-be"
+    return None
+
+
+def _declared_encoding(head: bytes) -> str | None:
+    match = _XML_ENCODING.match(head) or _META_CHARSET.search(head)
+    if match is None:
+        return None
+    name = match.group(1).decode("ascii").lower()
+    name = _WEB_ALIASES.get(name, name)
     try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        reason = "broken symbolic link" if path.is_symlink() else "no such file"
-        raise UnreadableFileError(f"unreadable: {reason}") from None
-    except IsADirectoryError:
-        raise UnreadableFileError("unreadable: is a folder, not a file") from None
-    except PermissionError:
-        raise UnreadableFileError("unreadable: permission denied") from None
-    except OSError as error:
-        raise UnreadableFileError(f"unreadable: {error.strerror or error}") from None
+        return codecs.lookup(name).name
+    except LookupError:
+        return None
+
+
+def _decode(data: bytes, kind: DocumentKind) -> str:
+    """Decode a file in its detected encoding, refuse binary data, normalise to NFC."""
     if not data.strip():
         raise UnreadableFileError("empty file")
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        encoding = "utf-16"
-    elif b"\x00" in data:
-        raise UnreadableFileError("binary file (contains NUL bytes), not text")
-    else:
+    encoding = detect_encoding(data, kind)
+    if encoding == "utf-8":
+        if b"\x00" in data:
+            raise UnreadableFileError("binary file (contains NUL bytes), not text")
         encoding = "utf-8-sig"
     try:
         text = data.decode(encoding)
     except UnicodeDecodeError as error:
-        raise UnreadableFileError(
-            f"not UTF-8 text (undecodable byte at offset {error.start}); save it as UTF-8 and index again"
-        ) from None
+        if encoding == "utf-8-sig":
+            raise UnreadableFileError(
+                f"not UTF-8 text (undecodable byte at offset {error.start}), and no BOM, <meta charset> or XML "
+                "declaration names another encoding; save it as UTF-8 and index again"
+            ) from None
+        raise UnreadableFileError(f"not valid {encoding} text (undecodable byte at offset {error.start})") from None
     if "\x00" in text:  # a UTF-16 file holding U+0000: binary, as a UTF-8 one with a NUL byte is
         raise UnreadableFileError("binary file (contains NUL characters), not text")
-    controls = sum(1 for ch in text if unicodedata.category(ch) == "Cc" and ch not in "\n\r\t\f")
+    controls = sum(1 for _ in _CONTROLS.finditer(text))
     if controls > _BINARY_CONTROL_SHARE * len(text):
         raise UnreadableFileError("binary file (mostly control characters), not text")
     text = normalize(text)
@@ -179,18 +296,41 @@ def _read_text(path: Path) -> str:
     return text
 
 
-def _jsonl_documents(path: Path, text: str) -> Iterator[RawDocument | Skipped]:
+def _jsonl_documents(path: Path, handle: BinaryIO, limits: ReadLimits) -> Iterator[RawDocument | Skipped]:
+    """One record per line, read a line at a time: a huge corpus file never sits in memory whole."""
     # Records end at "\n" only: `splitlines` would also cut at U+2028, U+0085 and the like, which JSON
     # allows raw inside strings (`json.dumps(..., ensure_ascii=False)` writes them so).
-    for number, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            yield _jsonl_record(path, json.loads(line))
-        except json.JSONDecodeError as error:
-            yield Skipped(str(path), f"line {number}: invalid JSON ({error.msg})")
-        except ValueError as error:
-            yield Skipped(str(path), f"line {number}: {error}")
+    with handle:
+        number = records = 0
+        while True:
+            line = handle.readline(limits.max_article_bytes + 1)
+            if not line:
+                break
+            number += 1
+            if len(line) > limits.max_article_bytes and not line.endswith(b"\n"):
+                _skip_rest_of_line(handle)
+                yield Skipped(str(path), f"line {number}: {_too_large(len(line), limits)}")
+                continue
+            if number == 1 and line.startswith(codecs.BOM_UTF8):
+                line = line[len(codecs.BOM_UTF8):]
+            if not line.strip():
+                continue
+            records += 1
+            try:
+                yield _jsonl_record(path, json.loads(line.decode("utf-8")))
+            except UnicodeDecodeError as error:
+                yield Skipped(str(path), f"line {number}: not UTF-8 (undecodable byte at offset {error.start})")
+            except json.JSONDecodeError as error:
+                yield Skipped(str(path), f"line {number}: invalid JSON ({error.msg})")
+            except ValueError as error:
+                yield Skipped(str(path), f"line {number}: {error}")
+    if not records:
+        yield Skipped(str(path), "empty file")
+
+
+def _skip_rest_of_line(handle: BinaryIO) -> None:
+    while (piece := handle.readline(1 << 20)) and not piece.endswith(b"\n"):
+        pass
 
 
 def _jsonl_record(path: Path, record: object) -> RawDocument:

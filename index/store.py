@@ -3,12 +3,15 @@
 Layout of `index_dir` (a symlink to the current generation, swapped atomically by the indexer):
     manifest.json   schema version, embedding model and weights hash, dimension, chunk settings
     vectors.faiss   faiss.write_index of IndexFlatIP or IndexHNSWFlat; row i is chunk_id i
-    store.sqlite3   articles and chunks
+    store.sqlite3   articles and chunks; the sources the index syncs, and which source yielded each article
+                    (an index written before sources were remembered has neither table: each of its
+                    articles counts as coming from its own file)
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -20,6 +23,7 @@ import numpy as np
 
 from index.embedding import ModelIdentity
 from index.errors import IndexCorruptError, IndexMissingError, ModelMismatchError
+from index.sources import Source
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -50,6 +54,17 @@ CREATE TABLE chunks (
     text TEXT NOT NULL
 );
 CREATE INDEX chunks_by_article ON chunks(article_id, ordinal);
+CREATE TABLE sources (
+    kind TEXT NOT NULL,
+    locator TEXT NOT NULL,
+    PRIMARY KEY (kind, locator)
+);
+CREATE TABLE article_sources (
+    article_id TEXT NOT NULL REFERENCES articles(article_id),
+    kind TEXT NOT NULL,
+    locator TEXT NOT NULL,
+    PRIMARY KEY (article_id, kind, locator)
+);
 """
 
 
@@ -228,6 +243,33 @@ class IndexStore:
                 yield ChunkRecord(**dict(row))
             last = rows[-1]["chunk_id"]
 
+    def chunk_rows(self, article_id: str) -> list[ChunkRecord]:
+        """The chunks of one article, in order."""
+        rows = self._query("SELECT * FROM chunks WHERE article_id = ? ORDER BY ordinal", (article_id,))
+        return [ChunkRecord(**dict(row)) for row in rows]
+
+    def sources(self) -> list[Source]:
+        """The sources this index syncs, in order."""
+        if not self._has_table("sources"):
+            return sorted({Source("file", path) for path in self._article_paths().values()})
+        return [Source(row["kind"], row["locator"]) for row in self._query("SELECT kind, locator FROM sources ORDER BY kind, locator")]
+
+    def claims(self) -> dict[str, set[Source]]:
+        """For each article, the sources that yielded it."""
+        if not self._has_table("article_sources"):
+            return {article_id: {Source("file", path)} for article_id, path in self._article_paths().items()}
+        claims: dict[str, set[Source]] = {}
+        for row in self._query("SELECT article_id, kind, locator FROM article_sources"):
+            claims.setdefault(row["article_id"], set()).add(Source(row["kind"], row["locator"]))
+        return claims
+
+    def _article_paths(self) -> dict[str, str]:
+        rows = self._query("SELECT article_id, path FROM articles WHERE path IS NOT NULL")
+        return {row["article_id"]: os.path.abspath(row["path"]) for row in rows}
+
+    def _has_table(self, name: str) -> bool:
+        return bool(self._query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)))
+
     def chunk(self, chunk_id: int) -> ChunkRecord:
         rows = self._query("SELECT * FROM chunks WHERE chunk_id = ?", (chunk_id,))
         if not rows:
@@ -240,6 +282,12 @@ class IndexStore:
             return [[] for _ in range(len(query_vectors))]
         scores, ids = self._vectors.search(np.ascontiguousarray(query_vectors, dtype=np.float32), min(k, self._vectors.ntotal))
         return [[(int(i), float(s)) for i, s in zip(row_ids, row_scores) if i >= 0] for row_ids, row_scores in zip(ids, scores)]
+
+    def vectors_of(self, chunk_ids: list[int]) -> np.ndarray:
+        """The stored vectors of these chunks, in the order given."""
+        if not chunk_ids:
+            return np.zeros((0, self.manifest.dim), dtype=np.float32)
+        return self._vectors.reconstruct_batch(np.asarray(chunk_ids, dtype=np.int64))
 
     def vectors(self) -> np.ndarray:
         """All stored vectors in chunk_id order (used to carry unchanged articles into a new generation)."""

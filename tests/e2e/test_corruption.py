@@ -125,7 +125,7 @@ def test_rebuild_repairs_a_damaged_index(damaged_copy, name: str) -> None:
     rebuilt = run_cli(["index", "--rebuild"], settings)
     assert rebuilt.returncode == 0, rebuilt.stderr
     check = run_cli(["index", "--check"], settings)
-    assert check.returncode == 0 and check.stdout.startswith("index OK: 5 articles"), (check.stdout, check.stderr)
+    assert check.returncode == 0 and check.stdout.startswith("chỉ mục ổn: 5 articles"), (check.stdout, check.stderr)
     _assert_answers(settings)
 
 
@@ -134,9 +134,9 @@ def test_plain_index_replaces_a_damaged_index(damaged_copy, name: str) -> None:
     settings = damaged_copy(name)
     synced = run_cli(["index"], settings)
     assert synced.returncode == 0, synced.stderr
-    assert "full rebuild: previous index" in synced.stdout and "added 5" in synced.stdout, synced.stdout
+    assert "dựng lại toàn bộ: previous index" in synced.stdout and "thêm 5" in synced.stdout, synced.stdout
     check = run_cli(["index", "--check"], settings)
-    assert check.returncode == 0 and check.stdout.startswith("index OK: 5 articles"), (check.stdout, check.stderr)
+    assert check.returncode == 0 and check.stdout.startswith("chỉ mục ổn: 5 articles"), (check.stdout, check.stderr)
 
 
 def test_index_check_names_subtle_damage_that_opening_misses(index_copy: Settings) -> None:
@@ -146,7 +146,7 @@ def test_index_check_names_subtle_damage_that_opening_misses(index_copy: Setting
     database.commit()
     database.close()
     check = run_cli(["index", "--check"], settings)
-    _assert_one_clear_error(check, "index damaged:", "chunk ids [3]", REBUILD)
+    _assert_one_clear_error(check, "chỉ mục hỏng:", "chunk ids [3]", "hoidap index --rebuild")
     assert check.stdout == ""
 
 

@@ -40,23 +40,23 @@ def test_build_then_sync_embeds_only_changes(tmp_path: Path, models_dir: Path, c
     settings = make_settings(tmp_path / "data", models_dir)
     first = run_cli(["index", str(corpus)], settings)
     assert first.returncode == 0, first.stderr
-    assert "added 5, updated 0, removed 0, unchanged 0" in first.stdout
+    assert "thêm 5, cập nhật 0, xoá 0, giữ nguyên 0" in first.stdout
     built = _articles(settings)
     assert len(built) == 5 and all(n > 0 for n in built.values())
 
     again = run_cli(["index", str(corpus)], settings)
     assert again.returncode == 0, again.stderr
-    assert "unchanged 5" in again.stdout and "0 chunks embedded" in again.stdout
+    assert "giữ nguyên 5" in again.stdout and "đã nhúng 0 đoạn" in again.stdout
 
     changed = corpus / "004_8775d9b0c7bf92f4.txt"
     changed.write_text(changed.read_text(encoding="utf-8") + "\nĐoạn bổ sung để kiểm tra cập nhật.\n", encoding="utf-8")
     (corpus / "000_4ba1eb3306e6e18e.txt").unlink()
     synced = run_cli(["index", str(corpus)], settings)
     assert synced.returncode == 0, synced.stderr
-    assert "added 0, updated 1, removed 1, unchanged 3" in synced.stdout
+    assert "thêm 0, cập nhật 1, xoá 1, giữ nguyên 3" in synced.stdout
     after = _articles(settings)
     assert set(after) == set(built) - {"000_4ba1eb3306e6e18e"}
-    embedded = int(synced.stdout.split(" chunks embedded")[0].rsplit(" ", 1)[1])
+    embedded = int(synced.stdout.split("đã nhúng ")[1].split(" ")[0])
     assert embedded == after["004_8775d9b0c7bf92f4"]
 
     store = IndexStore.open(settings.index_dir)
@@ -153,7 +153,7 @@ def test_bad_files_are_skipped_with_reasons(tmp_path: Path, models_dir: Path, co
     assert result.returncode == 0, result.stderr
     for name in ("empty.txt", "binary.txt", "latin1.txt", "broken.jsonl"):
         assert name in result.stdout
-    assert "added 6" in result.stdout  # the five articles and the valid jsonl line
+    assert "thêm 6" in result.stdout  # the five articles and the valid jsonl line
     assert set(_articles(settings)) >= {"j1", "004_8775d9b0c7bf92f4"}
     manifest = json.loads((settings.index_dir / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["embedding_model"] == "multilingual-e5-small" and manifest["dim"] == 384

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import json
 import unicodedata
 from pathlib import Path
@@ -204,14 +206,14 @@ def test_a_file_without_read_permission_is_skipped(tmp_path: Path, monkeypatch: 
     locked = tmp_path / "locked.txt"
     locked.write_text("bí mật", encoding="utf-8")
     (tmp_path / "open.txt").write_text("Công khai.", encoding="utf-8")
-    real_read_bytes = Path.read_bytes
+    real_open = os.open
 
-    def read_bytes(self: Path) -> bytes:
-        if self.name == "locked.txt":
-            raise PermissionError(13, "Permission denied", str(self))
-        return real_read_bytes(self)
+    def refusing_open(path, flags, *args):
+        if Path(path).name == "locked.txt":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, *args)
 
-    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    monkeypatch.setattr(os, "open", refusing_open)
     documents, skipped = load_documents([tmp_path])
     assert [d.doc_id for d in documents] == ["open"]
     assert skipped == [Skipped(str(locked), "unreadable: permission denied")]
