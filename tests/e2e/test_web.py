@@ -73,9 +73,9 @@ def test_sync_indexes_exactly_the_allowed_articles_with_a_reason_for_each_other(
     assert "74.127" in indexed[site.url("/thoi-su/bai-4.html")]
     assert "Ý kiến bạn đọc" not in indexed[site.url("/thoi-su/bai-0.html")]  # comments are not the article
     assert "Quảng cáo" not in "".join(indexed.values())
-    assert "added 3, updated 0, removed 0" in first.stdout
-    reasons = {line.split(": ", 1)[0].removeprefix("  skipped "): line.split(": ", 1)[1]
-               for line in first.stdout.splitlines() if line.startswith("  skipped ")}
+    assert "thêm 3, cập nhật 0, xoá 0" in first.stdout
+    reasons = {line.split(": ", 1)[0].removeprefix("  bỏ qua "): line.split(": ", 1)[1]
+               for line in first.stdout.splitlines() if line.startswith("  bỏ qua ")}
     assert reasons[site.url("/noi-bo/bai-2.html")].startswith("disallowed by robots.txt")
     assert reasons[site.url("/cham/bai-3.html")].startswith("timed out after 1.5 s")
     assert reasons[site.url("/loi/bai-loi.html")].startswith("HTTP 500")
@@ -96,7 +96,7 @@ def test_second_sync_makes_only_conditional_requests_and_embeds_nothing(synced: 
     requests = site.requests_since(before)
     assert {r.path for r in requests} == {"/robots.txt", "/rss/tin-moi.rss", "/sitemap.xml"}
     assert all(r.conditional and r.status == 304 for r in requests), requests
-    assert "added 0, updated 0, removed 0" in second.stdout and " 0 chunks embedded" in second.stdout
+    assert "thêm 0, cập nhật 0, xoá 0" in second.stdout and "đã nhúng 0 đoạn" in second.stdout
     assert len(_indexed(synced["settings"])) == 3
 
 
@@ -123,7 +123,7 @@ def test_an_updated_article_replaces_its_old_version_and_a_vanished_item_stays(s
     finally:
         site.routes.update(original)  # the site as the other tests know it
     assert third.returncode == 0, third.stderr
-    assert "added 0, updated 1, removed 0" in third.stdout
+    assert "thêm 0, cập nhật 1, xoá 0" in third.stdout
     indexed = _indexed(synced["settings"])
     assert "Chiều ngày 29/10" in indexed[site.url(page)] and "Sáng ngày 29/10" not in indexed[site.url(page)]
     assert len(indexed) == 3
@@ -135,7 +135,7 @@ def test_an_updated_article_replaces_its_old_version_and_a_vanished_item_stays(s
 def test_indexing_files_keeps_the_articles_from_the_web(synced: dict, site: NewsSite) -> None:
     result = run_cli(["index", str(BUNDLED_CORPUS)], synced["settings"])
     assert result.returncode == 0, result.stderr
-    assert "added 5, updated 0, removed 0" in result.stdout
+    assert "thêm 5, cập nhật 0, xoá 0" in result.stdout
     store = IndexStore.open(synced["settings"].index_dir)
     urls = [article.url for article in store.articles()]
     store.close()
@@ -148,7 +148,7 @@ def test_hoidap_index_url_indexes_a_page_under_its_canonical_url(site: NewsSite,
     settings.data_dir.mkdir(parents=True)
     result = run_cli(["index", site.url("/amp/bai-4.html")], settings, **FETCH_ENV)
     assert result.returncode == 0, result.stderr
-    assert "added 1," in result.stdout
+    assert "thêm 1," in result.stdout
     assert list(_indexed(settings)) == [site.url("/thoi-su/bai-4.html")]
 
 
@@ -218,15 +218,15 @@ def test_telegram_admin_adds_a_page_and_others_are_refused(site: NewsSite, tmp_p
             listing = lan.wait_reply(lan.say("/sources"), timeout=60)
             stop(process)
     assert refused.text.startswith("Xin lỗi, chỉ quản trị viên") and refused_feeds.text == refused.text
-    assert "added 1, updated 0, removed 0" in done.text and "index: 6 articles" in done.text
+    assert "thêm 1, cập nhật 0, xoá 0" in done.text and "chỉ mục: 6 bài" in done.text
     assert f"following feed {site.url('/rss/tin-moi.rss')}" in feed_done.text
-    assert "added 2" in feed_done.text and "disallowed by robots.txt" in feed_done.text
+    assert "thêm 2" in feed_done.text and "disallowed by robots.txt" in feed_done.text
     assert "Báo Ấp Bắc - Tin mới" in feeds.text and site.url("/rss/tin-moi.rss") in feeds.text
     assert "Các bài báo đã lập chỉ mục (8)" in listing.text  # the running bot answers from the new index
 
 
 def _summary_or_failure(message) -> bool:
-    return "added" in message.text or message.text.startswith("Không thêm được")
+    return "giữ nguyên" in message.text or message.text.startswith("Không thêm được")
 
 
 def test_feeds_remove_stops_following(site: NewsSite, tmp_path: Path, models_dir: Path) -> None:
