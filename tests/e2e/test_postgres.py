@@ -44,7 +44,7 @@ def pg_settings(tmp_path_factory: pytest.TempPathFactory, models_dir: Path, post
     settings.data_dir.mkdir(parents=True)
     first = run_cli(["index", str(BUNDLED_CORPUS)], settings, HOIDAP_DATABASE_URL=postgres_url)
     assert first.returncode == 0, first.stderr
-    assert "added 5, updated 0, removed 0, unchanged 0" in first.stdout
+    assert "thêm 5, cập nhật 0, xoá 0, giữ nguyên 0" in first.stdout
     return settings, postgres_url
 
 
@@ -130,12 +130,12 @@ def test_second_sync_embeds_nothing_and_sources_lists_the_articles(pg_settings) 
     settings, url = pg_settings
     again = run_cli(["index", str(BUNDLED_CORPUS)], settings, HOIDAP_DATABASE_URL=url)
     assert again.returncode == 0, again.stderr
-    assert "unchanged 5" in again.stdout and "0 chunks embedded" in again.stdout
+    assert "giữ nguyên 5" in again.stdout and "đã nhúng 0 đoạn" in again.stdout
     listing = run_cli(["sources"], settings, HOIDAP_DATABASE_URL=url)
     assert listing.returncode == 0, listing.stderr
     assert "Đảng ủy Khối các cơ quan tỉnh triển khai nhiệm vụ cuối năm 2019" in listing.stdout
     check = run_cli(["index", "--check"], settings, HOIDAP_DATABASE_URL=url)
-    assert check.returncode == 0 and "index OK: 5 articles" in check.stdout, check.stderr
+    assert check.returncode == 0 and "chỉ mục ổn: 5 articles" in check.stdout, check.stderr
 
 
 def test_changed_and_removed_articles_are_synced(postgres_cluster, models_dir: Path, tmp_path: Path) -> None:
@@ -149,12 +149,12 @@ def test_changed_and_removed_articles_are_synced(postgres_cluster, models_dir: P
     (corpus / "000_4ba1eb3306e6e18e.txt").unlink()
     synced = run_cli(["index", str(corpus)], settings, HOIDAP_DATABASE_URL=url)
     assert synced.returncode == 0, synced.stderr
-    assert "added 0, updated 1, removed 1, unchanged 3" in synced.stdout
+    assert "thêm 0, cập nhật 1, xoá 1, giữ nguyên 3" in synced.stdout
     store = PostgresStore.open(url)
     try:
         counts = {a.article_id: a.n_chunks for a in store.articles()}
         assert "000_4ba1eb3306e6e18e" not in counts and len(counts) == 4
-        embedded = int(synced.stdout.split(" chunks embedded")[0].rsplit(" ", 1)[1])
+        embedded = int(synced.stdout.split("đã nhúng ")[1].split(" ")[0])
         assert embedded == counts[ARTICLE_2023]
         assert store.verify() == []
     finally:
@@ -179,7 +179,7 @@ def test_migrate_copies_the_embedded_index_without_embedding(postgres_cluster, b
         embedded.close()
     # The copied hashes and vectors count as the current index: a sync embeds nothing.
     synced = run_cli(["index", str(BUNDLED_CORPUS)], built_index_settings, HOIDAP_DATABASE_URL=url)
-    assert "unchanged 5" in synced.stdout and "0 chunks embedded" in synced.stdout, synced.stderr
+    assert "giữ nguyên 5" in synced.stdout and "đã nhúng 0 đoạn" in synced.stdout, synced.stderr
     again = run_cli(["migrate", "--to", url], built_index_settings)
     assert again.returncode == 1 and "--replace" in again.stderr and "Traceback" not in again.stderr
 
@@ -213,7 +213,7 @@ def test_other_embedding_model_is_refused(pg_settings, tmp_path: Path, models_di
         assert "was built with embedding model" in result.stderr and "Traceback" not in result.stderr
     # Nothing was changed by the refused sync.
     again = run_cli(["index", str(BUNDLED_CORPUS)], settings, HOIDAP_DATABASE_URL=url)
-    assert "unchanged 5" in again.stdout, again.stderr
+    assert "giữ nguyên 5" in again.stdout, again.stderr
 
 
 def test_kill_during_sync_leaves_the_previous_state(postgres_cluster, models_dir: Path, tmp_path: Path) -> None:
@@ -244,7 +244,7 @@ def test_kill_during_sync_leaves_the_previous_state(postgres_cluster, models_dir
         store.close()
     finished = run_cli(["index", str(corpus)], settings, HOIDAP_DATABASE_URL=url)
     assert finished.returncode == 0, finished.stderr
-    assert "added 150" in finished.stdout and "unchanged 5" in finished.stdout
+    assert "thêm 150" in finished.stdout and "giữ nguyên 5" in finished.stdout
 
 
 @pytest.fixture(scope="module")
