@@ -52,6 +52,7 @@ class NewsSite:
         self.articles = bundled_articles(corpus)
         self.requests: list[Request] = []
         self._lock = threading.Lock()
+        self._in_flight = 0  # requests being answered (a slow page is recorded only when it has been)
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -94,6 +95,16 @@ class NewsSite:
     def __exit__(self, *exc: object) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+    def settled(self, timeout: float = 2 * SLOW_SECONDS) -> int:
+        """The number of requests recorded once none is still being answered (an earlier test's slow
+        page would otherwise be recorded during the next test)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                if self._in_flight == 0 or time.monotonic() > deadline:
+                    return len(self.requests)
+            time.sleep(0.05)
 
     def requests_since(self, start: int) -> list[Request]:
         with self._lock:
@@ -146,8 +157,16 @@ class NewsSite:
                 return
 
             def do_GET(self) -> None:
-                status = self._answer()
                 with site._lock:
+                    site._in_flight += 1
+                try:
+                    status = self._answer()
+                except BaseException:
+                    with site._lock:
+                        site._in_flight -= 1
+                    raise
+                with site._lock:
+                    site._in_flight -= 1
                     site.requests.append(Request(self.path, status, self.headers.get("If-None-Match"),
                                                  self.headers.get("If-Modified-Since"), self.headers.get("User-Agent")))
 

@@ -41,7 +41,7 @@ def synced(site: NewsSite, tmp_path_factory: pytest.TempPathFactory, models_dir:
     settings.data_dir.mkdir(parents=True)
     added_site = run_cli(["feeds", "add", site.url("/")], settings, **FETCH_ENV)
     added_sitemap = run_cli(["feeds", "add", site.url("/sitemap.xml")], settings, **FETCH_ENV)
-    before = len(site.requests)
+    before = site.settled()
     first = run_cli(["sync"], settings, **FETCH_ENV)
     return {"settings": settings, "added_site": added_site, "added_sitemap": added_sitemap, "first": first,
             "first_requests": site.requests_since(before)}
@@ -90,7 +90,7 @@ def test_sync_indexes_exactly_the_allowed_articles_with_a_reason_for_each_other(
 
 
 def test_second_sync_makes_only_conditional_requests_and_embeds_nothing(synced: dict, site: NewsSite) -> None:
-    before = len(site.requests)
+    before = site.settled()
     second = run_cli(["sync"], synced["settings"], **FETCH_ENV)
     assert second.returncode == 0, second.stderr
     requests = site.requests_since(before)
@@ -117,7 +117,7 @@ def test_an_updated_article_replaces_its_old_version_and_a_vanished_item_stays(s
     content_type, body = site.routes[page]
     site.routes[page] = (content_type, body.replace("Sáng ngày 29/10".encode(), "Chiều ngày 29/10".encode()))
     site.routes[feed] = (site.routes[feed][0], re.sub(rb"<item><title>Tin 1</title>.*?</item>", b"", site.routes[feed][1]))
-    before = len(site.requests)
+    before = site.settled()
     try:
         third = run_cli(["sync"], synced["settings"], **FETCH_ENV)
     finally:
@@ -182,7 +182,7 @@ def test_the_telegram_refresh_syncs_the_feeds_on_its_schedule(site: NewsSite, tm
 def test_private_addresses_are_refused_without_the_setting(site: NewsSite, tmp_path: Path, models_dir: Path) -> None:
     settings = make_settings(tmp_path / "data", models_dir)
     settings.data_dir.mkdir(parents=True)
-    before = len(site.requests)
+    before = site.settled()
     added = run_cli(["feeds", "add", site.url("/")], settings)
     indexed = run_cli(["index", site.url("/thoi-su/bai-0.html")], settings)
     assert added.returncode == 1 and "từ chối" in added.stderr and "HOIDAP_FETCH_ALLOW_PRIVATE" in added.stderr
