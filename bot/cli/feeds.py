@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated
 
@@ -10,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from bot.cli.app import app, err, load_settings, run, tr
+from bot.cli.app import app, err, language, load_settings, run, tr
 from bot.cli.indexing import embedding_progress, print_summary
 from bot.settings import parse_interval
 from index.errors import HoidapError
@@ -94,18 +95,36 @@ def sync_command(
 
         settings = load_settings()
         interval = _interval(every) if every else None
-        while True:
+
+        def sync_once() -> None:
             with embedding_progress() as progress, web_source(settings, progress) as web:
                 if not web.followed():
                     raise HoidapError("No feeds followed yet: add one with `hoidap feeds add URL`.",
                                       vi="Chưa theo dõi nguồn tin nào: thêm bằng `hoidap feeds add URL`.")
                 print_summary(web.sync(), settings)
-            if interval is None:
-                return 0
-            err.print(tr(f"lần đồng bộ tiếp theo sau {every}; Ctrl-C để dừng", f"next sync in {every}; Ctrl-C to stop"))
-            time.sleep(interval)
+
+        if interval is None:
+            sync_once()
+            return 0
+        keep_syncing(sync_once, interval, every or "", sleep=time.sleep)
+        return 0
 
     run(action)
+
+
+def keep_syncing(sync_once: Callable[[], None], interval: float, every: str, *,
+                 sleep: Callable[[float], None], rounds: int | None = None) -> None:
+    """`hoidap sync --every`: a round that fails (a site or the network down, no feed yet) is reported
+    and the next round comes at its time; only Ctrl-C ends it. `rounds` bounds it (for tests)."""
+    done = 0
+    while rounds is None or done < rounds:
+        try:
+            sync_once()
+        except HoidapError as error:
+            err.print(f"[bold red]{tr('lỗi', 'error')}:[/] {error.in_language(language())}", highlight=False)
+        done += 1
+        err.print(tr(f"lần đồng bộ tiếp theo sau {every}; Ctrl-C để dừng", f"next sync in {every}; Ctrl-C to stop"))
+        sleep(interval)
 
 
 def _interval(text: str) -> float:

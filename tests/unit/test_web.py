@@ -261,3 +261,23 @@ def test_a_home_page_without_feed_links_is_followed_through_its_robots_sitemap_o
     with pytest.raises(HoidapError, match="announces no feed"):
         WebSource(web, registry, _Recorder()).add_source("http://news.example/")
     registry.close()
+
+
+def test_sync_every_reports_a_failed_round_and_goes_on(capsys: pytest.CaptureFixture[str]) -> None:
+    from bot.cli.feeds import keep_syncing
+    from index.errors import HoidapError
+
+    outcomes = iter([HoidapError("the site is down", vi="trang không truy cập được"), None, None])
+    calls: list[str] = []
+    pauses: list[float] = []
+
+    def sync_once() -> None:
+        calls.append("sync")
+        outcome = next(outcomes)
+        if outcome is not None:
+            raise outcome
+
+    keep_syncing(sync_once, 1800.0, "30m", sleep=pauses.append, rounds=3)
+    assert calls == ["sync", "sync", "sync"] and pauses == [1800.0, 1800.0, 1800.0]
+    err = " ".join(capsys.readouterr().err.split())
+    assert err.count("lỗi: trang không truy cập được") == 1 and err.count("lần đồng bộ tiếp theo sau 30m") == 3
