@@ -169,7 +169,7 @@ def _index_corpus(settings: Settings, embedder: Embedder, corpus: Path, index_di
         summary = sync(settings, [corpus], index_dir=index_dir, embedder=embedder, confirm=lambda _: True,
                        progress=lambda stage, done, total: advance(done, total) if stage == "embedding" else None)
     for skipped in summary.skipped:
-        status.print(tr(f"bỏ qua {skipped.path}: {skipped.reason}", f"skipped {skipped.path}: {skipped.reason}"),
+        status.print(tr(f"bỏ qua {skipped.path}: {skipped.in_language('vi')}", f"skipped {skipped.path}: {skipped.reason}"),
                      highlight=False, markup=False)
     if summary.chunks_embedded:
         where = store_location(settings, index_dir)

@@ -63,3 +63,7 @@ class Skipped:
 
     path: str
     reason: str
+    vi: str | None = None  # the reason in Vietnamese, which the CLI shows by default
+
+    def in_language(self, language: str) -> str:
+        return self.vi if language == "vi" and self.vi else self.reason

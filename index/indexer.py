@@ -339,8 +339,10 @@ def _scan(targets: list[Source], remembered: list[Source], old: dict[str, Articl
                 yielded[source] = set()
             else:
                 count = sum(1 for claimed in old_claims.values() if source in claimed)
-                summary.skipped.append(Skipped(source.locator, f"source no longer exists; its {count} article(s) are kept "
-                                                               "(`hoidap index --prune` removes them)"))
+                summary.skipped.append(Skipped(
+                    source.locator, f"source no longer exists; its {count} article(s) are kept "
+                                    "(`hoidap index --prune` removes them)",
+                    vi=f"nguồn không còn nữa; {count} bài của nó vẫn được giữ (`hoidap index --prune` để xoá)"))
             continue
         synced.append(source)
         yielded[source] = set()
@@ -376,7 +378,8 @@ def _claimed_elsewhere(doc: RawDocument, seen: dict[str, _Seen], old: dict[str, 
         return False
     if other is not None and doc.path is not None and os.path.abspath(other) == os.path.abspath(doc.path):
         return False  # the same file, reached through two sources (a folder and a file inside it)
-    summary.skipped.append(Skipped(doc.path or doc.doc_id, f"duplicate article id {doc.doc_id!r}: already indexed from {other}"))
+    summary.skipped.append(Skipped(doc.path or doc.doc_id, f"duplicate article id {doc.doc_id!r}: already indexed from {other}",
+                                   vi=f"trùng mã bài {doc.doc_id!r}: đã có trong chỉ mục từ {other}"))
     return True
 
 
@@ -387,7 +390,8 @@ def _unique(documents: list[RawDocument], summary: SyncSummary) -> list[RawDocum
     unique = []
     for doc in documents:
         if doc.doc_id in seen:
-            summary.skipped.append(Skipped(doc.path or doc.doc_id, f"duplicate article id {doc.doc_id!r}"))
+            summary.skipped.append(Skipped(doc.path or doc.doc_id, f"duplicate article id {doc.doc_id!r}",
+                                           vi=f"trùng mã bài {doc.doc_id!r}"))
             continue
         seen.add(doc.doc_id)
         unique.append(doc)
@@ -402,7 +406,8 @@ def _prepare(documents: list[RawDocument], settings: ChunkSettings,
         article = clean_article(doc)
         pieces = split_into_chunks(article, size_words=settings.size_words, overlap_sentences=settings.overlap_sentences)
         if not pieces:
-            summary.skipped.append(Skipped(doc.path or doc.doc_id, "no text left after cleaning"))
+            summary.skipped.append(Skipped(doc.path or doc.doc_id, "no text left after cleaning",
+                                           vi="không còn chữ nào sau khi làm sạch"))
             for bucket in (summary.added, summary.updated):
                 if doc.doc_id in bucket:
                     bucket.remove(doc.doc_id)
@@ -495,7 +500,8 @@ class _GenerationWriter:
                 n_chunks = self._write_article(clean_article(item), content_hash(item))
                 summary.chunks_embedded += n_chunks
                 if n_chunks == 0:
-                    summary.skipped.append(Skipped(item.path or item.doc_id, "no text left after cleaning"))
+                    summary.skipped.append(Skipped(item.path or item.doc_id, "no text left after cleaning",
+                                                   vi="không còn chữ nào sau khi làm sạch"))
                 self.embedded_chars += len(item.text)
                 if self.progress:
                     self.progress("embedding", min(self.embedded_chars, self.total_chars), self.total_chars)

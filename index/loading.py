@@ -101,13 +101,14 @@ def _read_files(files: list[tuple[Path, Path]], limits: ReadLimits) -> Iterator[
         try:
             for item in read_document_file(path, doc_id=doc_id, limits=limits):
                 if isinstance(item, RawDocument) and item.doc_id in seen_ids:
-                    yield Skipped(str(path), f"duplicate id {item.doc_id!r}: already read from another input")
+                    yield Skipped(str(path), f"duplicate id {item.doc_id!r}: already read from another input",
+                                  vi=f"trùng mã {item.doc_id!r}: đã đọc từ một đầu vào khác")
                     continue
                 if isinstance(item, RawDocument):
                     seen_ids.add(item.doc_id)
                 yield item
         except UnreadableFileError as error:
-            yield Skipped(str(path), str(error))
+            yield Skipped(str(path), str(error), vi=error.vi)
 
 
 def read_document_file(path: Path, *, doc_id: str | None = None,
@@ -119,16 +120,19 @@ def read_document_file(path: Path, *, doc_id: str | None = None,
     """
     kind = KINDS.get(path.suffix.lower())
     if kind is None:
-        raise UnreadableFileError(f"unsupported file type {path.suffix or '(no extension)'!r}")
+        raise UnreadableFileError(f"unsupported file type {path.suffix or '(no extension)'!r}",
+                                  vi=f"loại tệp không hỗ trợ {path.suffix or '(không có đuôi)'!r}")
     handle, size = _open_regular_file(path)
     if kind == "jsonl":
         return _jsonl_documents(path, handle, limits)
     with handle:
         if size > limits.max_article_bytes:
-            raise UnreadableFileError(_too_large(size, limits))
+            en, vi = _too_large(size, limits)
+            raise UnreadableFileError(en, vi=vi)
         data = handle.read(limits.max_article_bytes + 1)
     if len(data) > limits.max_article_bytes:  # it grew while we looked
-        raise UnreadableFileError(_too_large(len(data), limits))
+        en, vi = _too_large(len(data), limits)
+        raise UnreadableFileError(en, vi=vi)
     text = _decode(data, kind)
     doc_id = doc_id or path.stem
     if kind == "html":
@@ -136,9 +140,10 @@ def read_document_file(path: Path, *, doc_id: str | None = None,
     return iter([RawDocument(doc_id=doc_id, text=text, path=str(path), kind=kind)])
 
 
-def _too_large(size: int, limits: ReadLimits) -> str:
-    return (f"larger than the size cap per article ({size / 2**20:.1f} MB > {limits.max_article_bytes / 2**20:g} MB, "
-            "HOIDAP_MAX_ARTICLE_MB)")
+def _too_large(size: int, limits: ReadLimits) -> tuple[str, str]:
+    """The size-cap reason, in English and in Vietnamese."""
+    figures = f"({size / 2**20:.1f} MB > {limits.max_article_bytes / 2**20:g} MB, HOIDAP_MAX_ARTICLE_MB)"
+    return f"larger than the size cap per article {figures}", f"lớn hơn giới hạn mỗi bài {figures}"
 
 
 def _open_regular_file(path: Path) -> tuple[BinaryIO, int]:
@@ -151,36 +156,43 @@ def _open_regular_file(path: Path) -> tuple[BinaryIO, int]:
         if stat.S_ISDIR(info.st_mode):
             raise IsADirectoryError(path)
         if not stat.S_ISREG(info.st_mode):
-            raise UnreadableFileError(f"not a regular file ({_file_type(info.st_mode)}): not read")
+            raise _not_regular(info.st_mode)
         # O_NONBLOCK: should a FIFO replace the file between stat and open, opening it still returns at once.
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
-        reason = "broken symbolic link" if path.is_symlink() else "no such file"
-        raise UnreadableFileError(f"unreadable: {reason}") from None
+        if path.is_symlink():
+            raise UnreadableFileError("unreadable: broken symbolic link", vi="không đọc được: liên kết tượng trưng hỏng") from None
+        raise UnreadableFileError("unreadable: no such file", vi="không đọc được: không có tệp này") from None
     except IsADirectoryError:
-        raise UnreadableFileError("unreadable: is a folder, not a file") from None
+        raise UnreadableFileError("unreadable: is a folder, not a file", vi="không đọc được: là thư mục, không phải tệp") from None
     except PermissionError:
-        raise UnreadableFileError("unreadable: permission denied") from None
+        raise UnreadableFileError("unreadable: permission denied", vi="không đọc được: không có quyền đọc") from None
     except OSError as error:
-        raise UnreadableFileError(f"unreadable: {error.strerror or error}") from None
+        raise UnreadableFileError(f"unreadable: {error.strerror or error}", vi=f"không đọc được: {error.strerror or error}") from None
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode):
         os.close(fd)
-        raise UnreadableFileError(f"not a regular file ({_file_type(info.st_mode)}): not read")
+        raise _not_regular(info.st_mode)
     os.set_blocking(fd, True)
     return os.fdopen(fd, "rb"), info.st_size
 
 
-def _file_type(mode: int) -> str:
+def _not_regular(mode: int) -> UnreadableFileError:
+    """The refusal of a FIFO, device or socket, named in both languages."""
+    en, vi = _file_type(mode)
+    return UnreadableFileError(f"not a regular file ({en}): not read", vi=f"không phải tệp thường ({vi}): không đọc")
+
+
+def _file_type(mode: int) -> tuple[str, str]:
     if stat.S_ISFIFO(mode):
-        return "a FIFO"
+        return "a FIFO", "một FIFO"
     if stat.S_ISCHR(mode):
-        return "a character device"
+        return "a character device", "thiết bị ký tự"
     if stat.S_ISBLK(mode):
-        return "a block device"
+        return "a block device", "thiết bị khối"
     if stat.S_ISSOCK(mode):
-        return "a socket"
-    return "a folder" if stat.S_ISDIR(mode) else "not a file"
+        return "a socket", "một socket"
+    return ("a folder", "một thư mục") if stat.S_ISDIR(mode) else ("not a file", "không phải tệp")
 
 
 def _collect_files(paths: Iterable[Path]) -> tuple[list[tuple[Path, Path]], list[Skipped]]:
@@ -199,7 +211,7 @@ def _collect_files(paths: Iterable[Path]) -> tuple[list[tuple[Path, Path]], list
         elif given.exists() or given.is_symlink():
             found = [(given, given.parent)]
         else:
-            skipped.append(Skipped(str(given), "no such file or folder"))
+            skipped.append(Skipped(str(given), "no such file or folder", vi="không có tệp hay thư mục này"))
             continue
         for path, root in found:
             key = Path(os.path.abspath(path))
@@ -270,11 +282,11 @@ def _declared_encoding(head: bytes) -> str | None:
 def _decode(data: bytes, kind: DocumentKind) -> str:
     """Decode a file in its detected encoding, refuse binary data, normalise to NFC."""
     if not data.strip():
-        raise UnreadableFileError("empty file")
+        raise UnreadableFileError("empty file", vi="tệp rỗng")
     encoding = detect_encoding(data, kind)
     if encoding == "utf-8":
         if b"\x00" in data:
-            raise UnreadableFileError("binary file (contains NUL bytes), not text")
+            raise UnreadableFileError("binary file (contains NUL bytes), not text", vi="tệp nhị phân (có byte NUL), không phải văn bản")
         encoding = "utf-8-sig"
     try:
         text = data.decode(encoding)
@@ -282,17 +294,21 @@ def _decode(data: bytes, kind: DocumentKind) -> str:
         if encoding == "utf-8-sig":
             raise UnreadableFileError(
                 f"not UTF-8 text (undecodable byte at offset {error.start}), and no BOM, <meta charset> or XML "
-                "declaration names another encoding; save it as UTF-8 and index again"
+                "declaration names another encoding; save it as UTF-8 and index again",
+                vi=f"không phải văn bản UTF-8 (byte không giải mã được ở vị trí {error.start}), và không có BOM, "
+                "<meta charset> hay khai báo XML nêu bảng mã khác; hãy lưu lại dạng UTF-8 rồi lập chỉ mục lại",
             ) from None
-        raise UnreadableFileError(f"not valid {encoding} text (undecodable byte at offset {error.start})") from None
+        raise UnreadableFileError(f"not valid {encoding} text (undecodable byte at offset {error.start})",
+                                  vi=f"không phải văn bản {encoding} hợp lệ (byte không giải mã được ở vị trí {error.start})") from None
     if "\x00" in text:  # a UTF-16 file holding U+0000: binary, as a UTF-8 one with a NUL byte is
-        raise UnreadableFileError("binary file (contains NUL characters), not text")
+        raise UnreadableFileError("binary file (contains NUL characters), not text", vi="tệp nhị phân (có ký tự NUL), không phải văn bản")
     controls = sum(1 for _ in _CONTROLS.finditer(text))
     if controls > _BINARY_CONTROL_SHARE * len(text):
-        raise UnreadableFileError("binary file (mostly control characters), not text")
+        raise UnreadableFileError("binary file (mostly control characters), not text",
+                                  vi="tệp nhị phân (phần lớn là ký tự điều khiển), không phải văn bản")
     text = normalize(text)
     if not text.strip():
-        raise UnreadableFileError("empty file")
+        raise UnreadableFileError("empty file", vi="tệp rỗng")
     return text
 
 
@@ -309,7 +325,8 @@ def _jsonl_documents(path: Path, handle: BinaryIO, limits: ReadLimits) -> Iterat
             number += 1
             if len(line) > limits.max_article_bytes and not line.endswith(b"\n"):
                 _skip_rest_of_line(handle)
-                yield Skipped(str(path), f"line {number}: {_too_large(len(line), limits)}")
+                en, vi = _too_large(len(line), limits)
+                yield Skipped(str(path), f"line {number}: {en}", vi=f"dòng {number}: {vi}")
                 continue
             if number == 1 and line.startswith(codecs.BOM_UTF8):
                 line = line[len(codecs.BOM_UTF8):]
@@ -319,13 +336,15 @@ def _jsonl_documents(path: Path, handle: BinaryIO, limits: ReadLimits) -> Iterat
             try:
                 yield _jsonl_record(path, json.loads(line.decode("utf-8")))
             except UnicodeDecodeError as error:
-                yield Skipped(str(path), f"line {number}: not UTF-8 (undecodable byte at offset {error.start})")
+                yield Skipped(str(path), f"line {number}: not UTF-8 (undecodable byte at offset {error.start})",
+                              vi=f"dòng {number}: không phải UTF-8 (byte không giải mã được ở vị trí {error.start})")
             except json.JSONDecodeError as error:
-                yield Skipped(str(path), f"line {number}: invalid JSON ({error.msg})")
+                yield Skipped(str(path), f"line {number}: invalid JSON ({error.msg})",
+                              vi=f"dòng {number}: JSON không hợp lệ ({error.msg})")
             except ValueError as error:
                 yield Skipped(str(path), f"line {number}: {error}")
     if not records:
-        yield Skipped(str(path), "empty file")
+        yield Skipped(str(path), "empty file", vi="tệp rỗng")
 
 
 def _skip_rest_of_line(handle: BinaryIO) -> None:

@@ -141,7 +141,7 @@ def summary_lines(summary, settings: Settings) -> list[str]:
           f"index: {summary.n_articles} articles, {summary.n_chunks} chunks in {store_location(settings)}"))
     lines += [tr(f"  bỏ nguồn {s.locator}: không còn tồn tại", f"  dropped source {s.locator}: no longer exists")
               for s in summary.dropped_sources]
-    lines += [tr(f"  bỏ qua {s.path}: {s.reason}", f"  skipped {s.path}: {s.reason}") for s in summary.skipped]
+    lines += [tr(f"  bỏ qua {s.path}: {s.in_language('vi')}", f"  skipped {s.path}: {s.reason}") for s in summary.skipped]
     return lines
 
 

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from bot.cli.app import app, err, load_settings, run
+from bot.cli.app import app, err, load_settings, run, tr
 from bot.settings import Settings, parse_interval
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ def _web_commands(settings: Settings, live):
             followed, summary = web.add(url)
         if summary.changed:
             live.reload()
-        lines = [f"following {kind} {feed}" for feed, kind, _ in (followed.followed if followed else [])]
+        lines = [tr(f"đã theo dõi {kind} {feed}", f"following {kind} {feed}") for feed, kind, _ in (followed.followed if followed else [])]
         return lines + summary_lines(summary, settings)
 
     def feeds() -> list[tuple[str, str, str | None]]:

@@ -148,7 +148,7 @@ class WebSource:
             listing = read_listing(fetched.body, fetched.content_type, fetched.url)
             pages = listing.pages + self._sitemap_pages(listing.sitemaps, skipped, depth=1)
         except HoidapError as error:
-            skipped.append(Skipped(feed.url, str(error)))
+            skipped.append(Skipped(feed.url, str(error), vi=getattr(error, "vi", None)))
             self._registry.feed_checked(feed.url, etag=None, last_modified=None, error=str(error))
             return []
         self._registry.feed_checked(feed.url, etag=fetched.etag, last_modified=fetched.last_modified, error=None)
@@ -164,7 +164,7 @@ class WebSource:
                 fetched = self._fetcher.get(url)
                 listing = read_listing(fetched.body, fetched.content_type, fetched.url)
             except HoidapError as error:
-                skipped.append(Skipped(url, str(error)))
+                skipped.append(Skipped(url, str(error), vi=getattr(error, "vi", None)))
                 continue
             pages += listing.pages + self._sitemap_pages(listing.sitemaps, skipped, depth + 1)
         return pages
@@ -179,7 +179,7 @@ class WebSource:
             try:
                 document = self._page_document(normalize_url(url), hashes, fetched_pages)
             except HoidapError as error:
-                skipped.append(Skipped(url, str(error)))
+                skipped.append(Skipped(url, str(error), vi=getattr(error, "vi", None)))
                 continue
             if document is None:
                 continue

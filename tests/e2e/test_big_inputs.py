@@ -43,9 +43,11 @@ def test_a_fifo_and_a_link_to_dev_zero_are_skipped_with_reasons(tmp_path: Path, 
     (folder / "zero.txt").symlink_to("/dev/zero")  # reading it would never end
     result = run_cli(["index", str(folder)], settings, timeout=300)
     assert result.returncode == 0, result.stderr
-    assert f"bỏ qua {folder / 'x.txt'}: not a regular file (a FIFO)" in result.stdout
-    assert f"bỏ qua {folder / 'zero.txt'}: not a regular file (a character device)" in result.stdout
+    assert f"bỏ qua {folder / 'x.txt'}: không phải tệp thường (một FIFO)" in result.stdout
+    assert f"bỏ qua {folder / 'zero.txt'}: không phải tệp thường (thiết bị ký tự)" in result.stdout
     assert set(_texts(settings)) == {"cau_song_han"}
+    english = run_cli(["index", str(folder)], settings, timeout=300, HOIDAP_LANGUAGE="en")
+    assert f"skipped {folder / 'x.txt'}: not a regular file (a FIFO)" in english.stdout, english.stdout
 
 
 def test_an_article_over_the_size_cap_is_skipped_with_the_reason(tmp_path: Path, models_dir: Path) -> None:
@@ -58,8 +60,8 @@ def test_an_article_over_the_size_cap_is_skipped_with_the_reason(tmp_path: Path,
     (folder / "dump.jsonl").write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in records), encoding="utf-8")
     result = run_cli(["index", str(folder)], settings, HOIDAP_MAX_ARTICLE_MB="0.02")
     assert result.returncode == 0, result.stderr
-    assert f"bỏ qua {folder / 'qua_lon.txt'}: larger than the size cap per article" in result.stdout
-    assert f"bỏ qua {folder / 'dump.jsonl'}: line 2: larger than the size cap per article" in result.stdout
+    assert f"bỏ qua {folder / 'qua_lon.txt'}: lớn hơn giới hạn mỗi bài" in result.stdout
+    assert f"bỏ qua {folder / 'dump.jsonl'}: dòng 2: lớn hơn giới hạn mỗi bài" in result.stdout
     assert "HOIDAP_MAX_ARTICLE_MB" in result.stdout
     assert set(_texts(settings)) == {"cau_song_han", "nho"}
 

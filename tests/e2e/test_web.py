@@ -76,11 +76,11 @@ def test_sync_indexes_exactly_the_allowed_articles_with_a_reason_for_each_other(
     assert "thêm 3, cập nhật 0, xoá 0" in first.stdout
     reasons = {line.split(": ", 1)[0].removeprefix("  bỏ qua "): line.split(": ", 1)[1]
                for line in first.stdout.splitlines() if line.startswith("  bỏ qua ")}
-    assert reasons[site.url("/noi-bo/bai-2.html")].startswith("disallowed by robots.txt")
-    assert reasons[site.url("/cham/bai-3.html")].startswith("timed out after 1.5 s")
-    assert reasons[site.url("/loi/bai-loi.html")].startswith("HTTP 500")
-    assert reasons[site.url("/thoi-su/da-go.html")].startswith("HTTP 404 not found")
-    assert reasons[site.url("/en/report.html")].startswith("the page is not in Vietnamese")
+    assert reasons[site.url("/noi-bo/bai-2.html")].startswith("robots.txt không cho phép")
+    assert reasons[site.url("/cham/bai-3.html")].startswith("quá thời gian chờ 1.5 giây")
+    assert reasons[site.url("/loi/bai-loi.html")].startswith("lỗi HTTP 500")
+    assert reasons[site.url("/thoi-su/da-go.html")].startswith("lỗi HTTP 404")
+    assert reasons[site.url("/en/report.html")].startswith("trang không viết bằng tiếng Việt")
     assert reasons[site.url("/amp/bai-4.html")].startswith("same article as " + site.url("/thoi-su/bai-4.html"))
     requested = [r.path for r in synced["first_requests"]]
     assert not any(path.startswith("/noi-bo/") for path in requested)  # robots.txt obeyed
@@ -187,7 +187,7 @@ def test_private_addresses_are_refused_without_the_setting(site: NewsSite, tmp_p
     indexed = run_cli(["index", site.url("/thoi-su/bai-0.html")], settings)
     assert added.returncode == 1 and "từ chối" in added.stderr and "HOIDAP_FETCH_ALLOW_PRIVATE" in added.stderr
     assert indexed.returncode == 0, indexed.stderr
-    assert "refused" in indexed.stdout and "non-public address 127.0.0.1" in indexed.stdout
+    assert "từ chối" in indexed.stdout and "địa chỉ không công khai 127.0.0.1" in indexed.stdout
     assert site.requests_since(before) == []  # refused before any connection
 
 
@@ -219,8 +219,8 @@ def test_telegram_admin_adds_a_page_and_others_are_refused(site: NewsSite, tmp_p
             stop(process)
     assert refused.text.startswith("Xin lỗi, chỉ quản trị viên") and refused_feeds.text == refused.text
     assert "thêm 1, cập nhật 0, xoá 0" in done.text and "chỉ mục: 6 bài" in done.text
-    assert f"following feed {site.url('/rss/tin-moi.rss')}" in feed_done.text
-    assert "thêm 2" in feed_done.text and "disallowed by robots.txt" in feed_done.text
+    assert f"đã theo dõi feed {site.url('/rss/tin-moi.rss')}" in feed_done.text
+    assert "thêm 2" in feed_done.text and "robots.txt không cho phép" in feed_done.text
     assert "Báo Ấp Bắc - Tin mới" in feeds.text and site.url("/rss/tin-moi.rss") in feeds.text
     assert "Các bài báo đã lập chỉ mục (8)" in listing.text  # the running bot answers from the new index
 

@@ -216,4 +216,4 @@ def test_a_file_without_read_permission_is_skipped(tmp_path: Path, monkeypatch: 
     monkeypatch.setattr(os, "open", refusing_open)
     documents, skipped = load_documents([tmp_path])
     assert [d.doc_id for d in documents] == ["open"]
-    assert skipped == [Skipped(str(locked), "unreadable: permission denied")]
+    assert skipped == [Skipped(str(locked), "unreadable: permission denied", vi="không đọc được: không có quyền đọc")]
