@@ -39,6 +39,7 @@ from retrieval.evaluation import (
     K_MAX,
     RECALL_KS,
     EvalQuestion,
+    QuestionFormatError,
     QuestionResult,
     Report,
     Summary,
@@ -68,8 +69,12 @@ def load_questions(path: Path) -> list[EvalQuestion]:
             continue
         try:
             questions.append(parse_question(json.loads(line)))
-        except ValueError as error:  # json.JSONDecodeError is a ValueError too
-            raise UnreadableFileError(f"{path}, line {number}: {error}", vi=f"{path}, dòng {number}: {error}") from error
+        except QuestionFormatError as error:
+            raise UnreadableFileError(f"{path}, line {number}: {error}",
+                                      vi=f"{path}, dòng {number}: {error.in_language('vi')}") from error
+        except ValueError as error:  # json.JSONDecodeError
+            raise UnreadableFileError(f"{path}, line {number}: {error}",
+                                      vi=f"{path}, dòng {number}: không phải JSON hợp lệ ({error})") from error
     if not questions:
         raise UnreadableFileError(f"The question file {path} holds no question.",
                                   vi=f"Tệp câu hỏi {path} không có câu hỏi nào.")

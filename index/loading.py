@@ -341,8 +341,8 @@ def _jsonl_documents(path: Path, handle: BinaryIO, limits: ReadLimits) -> Iterat
             except json.JSONDecodeError as error:
                 yield Skipped(str(path), f"line {number}: invalid JSON ({error.msg})",
                               vi=f"dòng {number}: JSON không hợp lệ ({error.msg})")
-            except ValueError as error:
-                yield Skipped(str(path), f"line {number}: {error}")
+            except _RecordError as error:
+                yield Skipped(str(path), f"line {number}: {error}", vi=f"dòng {number}: {error.vi}")
     if not records:
         yield Skipped(str(path), "empty file", vi="tệp rỗng")
 
@@ -352,23 +352,31 @@ def _skip_rest_of_line(handle: BinaryIO) -> None:
         pass
 
 
+class _RecordError(ValueError):
+    """A JSON-lines record that is not an article; carries the reason in Vietnamese too."""
+
+    def __init__(self, message: str, *, vi: str) -> None:
+        super().__init__(message)
+        self.vi = vi
+
+
 def _jsonl_record(path: Path, record: object) -> RawDocument:
     """One `{"id", "title", "text"}` record (plus optional `date`, `url`, `source`); ValueError if malformed."""
     if not isinstance(record, dict):
-        raise ValueError("expected a JSON object")
+        raise _RecordError("expected a JSON object", vi="cần một đối tượng JSON")
     doc_id = record.get("id")
     if isinstance(doc_id, int) and not isinstance(doc_id, bool):
         doc_id = str(doc_id)
     if not isinstance(doc_id, str) or not doc_id.strip():
-        raise ValueError('missing "id"')
+        raise _RecordError('missing "id"', vi='thiếu "id"')
     body = record.get("text")
     if not isinstance(body, str) or not body.strip():
-        raise ValueError('missing or empty "text"')
+        raise _RecordError('missing or empty "text"', vi='thiếu hoặc trống "text"')
     optional: dict[str, str | None] = {}
     for key in ("title", "date", "url", "source"):
         value = record.get(key)
         if value is not None and not isinstance(value, str):
-            raise ValueError(f'"{key}" must be a string')
+            raise _RecordError(f'"{key}" must be a string', vi=f'"{key}" phải là một chuỗi')
         optional[key] = _nfc(value.strip()) if value and value.strip() else None
     return RawDocument(doc_id=_nfc(doc_id.strip()), text=_nfc(body), path=str(path), kind="jsonl", **optional)
 

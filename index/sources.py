@@ -52,7 +52,7 @@ def read_source(source: Source, limits: ReadLimits, readers: Mapping[str, Source
     """Every document of `source` (and a `Skipped` for each input of it that could not be used)."""
     reader = readers.get(source.kind)
     if reader is None:
-        yield Skipped(source.locator, f"unknown source kind {source.kind!r}")
+        yield Skipped(source.locator, f"unknown source kind {source.kind!r}", vi=f"loại nguồn không rõ {source.kind!r}")
         return
     yield from reader(source, limits)
 

@@ -34,6 +34,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 
+from index.errors import HoidapError
 from index.text import normalize
 from retrieval.types import Answer, Answerer, Retriever, Source
 
@@ -60,33 +61,39 @@ class EvalQuestion:
     tags: tuple[str, ...] = ()
 
 
+class QuestionFormatError(HoidapError, ValueError):
+    """A question line that is not in the `hoidap eval` format; the message says which field is wrong."""
+
+
 def parse_question(record: dict) -> EvalQuestion:
     """Read one question line (`id`, `question`, `answers`, `passage_id` or `passage_ids`, `answerable`, `tags`).
 
-    Raises ValueError with what is wrong, so the caller can name the file and line.
+    Raises QuestionFormatError (a ValueError) with what is wrong, so the caller can name the file and line.
     """
     if not isinstance(record, dict):
-        raise ValueError("a question line must be a JSON object")
+        raise QuestionFormatError("a question line must be a JSON object", vi="mỗi dòng câu hỏi phải là một đối tượng JSON")
     for key in ("id", "question"):
         if not isinstance(record.get(key), str) or not record[key].strip():
-            raise ValueError(f"missing or empty {key!r}")
+            raise QuestionFormatError(f"missing or empty {key!r}", vi=f"thiếu hoặc trống {key!r}")
     answers = record.get("answers", [])
     if not isinstance(answers, list) or not all(isinstance(a, str) and a.strip() for a in answers):
-        raise ValueError("'answers' must be a list of non-empty strings")
+        raise QuestionFormatError("'answers' must be a list of non-empty strings",
+                                  vi="'answers' phải là một danh sách chuỗi không rỗng")
     passage_ids = record.get("passage_ids")
     if passage_ids is None:
         single = record.get("passage_id")
         passage_ids = [single] if single else []
     if not isinstance(passage_ids, list) or not all(isinstance(p, str) and p for p in passage_ids):
-        raise ValueError("'passage_ids' must be a list of article ids")
+        raise QuestionFormatError("'passage_ids' must be a list of article ids", vi="'passage_ids' phải là một danh sách mã bài")
     answerable = record.get("answerable", True)
     if not isinstance(answerable, bool):
-        raise ValueError("'answerable' must be true or false")
+        raise QuestionFormatError("'answerable' must be true or false", vi="'answerable' phải là true hoặc false")
     if answerable and (not answers or not passage_ids):
-        raise ValueError("an answerable question needs 'answers' and 'passage_id' (or 'passage_ids')")
+        raise QuestionFormatError("an answerable question needs 'answers' and 'passage_id' (or 'passage_ids')",
+                                  vi="câu hỏi trả lời được cần 'answers' và 'passage_id' (hoặc 'passage_ids')")
     tags = record.get("tags", [])
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-        raise ValueError("'tags' must be a list of strings")
+        raise QuestionFormatError("'tags' must be a list of strings", vi="'tags' phải là một danh sách chuỗi")
     return EvalQuestion(
         id=record["id"], question=record["question"], answers=tuple(answers), passage_ids=tuple(passage_ids),
         answerable=answerable, tags=tuple(tags),

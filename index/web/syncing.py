@@ -158,7 +158,8 @@ class WebSource:
         pages: list[str] = []
         for url in sitemaps:
             if depth > MAX_SITEMAP_DEPTH:
-                skipped.append(Skipped(url, f"sitemap nested deeper than {MAX_SITEMAP_DEPTH} levels"))
+                skipped.append(Skipped(url, f"sitemap nested deeper than {MAX_SITEMAP_DEPTH} levels",
+                                       vi=f"sitemap lồng sâu quá {MAX_SITEMAP_DEPTH} cấp"))
                 continue
             try:
                 fetched = self._fetcher.get(url)
@@ -184,7 +185,9 @@ class WebSource:
             if document is None:
                 continue
             if document.doc_id in documents:
-                skipped.append(Skipped(url, f"same article as {documents[document.doc_id].url} (canonical URL)"))
+                first = documents[document.doc_id].url
+                skipped.append(Skipped(url, f"same article as {first} (canonical URL)",
+                                       vi=f"cùng bài với {first} (URL chuẩn)"))
                 continue
             documents[document.doc_id] = document
         summary = self._index_documents(list(documents.values()), skipped)

@@ -13,6 +13,7 @@ import pytest
 
 from retrieval.evaluation import (
     EvalQuestion,
+    QuestionFormatError,
     best_f1,
     cited_sources,
     contains_answer,
@@ -164,8 +165,9 @@ def test_parse_question_accepts_both_passage_forms_and_defaults():
     ({"id": "q", "question": "Ai?", "answers": ["X"], "passage_id": "a", "answerable": "yes"}, "'answerable'"),
 ])
 def test_parse_question_says_what_is_wrong(record, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(QuestionFormatError, match=message) as raised:
         parse_question(record)
+    assert message in raised.value.in_language("vi") and raised.value.in_language("vi") != str(raised.value)
 
 
 # ---------------------------------------------------------------------------- the loop, with fakes

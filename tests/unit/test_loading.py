@@ -133,6 +133,12 @@ def test_jsonl_good_lines_load_and_bad_lines_are_skipped_with_their_number(tmp_p
     ]
     assert reasons[5].startswith("duplicate id 'a1'")
     assert len(skipped) == 6
+    assert [s.in_language("vi") for s in skipped[1:5]] == [
+        'dòng 4: thiếu hoặc trống "text"',
+        "dòng 5: cần một đối tượng JSON",
+        'dòng 7: "date" phải là một chuỗi',
+        'dòng 8: thiếu "id"',
+    ]
 
 
 HTML_PAGE = """<!doctype html>
