@@ -50,10 +50,18 @@ def parse_moment(text: str | None, *, end: bool = False) -> float | None:
 
 
 def _open_state() -> BotState:
-    from bot.telegram.state import BotState
+    """The bot's state where the bot keeps it: the PostgreSQL database when HOIDAP_DATABASE_URL is set (the
+    figures of every replica), else the data dir."""
+    from bot.telegram.state import open_state
 
     settings = load_settings()
-    state = BotState.open_existing(settings.state_db)
+    state = open_state(settings, existing=True)
+    if state is None and settings.database_url is not None:
+        from index.stores.postgres import describe_url
+
+        where = describe_url(settings.database_url.get_secret_value())
+        raise HoidapError(f"No bot state in the database at {where}: the Telegram bot has not run with it.",
+                          vi=f"Cơ sở dữ liệu tại {where} chưa có dữ liệu của bot: bot Telegram chưa chạy với nó.")
     if state is None:
         raise HoidapError(f"No bot state in {settings.data_dir}: the Telegram bot has not run with this data dir.",
                           vi=f"Không có dữ liệu của bot trong {settings.data_dir}: bot Telegram chưa chạy với "
@@ -181,7 +189,7 @@ def stats_command(
     until: Annotated[str | None, _UNTIL] = None,
     prometheus: Annotated[bool, typer.Option("--prometheus", help="Print the Prometheus text format, as /metrics.")] = False,
 ) -> None:
-    """The Telegram bot's figures for this data directory: questions, answers, latencies, errors, votes."""
+    """The Telegram bot's figures (this data dir, or with HOIDAP_DATABASE_URL all replicas): questions, answers, latencies, errors, votes."""
 
     def action() -> None:
         from bot.ops import QuestionRecord, metrics_from_records

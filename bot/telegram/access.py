@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 import time
-from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 
 @dataclass(frozen=True)
@@ -43,39 +43,61 @@ class RateDecision:
     notify: bool  # tell the user (only the first refusal of a waiting period)
 
 
-class RateLimiter:
-    """At most `limit` questions per user in any sliding `period` seconds.
+@dataclass(frozen=True)
+class RateWindow:
+    """One user's recent questions as the state keeps them: when each counted question came (epoch seconds,
+    oldest first) and until when the user has been told to wait."""
 
-    Only the event loop calls it, so it needs no lock. A user over the limit is told once per wait
-    (`notify` is True the first time), so the notice itself does not become spam.
+    asked: tuple[float, ...] = ()
+    notified_until: float = 0.0
+
+
+class RateWindows(Protocol):
+    """Where the windows live (the bot's state): `change` runs on the user's window while no other process
+    may change it, and what it returns is stored; so a limit holds across replicas sharing one database."""
+
+    def update_rate_window(self, user_id: int,
+                           change: Callable[[RateWindow], tuple[RateWindow, RateDecision]]) -> RateDecision: ...
+
+
+def admit(window: RateWindow, now: float, limit: int, period: float) -> tuple[RateWindow, RateDecision]:
+    """The sliding-window rule: count this question if fewer than `limit` came in the last `period` seconds.
+
+    A user over the limit is told once per wait (`notify` the first time), so the notice is not spam itself.
+    """
+    now = float(now)
+    asked = tuple(t for t in window.asked if t > now - period)
+    if len(asked) < limit:
+        return RateWindow((*asked, now), 0.0), RateDecision(True, 0, False)
+    free_at = asked[0] + period
+    notify = window.notified_until <= now
+    notified_until = free_at if notify else window.notified_until
+    return RateWindow(asked, notified_until), RateDecision(False, max(1, math.ceil(free_at - now)), notify)
+
+
+class RateLimiter:
+    """At most `limit` questions per user in any sliding `period` seconds, counted in the shared state.
+
+    Wall-clock time, not a monotonic clock: replicas on several machines compare their times (NTP keeps
+    them within milliseconds, nothing next to a window of a minute).
     """
 
-    def __init__(self, limit: int, period: float = 60.0, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, limit: int, period: float = 60.0, *, windows: RateWindows,
+                 clock: Callable[[], float] = time.time) -> None:
         self._limit = limit
         self._period = period
+        self._windows = windows
         self._clock = clock
-        self._asked: dict[int, deque[float]] = {}
-        self._notified_until: dict[int, float] = {}
 
     @property
     def limit(self) -> int:
         return self._limit
 
     def check(self, user_id: int) -> RateDecision:
-        """Count one question for `user_id` if allowed; otherwise say how long to wait."""
+        """Count one question for `user_id` if allowed; otherwise say how long to wait. Blocks on the state:
+        call it from a worker thread."""
         now = self._clock()
-        times = self._asked.setdefault(user_id, deque())
-        while times and times[0] <= now - self._period:
-            times.popleft()
-        if len(times) < self._limit:
-            times.append(now)
-            self._notified_until.pop(user_id, None)
-            return RateDecision(True, 0, False)
-        free_at = times[0] + self._period
-        notify = self._notified_until.get(user_id, -math.inf) <= now
-        if notify:
-            self._notified_until[user_id] = free_at
-        return RateDecision(False, max(1, math.ceil(free_at - now)), notify)
+        return self._windows.update_rate_window(user_id, lambda window: admit(window, now, self._limit, self._period))
 
 
 def truncate_input(text: str, max_chars: int) -> tuple[str, bool]:

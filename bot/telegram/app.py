@@ -39,7 +39,7 @@ from bot.telegram.access import AccessPolicy, RateLimiter
 from bot.telegram.delivery import STREAM_DRAFT_INTERVAL, STREAM_EDIT_INTERVAL
 from bot.telegram.handlers import BotHandlers, ListSources
 from bot.telegram.inline import INLINE_DEADLINE, AnswerCache
-from bot.telegram.state import BotState
+from bot.telegram.state import open_state
 from bot.telegram.web_handlers import WebCommands, WebHandlers, register_web_handlers
 from bot.telegram.webhook import WebhookServer
 from index.errors import HoidapError
@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 
 CONCURRENT_UPDATES = 256
 """Updates handled at once; cheap coroutines, since the CPU work is bounded by the worker pool instead."""
+RATE_PERIOD = 60.0
+"""Seconds of the rate limit's sliding window: `HOIDAP_TELEGRAM_RATE_LIMIT` is questions per minute."""
 POLL_TIMEOUT = 30
 """Seconds one getUpdates long poll may wait for news."""
 _SECRET_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,256}")
@@ -189,12 +191,13 @@ def build_application(settings: Settings, answerer: Answerer, list_sources: List
     metrics = metrics or BotMetrics()
     token = bot_token(settings)
     protect_secrets(*configured_secrets(settings))
-    state = BotState.open(settings.state_db)
+    state = open_state(settings)
+    assert state is not None  # opened for writing: created when missing
     executor = ThreadPoolExecutor(max_workers=settings.telegram_workers, thread_name_prefix="hoidap-answer")
     handlers = BotHandlers(
         answerer=answerer, state=state, executor=executor, list_sources=list_sources,
         access=AccessPolicy.from_ids(settings.telegram_allowed_users, settings.telegram_allowed_chats),
-        limiter=RateLimiter(settings.telegram_rate_limit), history_turns=settings.history_turns,
+        limiter=RateLimiter(settings.telegram_rate_limit, RATE_PERIOD, windows=state), history_turns=settings.history_turns,
         max_input_chars=settings.telegram_max_input_chars, metrics=metrics,
         inline_cache=AnswerCache(settings.telegram_inline_cache_seconds),
         correction_minutes=settings.telegram_correction_minutes, stream_interval=stream_interval,

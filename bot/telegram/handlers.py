@@ -1,8 +1,9 @@
 """The bot's update handlers: thin async functions over the shared Answerer, the state and the access rules.
 
 Answers are computed in a bounded thread pool (`loop.run_in_executor`), never on the event loop, so a
-slow answer in one chat never stalls another. Questions of one chat are answered one at a time, in
-order, so its history stays consistent.
+slow answer in one chat never stalls another; the state (SQLite, or PostgreSQL shared by replicas) is
+read and written from a worker thread too (`_stored`), so a slow disk or network never stalls the loop.
+Questions of one chat are answered one at a time, in order, so its history stays consistent.
 
 Edited messages: an edited question is answered anew, as a reply to the edited message, because people
 edit to fix a typo or a wrong name and expect the fixed question to count. An edit that leaves the
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import logging
 import re
 import time
@@ -182,7 +184,7 @@ class BotHandlers:
         """/new: forget this chat's conversation."""
         if not await self._admit(update, context):
             return
-        self._state.clear_history(update.effective_chat.id)
+        await self._stored(self._state.clear_history, update.effective_chat.id)
         await self._reply(update, context, texts.NEW_CONVERSATION)
 
     async def ask(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -223,7 +225,7 @@ class BotHandlers:
             question = addressed_question(message, context.bot.id, context.bot.username)
         if not question:
             return
-        previous = self._state.answered_question(message.chat_id, message.message_id)
+        previous = await self._stored(self._state.answered_question, message.chat_id, message.message_id)
         if previous is not None and previous == truncate_input(question, self._max_input_chars)[0]:
             return
         await self._answer_question(update, context, message, question, notice=texts.EDITED_NOTICE)
@@ -253,7 +255,7 @@ class BotHandlers:
             await query.answer()
             return
         answer_id = int(answer_id_text)
-        stored = self._state.stored_answer(answer_id)
+        stored = await self._stored(self._state.stored_answer, answer_id)
         # Answer ids are sequential: a button copied under a message of another chat must not open its answer.
         if stored is None or (query.message is not None and stored.chat_id != query.message.chat.id):
             await query.answer(texts.ANSWER_GONE, show_alert=True)
@@ -265,8 +267,8 @@ class BotHandlers:
                                 reply_to=query.message.message_id)
             return
         vote = 1 if value == "up" else -1
-        previous = self._state.vote_of(answer_id, query.from_user.id)
-        self._state.record_vote(answer_id, query.from_user.id, vote)
+        recorded = await self._stored(self._state.record_vote, answer_id, query.from_user.id, vote)
+        previous = recorded.previous if recorded is not None else None
         if previous != vote:
             self._metrics.votes.labels(vote="up" if vote == 1 else "down").inc()
         await query.answer(texts.THANKS_UP if vote == 1 else texts.THANKS_DOWN)
@@ -292,7 +294,7 @@ class BotHandlers:
         prompt = await send_part(
             context.bot, answer_message.chat.id, markup, reply_to=answer_message.message_id,
             reply_markup=ForceReply(selective=True, input_field_placeholder=texts.CORRECTION_PLACEHOLDER))
-        self._state.expect_correction(answer_message.chat.id, prompt.message_id, answer_id, user_id)
+        await self._stored(self._state.expect_correction, answer_message.chat.id, prompt.message_id, answer_id, user_id)
 
     async def _take_correction(self, update: Update, context: ContextTypes.DEFAULT_TYPE, message: Message) -> bool:
         """Store the message as a correction if it replies to our prompt, from its voter, in time."""
@@ -300,13 +302,14 @@ class BotHandlers:
         user = update.effective_user
         if replied is None or user is None or not replies_to_bot(message, context.bot.id):
             return False
-        prompt = self._state.correction_prompt(message.chat_id, replied.message_id)
+        prompt = await self._stored(self._state.correction_prompt, message.chat_id, replied.message_id)
         if prompt is None or prompt.user_id != user.id or time.time() - prompt.created > self._correction_seconds:
             return False
         if not await self._admit(update, context):
             return True
         correction = " ".join((message.text or "").split())[:CORRECTION_CHARS]
-        if correction and self._state.save_correction(message.chat_id, replied.message_id, correction):
+        if correction and await self._stored(self._state.save_correction, message.chat_id, replied.message_id,
+                                             correction):
             log.info("Correction stored for answer %s", prompt.answer_id)
             await self._reply(update, context, texts.CORRECTION_THANKS)
         return True
@@ -336,7 +339,7 @@ class BotHandlers:
         if answer is None:
             task = self._inline_cache.computing(question)
             if task is None:
-                decision = self._limiter.check(user_id)
+                decision = await self._stored(self._limiter.check, user_id)
                 if not decision.allowed:
                     self._metrics.refusals.labels(reason="rate_limit").inc()
                     await query.answer([], cache_time=0, is_personal=True, button=InlineQueryResultsButton(
@@ -365,18 +368,18 @@ class BotHandlers:
 
     async def _answer_inline(self, question: str, user_id: int) -> Answer:
         """One inline question through the answerer (no history: an inline query has no conversation)."""
-        question_id = self._state.start_question("inline", None, user_id)
+        question_id = await self._stored(self._state.start_question, "inline", None, user_id)
         token = QUESTION_ID.set(str(question_id))
         started = time.perf_counter()
         self._metrics.questions.labels(via="inline").inc()
         try:
             answer, retrieval = await self._in_worker(lambda: self._answerer.answer(question, []))
         except Exception as error:
-            self._record_failure(question_id, error)
+            await self._record_failure(question_id, error)
             raise
         finally:
             QUESTION_ID.reset(token)
-        self._record_answer(question_id, "inline", answer, time.perf_counter() - started, retrieval)
+        await self._record_answer(question_id, "inline", answer, time.perf_counter() - started, retrieval)
         return answer
 
     # --- errors ---
@@ -405,7 +408,7 @@ class BotHandlers:
         if not await self._admit(update, context):
             return
         user_id = update.effective_user.id if update.effective_user else message.chat_id
-        decision = self._limiter.check(user_id)
+        decision = await self._stored(self._limiter.check, user_id)
         if not decision.allowed:
             self._metrics.refusals.labels(reason="rate_limit").inc()
             if decision.notify:
@@ -414,7 +417,7 @@ class BotHandlers:
         question, cut = truncate_input(question, self._max_input_chars)
         notices = [n for n in (notice, texts.input_cut(self._max_input_chars) if cut else None) if n]
         chat_id = message.chat_id
-        question_id = self._state.start_question("chat", chat_id, user_id)
+        question_id = await self._stored(self._state.start_question, "chat", chat_id, user_id)
         # Not reset: each update runs in its own task (concurrent updates), and the error handler's line,
         # in this same task, must carry the id too.
         QUESTION_ID.set(str(question_id))
@@ -426,21 +429,22 @@ class BotHandlers:
                 # Not cancelled but told to stop: cancelling a request mid-flight would drop its connection.
                 context.application.create_task(self._keep_typing(context, chat_id, answered))
                 try:
-                    history = self._state.history(chat_id, self._history_turns)
+                    history = await self._stored(self._state.history, chat_id, self._history_turns)
                     reply = self._reply_for(context, message)
                     answer, retrieval = await self._run_answerer(question, history, reply.update)
-                    answer_id = self._state.save_answer(chat_id, user_id, message.message_id, question, answer)
+                    answer_id = await self._stored(self._state.save_answer, chat_id, user_id, message.message_id,
+                                                   question, answer)
                     # Kept before it is sent: an answer the user has seen is in the history even if the bot dies now.
-                    self._state.add_turn(chat_id, question, answer.text, keep=self._history_turns)
+                    await self._stored(self._state.add_turn, chat_id, question, answer.text, self._history_turns)
                     markup = to_telegram_html(answer, notice=" · ".join(notices) or None,
                                               language=answer_language(question))
                     await reply.finish(markup, answer_keyboard(answer_id, bool(answer.sources)))
                 finally:
                     answered.set()
         except Exception as error:  # recorded, then handled by the error handler like any failure
-            self._record_failure(question_id, error)
+            await self._record_failure(question_id, error)
             raise
-        self._record_answer(question_id, "chat", answer, time.perf_counter() - started, retrieval)
+        await self._record_answer(question_id, "chat", answer, time.perf_counter() - started, retrieval)
 
     def _reply_for(self, context: ContextTypes.DEFAULT_TYPE, message: Message) -> Reply:
         """Drafts in a private chat, edit-in-place in groups (where Telegram allows no drafts)."""
@@ -450,17 +454,25 @@ class BotHandlers:
                               on_refused=lambda _: self._metrics.errors.labels(kind="draft_refused").inc())
         return StreamingReply(context.bot, message.chat_id, message.message_id, interval=self._stream_interval)
 
-    def _record_answer(self, question_id: int, via: str, answer: Answer, seconds: float,
-                       retrieval: float | None) -> None:
+    async def _record_answer(self, question_id: int, via: str, answer: Answer, seconds: float,
+                             retrieval: float | None) -> None:
         outcome = "found" if answer.found else "not_found"
         self._metrics.answers.labels(outcome=outcome).inc()
         self._metrics.answer_seconds.labels(via=via).observe(seconds)
-        self._state.finish_question(question_id, outcome, answer_seconds=seconds, retrieval_seconds=retrieval)
+        await self._stored(functools.partial(self._state.finish_question, question_id, outcome,
+                                             answer_seconds=seconds, retrieval_seconds=retrieval))
         log.info("Question %s answered via %s (%s) in %.2f s", question_id, via, outcome, seconds)
 
-    def _record_failure(self, question_id: int, error: BaseException) -> None:
+    async def _record_failure(self, question_id: int, error: BaseException) -> None:
         """The question's failure in the log of questions; the error handler counts and logs it."""
-        self._state.finish_question(question_id, "error", error_kind=type(error).__name__)
+        await self._stored(functools.partial(self._state.finish_question, question_id, "error",
+                                             error_kind=type(error).__name__))
+
+    @staticmethod
+    async def _stored(work: Callable[..., T], *args: object) -> T:
+        """One call to the state (or the rate limiter over it) in a worker thread, with this task's log context:
+        a few small statements, but on a disk or across a network, where the event loop must not wait."""
+        return await asyncio.to_thread(work, *args)
 
     async def _in_worker(self, work: Callable[[], T]) -> tuple[T, float | None]:
         """Run `work` in the worker pool (counted in the queue depth, with this task's log context);
@@ -535,7 +547,7 @@ class BotHandlers:
         log.info("Refused user %s in chat %s (not on the allowlist)", user.id if user else None,
                  chat.id if chat else None)
         self._metrics.refusals.labels(reason="allowlist").inc()
-        if chat is not None and self._state.first_refusal(chat.id):
+        if chat is not None and await self._stored(self._state.first_refusal, chat.id):
             message = update.effective_message
             await send_html(context.bot, chat.id, texts.REFUSAL, reply_to=message.message_id if message else None)
         return False

@@ -70,8 +70,9 @@ def describe_url(url: str) -> str:
     return f"{parts.get('host', 'localhost')}:{parts.get('port', 5432)}/{parts.get('dbname', '')}"
 
 
-def connect(url: str):
-    """A psycopg connection with the vector types registered; one clear error when the server is unreachable."""
+def connect(url: str, *, vector: bool = True):
+    """A psycopg connection (with the vector types registered unless `vector` is False: the bot's state needs
+    none); one clear error when the server is unreachable."""
     import psycopg
 
     if not url.startswith(("postgresql://", "postgres://")):
@@ -84,6 +85,8 @@ def connect(url: str):
         reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
         raise DatabaseError(f"Cannot connect to the database at {where}: {reason}. Check HOIDAP_DATABASE_URL.",
                             vi=f"Không kết nối được cơ sở dữ liệu tại {where}: {reason}. Kiểm tra HOIDAP_DATABASE_URL.") from None
+    if not vector:
+        return connection
     try:
         _register_vector(connection)
     except Exception:

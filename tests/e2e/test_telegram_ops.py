@@ -23,7 +23,7 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 
 from bot.settings import Settings
 from bot.telegram.formatting import ArticleListing
-from bot.telegram.state import BotState
+from bot.telegram.state import SqliteState
 from tests.conftest import cli_env, run_cli
 from tests.e2e.botapi_server import BotApiServer
 from tests.e2e.test_telegram import (
@@ -296,7 +296,7 @@ def test_in_a_group_only_the_voter_can_correct(tmp_path: Path, server: BotApiSer
     assert prompt.text.startswith("Minh, Câu trả lời đúng là gì?") and '<a href="tg://user?id=212">' in prompt.raw
     assert "Tôi nghĩ là ông Ngọc" in answered_as_question.text  # not the voter: a reply to the bot is a question
     assert thanks.text.startswith("Cảm ơn bạn! Mình đã lưu")
-    state = BotState.open(settings.state_db)
+    state = SqliteState.open(settings.state_db)
     try:
         [voted] = state.voted_answers(vote=-1)
     finally:

@@ -6,7 +6,7 @@ import datetime as dtm
 
 from telegram import Chat, Message, MessageEntity, User
 
-from bot.telegram.access import AccessPolicy, RateLimiter, truncate_input
+from bot.telegram.access import AccessPolicy, RateWindow, admit, truncate_input
 from bot.telegram.handlers import addressed_question, answer_keyboard, command_argument
 
 BOT = User(id=42, is_bot=True, first_name="Hỏi đáp", username="hoidap_bot")
@@ -38,23 +38,20 @@ def test_allowlist_by_user_or_by_chat() -> None:
     assert not policy.allows(8, 8) and not policy.allows(None, None)
 
 
-def test_rate_limit_slides_and_tells_once_per_wait() -> None:
-    now = [0.0]
-    limiter = RateLimiter(3, 60, clock=lambda: now[0])
-    allowed = []
-    for t in (0, 5, 8):
-        now[0] = t
-        allowed.append(limiter.check(7).allowed)
-    assert allowed == [True, True, True]
-    now[0] = 10
-    refused = limiter.check(7)
+def test_rate_rule_slides_and_tells_once_per_wait() -> None:
+    """The rule alone (`admit`); its storage, shared by replicas, is tested in test_telegram_state."""
+    window, allowed = RateWindow(), []
+    for t in (0.0, 5.0, 8.0):
+        window, decision = admit(window, t, 3, 60)
+        allowed.append(decision.allowed)
+    assert allowed == [True, True, True] and window.asked == (0.0, 5.0, 8.0)
+    window, refused = admit(window, 10, 3, 60)
     assert (refused.allowed, refused.retry_in, refused.notify) == (False, 50, True)
-    now[0] = 20
-    assert limiter.check(7).notify is False  # same wait: no second notice
-    assert limiter.check(8).allowed  # per user
-    now[0] = 60.5
-    assert limiter.check(7).allowed  # the first question left the window
-    again = limiter.check(7)
+    window, waiting = admit(window, 20, 3, 60)
+    assert (waiting.allowed, waiting.notify) == (False, False)  # same wait: no second notice
+    window, freed = admit(window, 60.5, 3, 60)
+    assert freed.allowed and window.asked == (5.0, 8.0, 60.5)  # the first question left the window
+    window, again = admit(window, 60.6, 3, 60)
     assert (again.allowed, again.retry_in, again.notify) == (False, 5, True)  # free at 65 s: a new wait
 
 

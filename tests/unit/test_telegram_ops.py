@@ -25,7 +25,7 @@ from bot.telegram.formatting import (
     utf16_len,
 )
 from bot.telegram.inline import AnswerCache, question_key
-from bot.telegram.state import BotState
+from bot.telegram.state import SqliteState
 from retrieval.types import Answer, Source
 
 
@@ -39,7 +39,7 @@ def test_an_older_state_file_gains_the_correction_column(tmp_path: Path) -> None
         db.execute("CREATE TABLE votes (answer_id INTEGER NOT NULL, user_id INTEGER NOT NULL, chat_id INTEGER NOT NULL,"
                    " vote INTEGER NOT NULL, question TEXT NOT NULL, answer TEXT NOT NULL, created REAL NOT NULL,"
                    " PRIMARY KEY (answer_id, user_id))")
-    state = BotState.open(path)
+    state = SqliteState.open(path)
     answer_id = state.save_answer(1, 2, 3, "Câu hỏi?", Answer("Trả lời [1].", True, [_source(1)]))
     state.record_vote(answer_id, 2, -1)
     state.expect_correction(1, 10, answer_id, 2)
