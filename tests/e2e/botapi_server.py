@@ -9,6 +9,9 @@ with the secret-token header, dates in seconds, callback queries with `chat_inst
 and inline queries (`answerInlineQuery`: at most 50 results with unique ids of 1-64 bytes, each article's
 message checked like a sent one, answered once and within `inline_timeout` seconds of the query).
 
+With `balance_webhook(backends)` it is also the load balancer in front of several webhook replicas: the
+registered webhook URL is the public one, and each update goes to the next backend in turn.
+
 The test side is plain Python, thread-safe: a `TestUser` sends messages, stickers, edits and button
 presses as updates, and `wait_for` blocks until the bot has sent what the test expects.
 """
@@ -230,6 +233,8 @@ class BotApiServer:
         self.commands: list[dict[str, Any]] = []
         self.webhook: dict[str, Any] | None = None
         self.webhook_rejections = 0
+        self._backends: list[str] = []  # load-balanced webhook replicas, in turn; empty: the webhook URL itself
+        self.webhook_deliveries: list[tuple[int, str]] = []  # (update id, URL it was accepted at)
         self._faults: list[tuple[str, ApiError]] = []
         self._chats: dict[int, Chat] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -412,12 +417,15 @@ class BotApiServer:
                 with self._lock:
                     hook = self.webhook
                     update = self._updates[0] if hook and self._updates else None
+                    # The balancer's turn moves on with each accepted update; a failed one is tried there again.
+                    url = (self._backends[len(self.webhook_deliveries) % len(self._backends)] if self._backends
+                           else hook["url"] if hook else "")
                 if update is None:
                     await self._wait(self._new_webhook_work, 5.0)
                     continue
                 headers = {"X-Telegram-Bot-Api-Secret-Token": hook["secret_token"]} if hook["secret_token"] else {}
                 try:
-                    async with session.post(hook["url"], json=update, headers=headers) as response:
+                    async with session.post(url, json=update, headers=headers) as response:
                         ok = response.status == 200
                 except OSError:
                     ok = False
@@ -425,6 +433,7 @@ class BotApiServer:
                     if ok and self._updates and self._updates[0] is update:
                         self._updates.pop(0)
                         self._delivered_up_to = max(self._delivered_up_to, update["update_id"])
+                        self.webhook_deliveries.append((update["update_id"], url))
                         self._changed.notify_all()
                 if not ok:
                     await asyncio.sleep(0.2)
@@ -595,6 +604,16 @@ class BotApiServer:
         """A group chat (negative id, as Telegram's)."""
         with self._lock:
             return self._chats.setdefault(chat_id, Chat(chat_id, "group", title=title))
+
+    def balance_webhook(self, backends: list[str]) -> None:
+        """Deliver webhook updates to these URLs in turn (round robin), as a load balancer in front of replicas."""
+        with self._lock:
+            self._backends = list(backends)
+
+    def delivered_to(self, update_id: int) -> str | None:
+        """The URL that accepted this update (webhook mode), once it has."""
+        with self._lock:
+            return next((url for delivered, url in self.webhook_deliveries if delivered == update_id), None)
 
     def fail_next(self, method: str, status: int, description: str, *, retry_after: int | None = None) -> None:
         """Make the next call of `method` fail as Telegram would (e.g. 429 with retry_after, 502, 400)."""
