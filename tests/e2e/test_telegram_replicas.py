@@ -31,7 +31,7 @@ RATE_LIMIT = 3
 """Questions per user per minute for these replicas: low, so the limit is reached within the test."""
 SECRET = "replicas-share-this-secret"
 """Every replica must register the same webhook secret, or each start would lock the others out."""
-FIRST = "Tổng số đảng viên toàn Đảng bộ tỉnh năm 2023 là bao nhiêu?"
+FIRST = "Năm 2023 đã kết nạp mới bao nhiêu đảng viên?"
 FOLLOW_UP = "Còn năm 2018 thì sao?"
 
 
@@ -85,18 +85,20 @@ def test_two_webhook_replicas_share_conversations_limits_and_votes(tmp_path: Pat
                 admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                               "WHERE datname = current_database() AND pid <> pg_backend_pid()")
 
-            # The same 👍 pressed through both replicas is one vote.
+            # The same 👍 pressed twice at once (a double click), each press going to another replica, is one vote.
             button = first.button("vote:")["callback_data"]
             presses = [lan.press(first, button), lan.press(first, button)]
             server.wait_for(lambda: len(server.callback_answers) >= 2, what="both presses answered")
             pressed_at = {server.delivered_to(press["_update_id"]) for press in presses}
 
-            # The rate limit counts Minh's questions on both replicas together.
-            questions = [minh.say(text) for text in (
-                "Ai dẫn đầu đoàn công tác Tỉnh ủy Tiền Giang?", "Đoàn công tác làm việc vào ngày nào?",
-                "Đảng bộ Khối các cơ quan tỉnh có bao nhiêu đảng viên?", "Có bao nhiêu đảng viên mới được kết nạp?")]
-            answers = [minh.wait_reply(q, timeout=180, where=lambda m: bool(m.buttons()) or "hơi nhanh" in m.text)
-                       for q in questions]
+            # The rate limit counts Minh's questions on both replicas together: the fourth in a minute is refused.
+            questions, answers = [], []
+            for text in ("Ai dẫn đầu đoàn công tác Tỉnh ủy Tiền Giang?", "Đoàn công tác làm việc vào ngày nào?",
+                         "Đảng bộ Khối các cơ quan tỉnh có bao nhiêu đảng viên?",
+                         "Có bao nhiêu đảng viên mới được kết nạp?"):
+                questions.append(minh.say(text))
+                answers.append(minh.wait_reply(questions[-1], timeout=180,
+                                               where=lambda m: bool(m.buttons()) or "hơi nhanh" in m.text))
             limited_at = {server.delivered_to(q["_update_id"]) for q in questions}
             per_replica = [_metric(base, 'hoidap_questions_total{via="chat"}') for base in bases]
             votes_counted = [_metric(base, 'hoidap_votes_total{vote="up"}') for base in bases]
@@ -104,11 +106,13 @@ def test_two_webhook_replicas_share_conversations_limits_and_votes(tmp_path: Pat
             _, stderr_two = stop(two)
 
     assert answered_by == [f"{bases[0]}/hook", f"{bases[1]}/hook"]  # asked on replica 1, followed up on replica 2
-    assert "74.127" in first.text
-    assert "3.463" in follow_up.text  # the 2018 article's figure: replica 2 read the history replica 1 kept
+    assert "1.513" in first.text
+    # The 2018 article's admissions: "còn năm 2018 thì sao?" read as a question about admissions, which only the
+    # history replica 1 kept says (alone, it is answered with the 2018 membership, 3.463, instead).
+    assert "527/600" in follow_up.text
     assert pressed_at == {f"{bases[0]}/hook", f"{bases[1]}/hook"}
     assert [a.get("text") for a in server.callback_answers] == [texts.THANKS_UP] * 2  # each replica knew the answer
-    assert votes_counted == [1.0, 0.0]  # the second press changed nothing, so it counted nowhere
+    assert sorted(votes_counted) == [0.0, 1.0]  # whichever press came second changed nothing: counted nowhere
     assert all(a.buttons() for a in answers[:RATE_LIMIT])
     assert answers[RATE_LIMIT].text.startswith(f"Bạn đang hỏi hơi nhanh: tối đa {RATE_LIMIT} câu hỏi mỗi phút.")
     assert limited_at == {f"{bases[0]}/hook", f"{bases[1]}/hook"}  # the four questions went to both replicas
