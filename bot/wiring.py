@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
 
     from index.web.fetching import FetchPolicy
+    from index.web.registry import WebRegistry
     from index.web.syncing import WebSource
     from retrieval.answering.generative import GenerativeAnswerer, PromptShape
 
@@ -121,12 +122,18 @@ def fetch_policy(settings: Settings) -> FetchPolicy:
                        allow_private=settings.fetch_allow_private)
 
 
+def web_registry(settings: Settings) -> WebRegistry:
+    """The followed feeds and fetched pages: in the database when HOIDAP_DATABASE_URL is set, else the data dir."""
+    from index.web.registry import open_registry
+
+    return open_registry(settings.data_dir, database_url(settings))
+
+
 @contextmanager
 def web_source(settings: Settings, progress=None) -> Iterator[WebSource]:
     """Pages and feeds into the configured index, with the polite fetcher and the feed registry."""
     # Imported here: trafilatura and lxml cost every other command (ask, chat) time they never use.
     from index.web.fetching import Fetcher
-    from index.web.registry import FeedRegistry
     from index.web.syncing import WebSource
 
     embedder: Embedder | None = None
@@ -143,7 +150,7 @@ def web_source(settings: Settings, progress=None) -> Iterator[WebSource]:
         store.close()
         return summary
 
-    registry = FeedRegistry.open(settings.data_dir)
+    registry = web_registry(settings)
     try:
         with Fetcher(fetch_policy(settings), robots_cache=registry) as fetcher:
             yield WebSource(fetcher, registry, index_documents)

@@ -46,9 +46,9 @@ def feeds_list() -> None:
     """The followed feeds and sitemaps, with when each was last checked."""
 
     def action() -> None:
-        from index.web.registry import FeedRegistry
+        from bot.wiring import web_registry
 
-        registry = FeedRegistry.open(load_settings().data_dir)
+        registry = web_registry(load_settings())
         feeds = registry.feeds()
         registry.close()
         if not feeds:
@@ -70,9 +70,9 @@ def feeds_remove(url: Annotated[str, typer.Argument(help="The feed's URL as `hoi
     """Stop following a feed; the articles already indexed from it stay."""
 
     def action() -> None:
-        from index.web.registry import FeedRegistry
+        from bot.wiring import web_registry
 
-        registry = FeedRegistry.open(load_settings().data_dir)
+        registry = web_registry(load_settings())
         removed = registry.remove_feed(url)
         registry.close()
         if not removed:

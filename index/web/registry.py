@@ -4,6 +4,10 @@
 response, so an unchanged feed costs one conditional request. `robots` keeps each site's robots.txt for the same reason. `pages` maps every fetched URL to the
 article it became (by canonical URL), with that page's validators and the hash of its text, so the
 same article under a second URL, or a copy without a canonical link, is recognised and indexed once.
+
+`WebRegistry` is what the web sync needs of it; `FeedRegistry` keeps it in `web.sqlite3` in the data dir,
+`registry_postgres.PostgresFeedRegistry` in the `HOIDAP_DATABASE_URL` database beside the index (so every
+machine and bot replica sees the same followed feeds). `open_registry` picks one.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from index.web.feeds import SourceKind
 
@@ -71,6 +76,34 @@ class Page:
     text_hash: str
     etag: str | None
     last_modified: str | None
+
+
+class WebRegistry(Protocol):
+    """Followed feeds, robots.txt copies and fetched pages, wherever they are kept."""
+
+    def close(self) -> None: ...
+    def add_feed(self, url: str, kind: SourceKind, title: str | None) -> bool:
+        """Follow `url`; False when it was followed already."""
+    def remove_feed(self, url: str) -> bool: ...
+    def feeds(self) -> list[Feed]:
+        """The followed feeds, oldest first."""
+    def feed_checked(self, url: str, *, etag: str | None, last_modified: str | None, error: str | None) -> None:
+        """Record a check of a feed: its new validators (kept when the answer had none), or the error."""
+    def cached_robots(self, origin: str) -> tuple[str, str | None, str | None] | None: ...
+    def store_robots(self, origin: str, text: str, etag: str | None, last_modified: str | None) -> None: ...
+    def page(self, url: str) -> Page | None: ...
+    def article_with_text(self, text_hash: str) -> str | None:
+        """The article first fetched with this text, if any."""
+    def page_fetched(self, page: Page) -> None: ...
+
+
+def open_registry(data_dir: Path, database_url: str | None = None) -> WebRegistry:
+    """The registry in the database when one is configured, else in `data_dir`."""
+    if database_url is not None:
+        from index.web.registry_postgres import PostgresFeedRegistry
+
+        return PostgresFeedRegistry.open(database_url)
+    return FeedRegistry.open(data_dir)
 
 
 class FeedRegistry:

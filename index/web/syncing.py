@@ -27,7 +27,7 @@ from index.web.feeds import (
     read_listing,
 )
 from index.web.fetching import Fetched, Fetcher
-from index.web.registry import Feed, FeedRegistry, Page
+from index.web.registry import Feed, Page, WebRegistry
 
 IndexDocuments = Callable[[list[RawDocument], list[Skipped]], SyncSummary]
 """Adds or updates documents in the index (`sync_documents` bound to an index, embedder and settings)."""
@@ -63,7 +63,7 @@ def text_hash(text: str) -> str:
 class WebSource:
     """Follows feeds and indexes pages, with one fetcher, the feed registry and the index given."""
 
-    def __init__(self, fetcher: Fetcher, registry: FeedRegistry, index_documents: IndexDocuments) -> None:
+    def __init__(self, fetcher: Fetcher, registry: WebRegistry, index_documents: IndexDocuments) -> None:
         self._fetcher = fetcher
         self._registry = registry
         self._index_documents = index_documents
