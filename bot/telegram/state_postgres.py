@@ -134,6 +134,7 @@ class PostgresState:
     def _run(self, work: Callable[..., T]) -> T:
         """`work(connection)` under the lock; a dropped connection is opened again once, with one log line."""
         import psycopg
+        import psycopg.errors
 
         with self._lock:
             for attempt in (1, 2):
@@ -141,6 +142,8 @@ class PostgresState:
                     if self._connection.closed:
                         self._connection = _connect(self._url)
                     return work(self._connection)
+                except psycopg.errors.TransactionRollback:
+                    raise  # a deadlock or serialisation failure: the connection is fine, the statement is not
                 except psycopg.OperationalError as error:
                     self._connection.close()
                     reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
