@@ -52,10 +52,10 @@ def parse_moment(text: str | None, *, end: bool = False) -> float | None:
 def _open_state() -> BotState:
     """The bot's state where the bot keeps it: the PostgreSQL database when HOIDAP_DATABASE_URL is set (the
     figures of every replica), else the data dir."""
-    from bot.telegram.state import open_state
+    from bot.telegram.state import existing_state
 
     settings = load_settings()
-    state = open_state(settings, existing=True)
+    state = existing_state(settings)
     if state is None and settings.database_url is not None:
         from index.stores.postgres import describe_url
 

@@ -192,7 +192,6 @@ def build_application(settings: Settings, answerer: Answerer, list_sources: List
     token = bot_token(settings)
     protect_secrets(*configured_secrets(settings))
     state = open_state(settings)
-    assert state is not None  # opened for writing: created when missing
     executor = ThreadPoolExecutor(max_workers=settings.telegram_workers, thread_name_prefix="hoidap-answer")
     handlers = BotHandlers(
         answerer=answerer, state=state, executor=executor, list_sources=list_sources,

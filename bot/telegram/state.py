@@ -197,17 +197,22 @@ class BotState(Protocol):
         """Apply `change` to this user's window atomically (see `access.RateLimiter`)."""
 
 
-def open_state(settings: Settings, *, existing: bool = False) -> BotState | None:
-    """The configured state: PostgreSQL when `HOIDAP_DATABASE_URL` is set, else `Settings.state_db`.
-
-    With `existing` (the operator's commands, which only read), None when the bot has never run there.
-    """
+def open_state(settings: Settings) -> BotState:
+    """The configured state, created if needed: PostgreSQL when `HOIDAP_DATABASE_URL` is set, else `Settings.state_db`."""
     if settings.database_url is not None:
         from bot.telegram.state_postgres import PostgresState
 
-        url = settings.database_url.get_secret_value()
-        return PostgresState.open_existing(url) if existing else PostgresState.open(url)
-    return SqliteState.open_existing(settings.state_db) if existing else SqliteState.open(settings.state_db)
+        return PostgresState.open(settings.database_url.get_secret_value())
+    return SqliteState.open(settings.state_db)
+
+
+def existing_state(settings: Settings) -> BotState | None:
+    """The configured state for the operator's commands, which only read; None when the bot never ran there."""
+    if settings.database_url is not None:
+        from bot.telegram.state_postgres import PostgresState
+
+        return PostgresState.open_existing(settings.database_url.get_secret_value())
+    return SqliteState.open_existing(settings.state_db)
 
 
 def answer_from_row(text: str, found: bool, sources: str | list) -> Answer:

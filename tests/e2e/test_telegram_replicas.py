@@ -63,6 +63,10 @@ def _metric(base: str, line: str) -> float:
 def test_two_webhook_replicas_share_conversations_limits_and_votes(tmp_path: Path, models_dir: Path,
                                                                    indexed_database: str) -> None:
     url = indexed_database
+    operator = make_settings(tmp_path / "operator" / "data", models_dir)
+    operator.data_dir.mkdir(parents=True)
+    before = run_cli(["stats"], operator, HOIDAP_DATABASE_URL=url)
+    assert before.returncode == 1 and "chưa có dữ liệu của bot" in before.stderr and "Traceback" not in before.stderr
     ports = [_free_port(), _free_port()]
     bases = [f"http://127.0.0.1:{port}" for port in ports]
     with BotApiServer(TOKEN) as server:
@@ -124,8 +128,6 @@ def test_two_webhook_replicas_share_conversations_limits_and_votes(tmp_path: Pat
     assert SECRET not in stderr_one + stderr_two and TOKEN not in stderr_one + stderr_two
 
     # The operator's figures are those of the whole bot, read from the database by any machine.
-    operator = make_settings(tmp_path / "operator" / "data", models_dir)
-    operator.data_dir.mkdir(parents=True)
     prometheus = run_cli(["stats", "--prometheus"], operator, HOIDAP_DATABASE_URL=url)
     assert prometheus.returncode == 0, prometheus.stderr
     assert 'hoidap_questions_total{via="chat"} 5.0' in prometheus.stdout
