@@ -11,6 +11,7 @@ figures of both from it.
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from pathlib import Path
@@ -139,4 +140,9 @@ def test_two_webhook_replicas_share_conversations_limits_and_votes(tmp_path: Pat
     voted = run_cli(["feedback", "--vote", "up"], operator, HOIDAP_DATABASE_URL=url)
     assert voted.returncode == 0, voted.stderr
     assert FIRST in voted.stdout and "👍 1 👎 0" in voted.stdout and "1 câu trả lời." in voted.stdout
+    exported = tmp_path / "feedback.jsonl"
+    export = run_cli(["feedback", "export", "--vote", "up", "--out", str(exported)], operator, HOIDAP_DATABASE_URL=url)
+    assert export.returncode == 0, export.stderr
+    [record] = [json.loads(line) for line in exported.read_text(encoding="utf-8").splitlines()]
+    assert record["question"] == FIRST and record["feedback"]["votes_up"] == 1 and "1.513" in record["answers"][0]
     assert not (operator.data_dir / "state.sqlite3").exists()  # nothing was read from, or written to, the data dir
