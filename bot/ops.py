@@ -64,6 +64,9 @@ class BotMetrics:
         self.errors = Counter("hoidap_errors", "Failures, by kind (exception class, or what went wrong).",
                               ["kind"], registry=self.registry)
         self.votes = Counter("hoidap_votes", "Votes under answers.", ["vote"], registry=self.registry)
+        self.inline_cache = Counter("hoidap_inline_cache", "Inline queries by where their answer came from: the "
+                                    "cache (hit), a computation already running (shared), or a new one (miss).",
+                                    ["result"], registry=self.registry)
         self.refusals = Counter("hoidap_refusals", "Questions not answered: not on the allowlist, or too fast.",
                                 ["reason"], registry=self.registry)
         for via in ("chat", "inline"):
@@ -72,6 +75,8 @@ class BotMetrics:
             self.answers.labels(outcome=outcome)
         for vote in ("up", "down"):
             self.votes.labels(vote=vote)
+        for result in ("hit", "shared", "miss"):
+            self.inline_cache.labels(result=result)
 
     def render(self) -> bytes:
         """The Prometheus text exposition format."""

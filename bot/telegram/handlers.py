@@ -336,15 +336,20 @@ class BotHandlers:
                                button=InlineQueryResultsButton(texts.INLINE_HINT, start_parameter=texts.INLINE_START))
             return
         answer = self._inline_cache.get(question)
-        if answer is None:
+        if answer is not None:
+            self._metrics.inline_cache.labels(result="hit").inc()
+        else:
             task = self._inline_cache.computing(question)
-            if task is None:
+            if task is not None:
+                self._metrics.inline_cache.labels(result="shared").inc()
+            else:
                 decision = await self._stored(self._limiter.check, user_id)
                 if not decision.allowed:
                     self._metrics.refusals.labels(reason="rate_limit").inc()
                     await query.answer([], cache_time=0, is_personal=True, button=InlineQueryResultsButton(
                         texts.inline_rate_limited(decision.retry_in), start_parameter=texts.INLINE_START))
                     return
+                self._metrics.inline_cache.labels(result="miss").inc()
                 task = self._inline_cache.compute(question, lambda: self._answer_inline(question, user_id))
             try:
                 answer = await asyncio.wait_for(asyncio.shield(task), self._inline_deadline)

@@ -90,14 +90,17 @@ def _result_id(question: str, kind: str) -> str:
 def answer_results(question: str, answer: Answer) -> list[InlineQueryResultArticle]:
     """The results offered for an answered question: the sourced answer, or a plain "not found"."""
     text = answer.text.strip()
+    language = answer_language(question)
+    english = language == "en"
     if answer.found:
-        title = f"Trả lời: {question}"
+        title = f"Answer: {question}" if english else f"Trả lời: {question}"
         kind = "answer"
     else:
-        title = "Không tìm thấy trong các bài báo"
+        title = "Not found in the articles" if english else "Không tìm thấy trong các bài báo"
         kind = "notfound"
     description = text if len(text) <= DESCRIPTION_CHARS else text[: DESCRIPTION_CHARS - 1].rstrip() + "…"
     return [InlineQueryResultArticle(
         id=_result_id(question, kind), title=title[:200], description=description,
-        input_message_content=InputTextMessageContent(shared_answer_html(answer, language=answer_language(question)), parse_mode=ParseMode.HTML),
+        input_message_content=InputTextMessageContent(shared_answer_html(answer, language=language),
+                                                      parse_mode=ParseMode.HTML),
     )]

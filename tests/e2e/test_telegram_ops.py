@@ -189,6 +189,7 @@ def test_inline_query_offers_a_sourced_answer_and_refuses_a_stranger(tmp_path: P
         typing = lan.inline(QUESTION[:30])  # the client sends a query per word; only the last is answered
         answered = server.inline_answer(lan.inline(QUESTION), timeout=120)
         not_found = server.inline_answer(lan.inline("Giá vàng SJC hôm nay là bao nhiêu?"), timeout=120)
+        english = server.inline_answer(lan.inline("What is the price of gold today?"), timeout=120)
         refused = server.inline_answer(stranger.inline(QUESTION))
     [result] = answered.results
     [text] = answered.texts()
@@ -198,6 +199,7 @@ def test_inline_query_offers_a_sourced_answer_and_refuses_a_stranger(tmp_path: P
     assert f"[1] {cited.title}" in text
     assert answered.params.get("is_personal") is True  # an allowlist: Telegram must not share it with others
     assert [r["title"] for r in not_found.results] == ["Không tìm thấy trong các bài báo"]
+    assert [r["title"] for r in english.results] == ["Not found in the articles"]  # the asker's language
     assert refused.results == [] and refused.params["button"]["text"].startswith("Bot này chỉ dành cho")
     assert answered.delay < server.inline_timeout and refused.delay < server.inline_timeout
     assert [a.query_id for a in server.inline_answers].count(typing["id"]) == 0
@@ -205,11 +207,14 @@ def test_inline_query_offers_a_sourced_answer_and_refuses_a_stranger(tmp_path: P
 
 def test_a_slow_inline_answer_is_cached_for_the_next_query(tmp_path: Path, server: BotApiServer) -> None:
     answerer = ScriptedAnswerer()  # "chậm": four fragments, 0.9 s apart
-    with running_bot(bot_settings(tmp_path, server), answerer, inline_deadline=1.0):
+    with running_bot(bot_settings(tmp_path, server), answerer, inline_deadline=1.0) as bot:
         lan = server.user(207, "Lan")
         first = server.inline_answer(lan.inline("Trả lời chậm thôi"))
         time.sleep(4.5)  # the answer finishes in the background meanwhile
         second = server.inline_answer(lan.inline("trả lời   chậm thôi?"))  # the same question, typed on
+        metrics = bot.application.bot_data["metrics"].render().decode()
+    assert 'hoidap_inline_cache_total{result="miss"} 1.0' in metrics
+    assert 'hoidap_inline_cache_total{result="hit"} 1.0' in metrics
     assert first.results == [] and first.params["button"]["text"].startswith("Đang tìm câu trả lời")
     assert first.delay < server.inline_timeout
     [text] = second.texts()
