@@ -1,7 +1,14 @@
-"""Sync an index with a set of article files: embed only what changed, build aside, swap atomically.
+"""Sync an index with its sources: one algorithm for every store, written through a small writer protocol.
 
-`index_dir` is a symlink to the current generation directory. A sync writes a complete new generation
-next to it and then replaces the symlink with `os.replace`, which is atomic: a crash, Ctrl-C or
+Pass one reads every source, keeping only ids and content hashes, and works out what is added, updated,
+removed and unchanged (the source registry, `--prune`, the more-than-half guard). Pass two reads the new
+and changed articles again, one at a time: clean, chunk, embed `EMBED_BATCH` chunks at a time, hand
+them to an `IndexWriter`; unchanged articles are never embedded again. Where the index lives is a
+`SyncTarget`: the embedded one here (`EmbeddedTarget`: a new generation directory beside the current one,
+swapped in atomically) and PostgreSQL (`index.stores.postgres_sync.PostgresTarget`: one transaction).
+
+The embedded `index_dir` is a symlink to the current generation directory. A sync writes a complete new
+generation next to it and then replaces the symlink with `os.replace`, which is atomic: a crash, Ctrl-C or
 `kill -9` at any moment leaves either the old or the new generation in place, never a mix.
 """
 
@@ -17,14 +24,15 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple, Protocol
 
 import faiss
 import numpy as np
 
-from index.chunking import iter_chunks, split_into_chunks
+from index.chunking import iter_chunks
 from index.cleaning import clean_article
 from index.documents import Article, Chunk, RawDocument, Skipped
 from index.embedding import Embedder
@@ -102,24 +110,11 @@ def passage_text(title: str, chunk_text: str) -> str:
     return f"{title}\n{chunk_text}" if title else chunk_text
 
 
-@contextmanager
-def _exclusive(lock_path: Path) -> Iterator[None]:
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with lock_path.open("w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as error:
-            raise HoidapError(f"Another `hoidap index` is running on {lock_path.parent}; wait for it to finish.",
-                              vi=f"Một lệnh `hoidap index` khác đang chạy trên {lock_path.parent}; hãy chờ nó xong.") from error
-        yield
+class ArticleState(NamedTuple):
+    """What a sync needs to know of an indexed article: never its text."""
 
-
-def open_current(index_dir: Path) -> IndexStore | None:
-    """The current generation, or None when there is none yet."""
-    try:
-        return IndexStore.open(index_dir)
-    except IndexMissingError:
-        return None
+    content_hash: str
+    path: str | None
 
 
 @dataclass
@@ -133,13 +128,70 @@ class _Seen:
 
 
 @dataclass
-class _Plan:
-    """The first pass over the sources: which articles each yields, and what the new generation holds."""
+class SyncPlan:
+    """The first pass over the sources: which articles each yields, and what the index holds after the sync."""
 
     sources: list[Source]  # every source the index remembers after this sync
-    synced: list[Source]  # the ones read in this sync
+    synced: list[Source]  # the ones read in this sync: their claims are replaced by `claims`
     seen: dict[str, _Seen]
     claims: dict[str, set[Source]]  # article -> sources that yield it, after this sync
+    remembered: list[Source] = field(default_factory=list)  # the sources remembered before it
+    dropped: list[Source] = field(default_factory=list)  # sources forgotten (--prune, `hoidap remove`)
+    removed: list[str] = field(default_factory=list)  # articles to remove whatever claims them (`hoidap remove ID`)
+
+
+class IndexWriter(Protocol):
+    """Receives one sync's changes; nothing is visible to readers before `commit`, and `close` without
+    `commit` leaves the index as it was."""
+
+    def keep(self, article_ids: list[str]) -> None:
+        """Articles that stay as they are, with their chunks and vectors."""
+
+    def add_chunks(self, chunks: list[Chunk], vectors: np.ndarray) -> None:
+        """A batch of one article's chunks with their vectors; `add_article` follows its last batch."""
+
+    def add_article(self, article: Article, content_hash: str, n_chunks: int) -> None:
+        """The article whose chunks were just added."""
+
+    def commit(self, plan: SyncPlan, summary: SyncSummary) -> None:
+        """Make the sync visible at once; fills `summary.n_articles` and `n_chunks` (and may correct the lists
+        when another process changed the index meanwhile)."""
+
+    def close(self) -> None: ...
+
+
+class SyncSession(Protocol):
+    """One sync's view of a store, from opening (and locking) it to closing it."""
+
+    exists: bool  # an index was there before this sync
+    rebuilt_reason: str | None  # why the stored vectors cannot be reused (None: they can)
+
+    def sources(self) -> list[Source]:
+        """The sources the index remembers."""
+
+    def reserve(self, sources: list[Source]) -> None:
+        """Keep other syncs off these sources until the session ends (they wait)."""
+
+    def previous(self) -> tuple[dict[str, ArticleState], dict[str, set[Source]], list[Source]]:
+        """Articles, their claims and the remembered sources, as stored now."""
+
+    def chunk_count(self) -> int: ...
+
+    def stored(self, article_id: str) -> Article:
+        """An indexed article as stored (a rebuild embeds it again from its text)."""
+
+    def writer(self, plan: SyncPlan, progress: Progress | None = None) -> IndexWriter: ...
+
+
+class SyncTarget(Protocol):
+    """Where an index lives, for syncing it."""
+
+    def session(self, embedder: Embedder | None, settings: ChunkSettings | None,
+                rebuild: bool = False) -> AbstractContextManager[SyncSession]:
+        """Open the index for a sync (`embedder` None: for removing, which embeds nothing and checks no model)."""
+
+    def location(self) -> str:
+        """Where the index is, for messages."""
 
 
 # Documents handed to `sync_documents` (web pages, feed items) are claimed by this source: it is never
@@ -147,35 +199,38 @@ class _Plan:
 HANDED_IN = Source("web", "pages")
 
 
-def sync_documents(documents: list[RawDocument], index_dir: Path, embedder: Embedder, settings: ChunkSettings, *,
-                   skipped: Iterable[Skipped] = (), progress: Progress | None = None) -> SyncSummary:
+def sync_documents(documents: list[RawDocument], target: SyncTarget | Path, embedder: Embedder, settings: ChunkSettings,
+                   *, skipped: Iterable[Skipped] = (), progress: Progress | None = None) -> SyncSummary:
     """Add or update `documents` (pages from the web) in the index; every other article stays as it is."""
     items = [*documents, *skipped]
-    return sync_index([HANDED_IN], index_dir, embedder, settings, progress=progress, additive=True,
+    return sync_index([HANDED_IN], target, embedder, settings, progress=progress, additive=True,
                       readers={HANDED_IN.kind: lambda _source, _limits: iter(items)})
 
 
-def sync_index(paths: Iterable[Path | Source] | None, index_dir: Path, embedder: Embedder, settings: ChunkSettings, *,
-               default: Iterable[Path | Source] = (), rebuild: bool = False, prune: bool = False,
-               progress: Progress | None = None, confirm: Confirm | None = None, limits: ReadLimits = DEFAULT_LIMITS,
-               readers: Mapping[str, SourceReader] = FILE_READERS, additive: bool = False) -> SyncSummary:
+def sync_index(paths: Iterable[Path | Source] | None, target: SyncTarget | Path, embedder: Embedder,
+               settings: ChunkSettings, *, default: Iterable[Path | Source] = (), rebuild: bool = False,
+               prune: bool = False, progress: Progress | None = None, confirm: Confirm | None = None,
+               limits: ReadLimits = DEFAULT_LIMITS, readers: Mapping[str, SourceReader] = FILE_READERS,
+               additive: bool = False) -> SyncSummary:
     """Add or update the articles of `paths` (default: every remembered source, or `default` the first time).
 
-    Articles of other sources are kept. An article is removed only when a source it came from no longer
-    yields it (with `prune`, also when its source itself is gone). A sync that would remove more than
-    half of the index goes ahead only if `confirm(summary)` says so; otherwise SyncRefusedError.
-    `additive`: the sources are not remembered, and what they no longer yield stays (`sync_documents`).
+    `target`: a store, or the embedded index directory. Articles of other sources are kept. An article is
+    removed only when a source it came from no longer yields it (with `prune`, also when its source itself
+    is gone). A sync that would remove more than half of the index goes ahead only if `confirm(summary)`
+    says so; otherwise SyncRefusedError. `additive`: the sources are not remembered, and what they no
+    longer yield stays (`sync_documents`).
     """
+    target = EmbeddedTarget(target) if isinstance(target, Path) else target
     started = time.perf_counter()
     summary = SyncSummary()
     given = [_as_source(p) for p in paths or ()]
-    with _exclusive(index_dir.parent / f".{index_dir.name}.lock"):
-        _remove_stale_generations(index_dir)
-        current, summary.rebuilt_reason = _open_for_reuse(index_dir, embedder, settings, rebuild)
-        old, old_claims, remembered = _previous(index_dir, current)
+    with target.session(embedder, settings, rebuild) as session:
+        summary.rebuilt_reason = session.rebuilt_reason
+        targets = given or session.sources() or [_as_source(p) for p in default]
+        session.reserve(sorted(set(targets) | (set(session.sources()) if prune else set())))
+        old, old_claims, remembered = session.previous()
         summary.n_before = len(old)
-        plan = _scan(given or remembered or [_as_source(p) for p in default], remembered, old, old_claims,
-                     summary, limits, readers, prune, progress, additive)
+        plan = _scan(targets, remembered, old, old_claims, summary, limits, readers, prune, progress, additive)
         summary.sources = plan.sources
         for doc_id in sorted(plan.claims):
             if doc_id not in old or (summary.rebuilt_reason and doc_id in plan.seen):  # a rebuild adds afresh
@@ -188,67 +243,76 @@ def sync_index(paths: Iterable[Path | Source] | None, index_dir: Path, embedder:
         if len(summary.removed) * 2 > len(old) and not (confirm and confirm(summary)):
             raise _refusal(summary)
         sources_changed = set(plan.sources) != set(remembered) or plan.claims != {a: old_claims.get(a, set()) for a in plan.claims}
-        if not (summary.changed or sources_changed) and current is not None:
-            summary.n_articles, summary.n_chunks = len(old), current.manifest.n_chunks
+        if not (summary.changed or sources_changed) and session.exists:
+            summary.n_articles = len(old)
+            summary.n_chunks = session.chunk_count()
             summary.seconds = time.perf_counter() - started
-            current.close()
             return summary
-        generation = index_dir.parent / f"{index_dir.name}.{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}.building"
-        generation.mkdir(parents=True)
-        writer = _GenerationWriter(generation, embedder, settings, progress)
+        writer = session.writer(plan, progress)
         try:
-            # In a rebuild nothing is reused: what no source yields now is re-embedded from its stored text.
-            writer.carry_over([old[a] for a in summary.unchanged], current if summary.rebuilt_reason is None else None)
-            writer.embed_new(plan, set(summary.added + summary.updated), summary, limits, readers)
-            writer.finish(plan, summary)
+            embedding = _Embedding(writer, embedder, settings, progress)
+            if summary.rebuilt_reason is None:
+                writer.keep(summary.unchanged)
+            else:  # in a rebuild nothing is reused: what no source yields now is embedded again from its stored text
+                embedding.total_chars = sum(plan.seen[a].n_chars if a in plan.seen else 0 for a in summary.unchanged)
+                for number, article_id in enumerate(summary.unchanged, start=1):
+                    stored = session.stored(article_id)
+                    embedding.write_article(stored, old[article_id].content_hash)
+                    embedding.embedded_chars += plan.seen[article_id].n_chars if article_id in plan.seen else 0
+                    if progress:
+                        progress("writing", number, len(summary.unchanged))
+            embedding.embed_new(plan, set(summary.added + summary.updated), summary, limits, readers)
+            writer.commit(plan, summary)
         finally:
             writer.close()
-            if current is not None:
-                current.close()
-        _swap_symlink(index_dir, generation.with_suffix(""))
     summary.seconds = time.perf_counter() - started
     return summary
 
 
-def remove_from_index(targets: Iterable[str], index_dir: Path) -> tuple[list[str], list[Source]]:
+def remove_from_index(targets: Iterable[str], index: SyncTarget | Path) -> tuple[list[str], list[Source]]:
     """Remove articles by id or path, and sources by path (with the articles only they yielded).
 
     Returns the removed article ids and sources; raises HoidapError, changing nothing, when a target
     names neither an article, nor an article's file, nor a remembered source.
     """
-    with _exclusive(index_dir.parent / f".{index_dir.name}.lock"):
-        current = open_current(index_dir)
-        if current is None:
-            raise IndexMissingError(f"No index in {index_dir}. Build it with `hoidap index`.",
-                                    vi=f"Chưa có chỉ mục trong {index_dir}. Hãy tạo bằng `hoidap index`.")
+    store = EmbeddedTarget(index) if isinstance(index, Path) else index
+    wanted = list(targets)
+    with store.session(None, None) as session:
+        if not session.exists:
+            raise IndexMissingError(f"No index in {store.location()}. Build it with `hoidap index`.",
+                                    vi=f"Chưa có chỉ mục trong {store.location()}. Hãy tạo bằng `hoidap index`.")
+        articles, claims, sources = session.previous()
+        drop_articles, drop_sources = _removal(wanted, articles, claims, sources)
+        # Syncs of the sources involved finish first; then the state is read again under their locks.
+        session.reserve(sorted(drop_sources | {s for a in drop_articles for s in claims.get(a, set())}))
+        articles, claims, sources = session.previous()
+        drop_articles, drop_sources = _removal(wanted, articles, claims, sources)
+        plan = SyncPlan([s for s in sources if s not in drop_sources], [], {},
+                        {a: claims.get(a, set()) - drop_sources for a in articles if a not in drop_articles},
+                        remembered=sources, dropped=sorted(drop_sources), removed=sorted(drop_articles))
+        writer = session.writer(plan)
         try:
-            articles = {a.article_id: a for a in current.articles()}
-            claims, sources = current.claims(), current.sources()
-            drop_articles, drop_sources = _targets(list(targets), articles, sources)
-            # An article goes with a removed source only when no other source yields it.
-            drop_articles |= {a for a, claimed in claims.items() if claimed & drop_sources and not claimed - drop_sources}
-            plan = _Plan([s for s in sources if s not in drop_sources], [], {},
-                         {a: claims.get(a, set()) - drop_sources for a in articles if a not in drop_articles})
-            generation = index_dir.parent / f"{index_dir.name}.{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}.building"
-            generation.mkdir(parents=True)
-            writer = _GenerationWriter.like(generation, current)
-            try:
-                writer.carry_over([a for a in articles.values() if a.article_id not in drop_articles], current)
-                writer.finish(plan, SyncSummary())
-            finally:
-                writer.close()
+            writer.keep([a for a in articles if a not in drop_articles])
+            writer.commit(plan, SyncSummary())
         finally:
-            current.close()
-        _swap_symlink(index_dir, generation.with_suffix(""))
+            writer.close()
     return sorted(drop_articles), sorted(drop_sources)
 
 
-def _targets(targets: list[str], articles: dict[str, ArticleRecord],
+def _removal(targets: list[str], articles: dict[str, ArticleState], claims: dict[str, set[Source]],
+             sources: list[Source]) -> tuple[set[str], set[Source]]:
+    drop_articles, drop_sources = _targets(targets, articles, sources)
+    # An article goes with a removed source only when no other source yields it.
+    drop_articles |= {a for a, claimed in claims.items() if claimed & drop_sources and not claimed - drop_sources}
+    return drop_articles, drop_sources
+
+
+def _targets(targets: list[str], articles: dict[str, ArticleState],
              sources: list[Source]) -> tuple[set[str], set[Source]]:
     by_path: dict[str, set[str]] = {}
-    for article in articles.values():
+    for article_id, article in articles.items():
         if article.path:
-            by_path.setdefault(os.path.abspath(article.path), set()).add(article.article_id)
+            by_path.setdefault(os.path.abspath(article.path), set()).add(article_id)
     drop_articles: set[str] = set()
     drop_sources: set[Source] = set()
     unknown = []
@@ -284,46 +348,9 @@ def _refusal(summary: SyncSummary) -> SyncRefusedError:
            "Nếu đúng ý bạn, hãy chạy lại với --yes, hoặc kiểm tra lại đường dẫn.")
 
 
-def _open_for_reuse(index_dir: Path, embedder: Embedder, settings: ChunkSettings,
-                    rebuild: bool) -> tuple[IndexStore | None, str | None]:
-    """The current generation, and why its vectors cannot be reused (None when they can)."""
-    try:
-        current = open_current(index_dir)
-    except IndexCorruptError as error:
-        return None, f"previous index unreadable: {error}"
-    if current is None:
-        return None, "rebuild requested" if rebuild else None
-    if rebuild:
-        return current, "rebuild requested"
-    reason = _reuse_blocker(current.manifest, embedder, settings)
-    if not reason and (problems := current.verify()):
-        # Never carry damaged rows or vectors into a new generation, nor call a damaged index unchanged.
-        current.close()
-        return None, f"previous index damaged: {'; '.join(problems)}"
-    return current, reason
-
-
-def _previous(index_dir: Path, current: IndexStore | None) -> tuple[dict[str, ArticleRecord], dict[str, set[Source]], list[Source]]:
-    """Articles, claims and sources of the current generation; a damaged one still tells its sources if it can."""
-    if current is not None:
-        return {a.article_id: a for a in current.articles()}, current.claims(), current.sources()
-    try:
-        damaged = open_current(index_dir)
-    except HoidapError:
-        return {}, {}, []
-    if damaged is None:
-        return {}, {}, []
-    try:
-        return {}, {}, damaged.sources()
-    except HoidapError:
-        return {}, {}, []
-    finally:
-        damaged.close()
-
-
-def _scan(targets: list[Source], remembered: list[Source], old: dict[str, ArticleRecord],
+def _scan(targets: list[Source], remembered: list[Source], old: dict[str, ArticleState],
           old_claims: dict[str, set[Source]], summary: SyncSummary, limits: ReadLimits,
-          readers: Mapping[str, SourceReader], prune: bool, progress: Progress | None, additive: bool) -> _Plan:
+          readers: Mapping[str, SourceReader], prune: bool, progress: Progress | None, additive: bool) -> SyncPlan:
     """Read every target source once, keeping only ids and hashes, and work out the claims after the sync."""
     sources = list(remembered) if additive else list(dict.fromkeys([*remembered, *targets]))
     if prune:
@@ -364,10 +391,11 @@ def _scan(targets: list[Source], remembered: list[Source], old: dict[str, Articl
         legacy_unclaimed = article_id in old and not old_claims.get(article_id)
         if claimed or legacy_unclaimed:
             claims[article_id] = claimed
-    return _Plan(sources, synced, seen, claims)
+    return SyncPlan(sources, synced, seen, claims, remembered=list(remembered),
+                    dropped=list(summary.dropped_sources))
 
 
-def _claimed_elsewhere(doc: RawDocument, seen: dict[str, _Seen], old: dict[str, ArticleRecord],
+def _claimed_elsewhere(doc: RawDocument, seen: dict[str, _Seen], old: dict[str, ArticleState],
                        old_claims: dict[str, set[Source]], targets: list[Source], summary: SyncSummary) -> bool:
     """A document whose id another file already holds (in this sync, or in a source not synced now) is skipped."""
     if doc.doc_id in seen:
@@ -378,60 +406,18 @@ def _claimed_elsewhere(doc: RawDocument, seen: dict[str, _Seen], old: dict[str, 
         return False
     if other is not None and doc.path is not None and os.path.abspath(other) == os.path.abspath(doc.path):
         return False  # the same file, reached through two sources (a folder and a file inside it)
-    summary.skipped.append(Skipped(doc.path or doc.doc_id, f"duplicate article id {doc.doc_id!r}: already indexed from {other}",
-                                   vi=f"trùng mã bài {doc.doc_id!r}: đã có trong chỉ mục từ {other}"))
+    summary.skipped.append(duplicate(doc.path or doc.doc_id, doc.doc_id, other))
     return True
 
 
-# The database store's sync (index/stores/postgres_sync.py) still builds a whole batch at once with these.
-
-def _unique(documents: list[RawDocument], summary: SyncSummary) -> list[RawDocument]:
-    seen: set[str] = set()
-    unique = []
-    for doc in documents:
-        if doc.doc_id in seen:
-            summary.skipped.append(Skipped(doc.path or doc.doc_id, f"duplicate article id {doc.doc_id!r}",
-                                           vi=f"trùng mã bài {doc.doc_id!r}"))
-            continue
-        seen.add(doc.doc_id)
-        unique.append(doc)
-    return unique
+def duplicate(where: str, article_id: str, other: str | None) -> Skipped:
+    """The reason a document is not indexed: its id is already indexed from another file."""
+    return Skipped(where, f"duplicate article id {article_id!r}: already indexed from {other}",
+                   vi=f"trùng mã bài {article_id!r}: đã có trong chỉ mục từ {other}")
 
 
-def _prepare(documents: list[RawDocument], settings: ChunkSettings,
-             summary: SyncSummary) -> tuple[dict[str, Article], list[Chunk]]:
-    articles: dict[str, Article] = {}
-    chunks: list[Chunk] = []
-    for doc in documents:
-        article = clean_article(doc)
-        pieces = split_into_chunks(article, size_words=settings.size_words, overlap_sentences=settings.overlap_sentences)
-        if not pieces:
-            summary.skipped.append(Skipped(doc.path or doc.doc_id, "no text left after cleaning",
-                                           vi="không còn chữ nào sau khi làm sạch"))
-            for bucket in (summary.added, summary.updated):
-                if doc.doc_id in bucket:
-                    bucket.remove(doc.doc_id)
-            continue
-        articles[article.article_id] = article
-        chunks.extend(pieces)
-    return articles, chunks
-
-
-def _embed(chunks: list[Chunk], articles: dict[str, Article], embedder: Embedder,
-           progress: Callable[[int, int], None] | None) -> np.ndarray:
-    texts = [passage_text(articles[c.article_id].title, c.text) for c in chunks]
-    parts = []
-    for begin in range(0, len(texts), EMBED_BATCH):
-        parts.append(embedder.embed_passages(texts[begin:begin + EMBED_BATCH]))
-        if progress:
-            progress(min(begin + EMBED_BATCH, len(texts)), len(texts))
-    if not parts:
-        return np.zeros((0, embedder.identity.dim), dtype=np.float32)
-    return np.concatenate(parts)
-
-
-def _reuse_blocker(manifest: Manifest, embedder: Embedder, settings: ChunkSettings) -> str | None:
-    """Why the current vectors cannot be carried over, or None when they can."""
+def reuse_blocker(manifest: Manifest, embedder: Embedder, settings: ChunkSettings) -> str | None:
+    """Why the stored vectors cannot be carried over, or None when they can (another model raises)."""
     manifest.check_model(embedder.identity)
     if (manifest.chunk_size, manifest.chunk_overlap) != (settings.size_words, settings.overlap_sentences):
         return "chunk settings changed"
@@ -442,97 +428,69 @@ def _reuse_blocker(manifest: Manifest, embedder: Embedder, settings: ChunkSettin
     return None
 
 
-class _GenerationWriter:
-    """Writes one new generation, an article at a time: only one article's chunks are in memory at once."""
+class _Embedding:
+    """Pass two: clean, chunk and embed articles one at a time, `EMBED_BATCH` chunks at a time, into a writer."""
 
-    def __init__(self, generation: Path, embedder: Embedder | None, settings: ChunkSettings,
-                 progress: Progress | None = None, *, identity: dict | None = None):
-        self.generation = generation
+    def __init__(self, writer: IndexWriter, embedder: Embedder | None, settings: ChunkSettings | None,
+                 progress: Progress | None) -> None:
+        self.writer = writer
         self.embedder = embedder
         self.settings = settings
         self.progress = progress
-        self.identity = identity or {
-            "embedding_model": embedder.identity.name, "embedding_weights_sha256": embedder.identity.weights_sha256,
-            "dim": embedder.identity.dim,
-        }
-        self.database = sqlite3.connect(generation / DATABASE)
-        self.database.executescript(SCHEMA)
-        self.vectors = new_vector_index(self.identity["dim"], settings.index_type)
-        self.next_id = 0
+        # Identical passages (boilerplate, a repeated block) are embedded once per sync.
         self.cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
         self.embedded_chars = 0
         self.total_chars = 0
-        faiss.omp_set_num_threads(os.cpu_count() or 1)  # building HNSW uses every core (queries use one)
 
-    @classmethod
-    def like(cls, generation: Path, current: IndexStore) -> _GenerationWriter:
-        """A writer for a generation built with the same model and settings as `current` (no embedding)."""
-        manifest = current.manifest
-        settings = ChunkSettings(manifest.chunk_size, manifest.chunk_overlap, manifest.index_type)
-        identity = {"embedding_model": manifest.embedding_model,
-                    "embedding_weights_sha256": manifest.embedding_weights_sha256, "dim": manifest.dim}
-        return cls(generation, None, settings, identity=identity)
-
-    def carry_over(self, kept: list[ArticleRecord], current: IndexStore | None) -> None:
-        """Copy kept articles with their vectors; without a reusable `current`, re-embed their stored text."""
-        for number, record in enumerate(kept, start=1):
-            if current is not None:
-                rows = current.chunk_rows(record.article_id)
-                self._insert_article(record.article_id, record, record.content_hash, len(rows))
-                self._insert_chunks(rows, current.vectors_of([row.chunk_id for row in rows]))
-            else:
-                article = Article(record.article_id, record.title, record.title_inferred, record.date,
-                                  record.date_inferred, record.source, record.byline, record.url, record.path, record.text)
-                self._write_article(article, record.content_hash)
-            if self.progress:
-                self.progress("writing", number, len(kept))
-
-    def embed_new(self, plan: _Plan, wanted: set[str], summary: SyncSummary, limits: ReadLimits,
+    def embed_new(self, plan: SyncPlan, wanted: set[str], summary: SyncSummary, limits: ReadLimits,
                   readers: Mapping[str, SourceReader]) -> None:
         """Read the new and changed articles again, one at a time: clean, chunk, embed, write."""
-        self.total_chars = sum(plan.seen[a].n_chars for a in wanted)
+        self.total_chars += sum(plan.seen[a].n_chars for a in wanted)
         written: set[str] = set()
         for source in plan.synced:
+            if not wanted - written:
+                break
             for item in read_source(source, limits, readers):
                 if isinstance(item, Skipped) or item.doc_id not in wanted or item.doc_id in written:
                     continue
                 written.add(item.doc_id)
-                n_chunks = self._write_article(clean_article(item), content_hash(item))
+                n_chunks = self.write_article(clean_article(item), content_hash(item))
                 summary.chunks_embedded += n_chunks
+                self.embedded_chars += len(item.text)
+                self._report(0)
                 if n_chunks == 0:
                     summary.skipped.append(Skipped(item.path or item.doc_id, "no text left after cleaning",
                                                    vi="không còn chữ nào sau khi làm sạch"))
-                self.embedded_chars += len(item.text)
-                if self.progress:
-                    self.progress("embedding", min(self.embedded_chars, self.total_chars), self.total_chars)
         for gone in wanted - written:  # vanished or emptied between the two passes
             for bucket in (summary.added, summary.updated):
                 if gone in bucket:
                     bucket.remove(gone)
             plan.claims.pop(gone, None)
 
-    def _write_article(self, article: Article, digest: str) -> int:
+    def write_article(self, article: Article, digest: str) -> int:
         """Chunk and embed one article in batches; an article with no chunk is not written. Returns its chunks."""
+        assert self.embedder is not None and self.settings is not None
         chunks = iter_chunks(article, size_words=self.settings.size_words, overlap_sentences=self.settings.overlap_sentences)
         batch: list[Chunk] = []
         count = 0
-        first_id = self.next_id
         for chunk in chunks:
             batch.append(chunk)
             if len(batch) == EMBED_BATCH:
                 self._embed_batch(article.title, batch)
                 count += len(batch)
                 batch = []
-                if self.progress:
-                    done = self.embedded_chars + min(chunk.end, len(article.text))
-                    self.progress("embedding", min(done, self.total_chars), self.total_chars)
+                self._report(min(chunk.end, len(article.text)))
         if batch:
             self._embed_batch(article.title, batch)
             count += len(batch)
         if count:
-            self._insert_article(article.article_id, article, digest, count)
-        assert self.next_id == first_id + count
+            self.writer.add_article(article, digest, count)
         return count
+
+    def _report(self, within: int) -> None:
+        if self.progress:
+            done = self.embedded_chars + within
+            self.progress("embedding", min(done, self.total_chars), self.total_chars)
 
     def _embed_batch(self, title: str, batch: list[Chunk]) -> None:
         texts = [passage_text(title, c.text) for c in batch]
@@ -547,7 +505,179 @@ class _GenerationWriter:
             self.cache.move_to_end(key)
         while len(self.cache) > _PASSAGE_CACHE:
             self.cache.popitem(last=False)
-        self._insert_chunks(batch, vectors)
+        self.writer.add_chunks(batch, vectors)
+
+
+# ---------------------------------------------------------------------------- the embedded store
+
+def open_current(index_dir: Path) -> IndexStore | None:
+    """The current generation, or None when there is none yet."""
+    try:
+        return IndexStore.open(index_dir)
+    except IndexMissingError:
+        return None
+
+
+@contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as error:
+            raise HoidapError(f"Another `hoidap index` is running on {lock_path.parent}; wait for it to finish.",
+                              vi=f"Một lệnh `hoidap index` khác đang chạy trên {lock_path.parent}; hãy chờ nó xong.") from error
+        yield
+
+
+class EmbeddedTarget:
+    """The FAISS + SQLite index in `index_dir`: one sync at a time (a file lock), each writing a new generation."""
+
+    def __init__(self, index_dir: Path) -> None:
+        self.index_dir = index_dir
+
+    def location(self) -> str:
+        return str(self.index_dir)
+
+    @contextmanager
+    def session(self, embedder: Embedder | None, settings: ChunkSettings | None,
+                rebuild: bool = False) -> Iterator[_EmbeddedSession]:
+        with _exclusive(self.index_dir.parent / f".{self.index_dir.name}.lock"):
+            _remove_stale_generations(self.index_dir)
+            session = _EmbeddedSession(self.index_dir, embedder, settings, rebuild)
+            try:
+                yield session
+            finally:
+                session.close()
+
+
+class _EmbeddedSession:
+    def __init__(self, index_dir: Path, embedder: Embedder | None, settings: ChunkSettings | None, rebuild: bool):
+        self.index_dir = index_dir
+        self.embedder = embedder
+        self.settings = settings
+        if embedder is None:
+            self.current, self.rebuilt_reason = open_current(index_dir), None
+        else:
+            self.current, self.rebuilt_reason = _open_for_reuse(index_dir, embedder, settings, rebuild)
+        self.exists = self.current is not None
+        self._previous: tuple[dict[str, ArticleState], dict[str, set[Source]], list[Source]] | None = None
+
+    def sources(self) -> list[Source]:
+        return self.previous()[2]
+
+    def reserve(self, sources: list[Source]) -> None:
+        """The file lock already keeps every other sync out."""
+
+    def chunk_count(self) -> int:
+        return self.current.manifest.n_chunks if self.current else 0
+
+    def previous(self) -> tuple[dict[str, ArticleState], dict[str, set[Source]], list[Source]]:
+        if self._previous is None:
+            self._previous = _previous(self.index_dir, self.current)
+        return self._previous
+
+    def stored(self, article_id: str) -> Article:
+        record = self.current.article(article_id)
+        return Article(record.article_id, record.title, record.title_inferred, record.date, record.date_inferred,
+                       record.source, record.byline, record.url, record.path, record.text)
+
+    def writer(self, plan: SyncPlan, progress: Progress | None = None) -> _GenerationWriter:
+        generation = self.index_dir.parent / f"{self.index_dir.name}.{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}.building"
+        generation.mkdir(parents=True)
+        if self.embedder is None:
+            return _GenerationWriter.like(self.index_dir, generation, self.current)
+        return _GenerationWriter(self.index_dir, generation, self.embedder, self.settings, progress=progress,
+                                 current=self.current if self.rebuilt_reason is None else None)
+
+    def close(self) -> None:
+        if self.current is not None:
+            self.current.close()
+
+
+def _open_for_reuse(index_dir: Path, embedder: Embedder, settings: ChunkSettings,
+                    rebuild: bool) -> tuple[IndexStore | None, str | None]:
+    """The current generation, and why its vectors cannot be reused (None when they can)."""
+    try:
+        current = open_current(index_dir)
+    except IndexCorruptError as error:
+        return None, f"previous index unreadable: {error}"
+    if current is None:
+        return None, "rebuild requested" if rebuild else None
+    if rebuild:
+        return current, "rebuild requested"
+    reason = reuse_blocker(current.manifest, embedder, settings)
+    if not reason and (problems := current.verify()):
+        # Never carry damaged rows or vectors into a new generation, nor call a damaged index unchanged.
+        current.close()
+        return None, f"previous index damaged: {'; '.join(problems)}"
+    return current, reason
+
+
+def _previous(index_dir: Path, current: IndexStore | None) -> tuple[dict[str, ArticleState], dict[str, set[Source]], list[Source]]:
+    """Articles, claims and sources of the current generation; a damaged one still tells its sources if it can."""
+    if current is not None:
+        return ({a.article_id: ArticleState(a.content_hash, a.path) for a in current.articles()},
+                current.claims(), current.sources())
+    try:
+        damaged = open_current(index_dir)
+    except HoidapError:
+        return {}, {}, []
+    if damaged is None:
+        return {}, {}, []
+    try:
+        return {}, {}, damaged.sources()
+    except HoidapError:
+        return {}, {}, []
+    finally:
+        damaged.close()
+
+
+class _GenerationWriter:
+    """Writes one new generation, an article at a time: only one article's chunks are in memory at once.
+    `commit` swaps it in; `close` without it leaves a `.building` folder the next sync deletes."""
+
+    def __init__(self, index_dir: Path, generation: Path, embedder: Embedder | None, settings: ChunkSettings, *,
+                 current: IndexStore | None = None, identity: dict | None = None, progress: Progress | None = None):
+        self.index_dir = index_dir
+        self.progress = progress
+        self.generation = generation
+        self.settings = settings
+        self.current = current
+        self.identity = identity or {
+            "embedding_model": embedder.identity.name, "embedding_weights_sha256": embedder.identity.weights_sha256,
+            "dim": embedder.identity.dim,
+        }
+        self.database = sqlite3.connect(generation / DATABASE)
+        self.database.executescript(SCHEMA)
+        self.vectors = new_vector_index(self.identity["dim"], settings.index_type)
+        self.next_id = 0
+        faiss.omp_set_num_threads(os.cpu_count() or 1)  # building HNSW uses every core (queries use one)
+
+    @classmethod
+    def like(cls, index_dir: Path, generation: Path, current: IndexStore) -> _GenerationWriter:
+        """A writer for a generation built with the same model and settings as `current` (no embedding)."""
+        manifest = current.manifest
+        settings = ChunkSettings(manifest.chunk_size, manifest.chunk_overlap, manifest.index_type)
+        identity = {"embedding_model": manifest.embedding_model,
+                    "embedding_weights_sha256": manifest.embedding_weights_sha256, "dim": manifest.dim}
+        return cls(index_dir, generation, None, settings, current=current, identity=identity)
+
+    def keep(self, article_ids: list[str]) -> None:
+        """Copy the kept articles with their vectors from the current generation."""
+        for number, article_id in enumerate(article_ids, start=1):
+            record = self.current.article(article_id)
+            rows = self.current.chunk_rows(article_id)
+            self._insert_article(article_id, record, record.content_hash, len(rows))
+            self._insert_chunks(rows, self.current.vectors_of([row.chunk_id for row in rows]))
+            if self.progress:
+                self.progress("writing", number, len(article_ids))
+
+    def add_chunks(self, chunks: list[Chunk], vectors: np.ndarray) -> None:
+        self._insert_chunks(chunks, vectors)
+
+    def add_article(self, article: Article, content_hash: str, n_chunks: int) -> None:
+        self._insert_article(article.article_id, article, content_hash, n_chunks)
 
     def _insert_article(self, article_id: str, article: Article | ArticleRecord, digest: str, n_chunks: int) -> None:
         self.database.execute("INSERT INTO articles VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", (
@@ -561,8 +691,8 @@ class _GenerationWriter:
             self.vectors.add(np.ascontiguousarray(vectors, dtype=np.float32))
         self.next_id += len(chunks)
 
-    def finish(self, plan: _Plan, summary: SyncSummary) -> None:
-        """Record sources and claims, write FAISS and the manifest, fsync, and mark the generation complete."""
+    def commit(self, plan: SyncPlan, summary: SyncSummary) -> None:
+        """Record sources and claims, write FAISS and the manifest, fsync, mark the generation complete, swap it in."""
         self.database.executemany("INSERT INTO sources VALUES (?,?)", [(s.kind, s.locator) for s in plan.sources])
         stored = {row[0] for row in self.database.execute("SELECT article_id FROM articles")}
         self.database.executemany("INSERT INTO article_sources VALUES (?,?,?)", [
@@ -586,7 +716,9 @@ class _GenerationWriter:
             pipeline_version=PIPELINE_VERSION,
         ).write(self.generation / MANIFEST)
         _fsync_tree(self.generation)
-        os.replace(self.generation, self.generation.with_suffix(""))  # drop ".building": a complete generation
+        complete = self.generation.with_suffix("")
+        os.replace(self.generation, complete)  # drop ".building": a complete generation
+        _swap_symlink(self.index_dir, complete)
 
     def close(self) -> None:
         try:
