@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     corpus: Annotated[list[Path], NoDecode] = Field(default_factory=lambda: [BUNDLED_CORPUS], description="Files or folders indexed by default.")
     # PostgreSQL with pgvector instead of the embedded FAISS + SQLite index (unset: embedded, in data_dir).
     database_url: SecretStr | None = Field(None, description="postgresql:// URL of the index database.")
+    database_read_url: SecretStr | None = Field(
+        None, description="postgresql:// URL of a read replica: questions read from it, syncs write to database_url.")
     database_vector_type: Literal["vector", "halfvec"] = "vector"  # halfvec: half the bytes per vector
     hnsw_m: int = Field(16, ge=2, le=100, description="pgvector HNSW graph degree (index build).")
     hnsw_ef_construction: int = Field(64, ge=4, le=1000, description="pgvector HNSW build depth.")

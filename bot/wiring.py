@@ -22,8 +22,10 @@ from index.errors import HoidapError, IndexMissingError
 from index.indexer import (
     ChunkSettings,
     Confirm,
+    EmbeddedTarget,
     Progress,
     SyncSummary,
+    SyncTarget,
     remove_from_index,
     sync_documents,
     sync_index,
@@ -81,36 +83,43 @@ def sync(settings: Settings, paths: list[Path] | None = None, *, rebuild: bool =
          index_dir: Path | None = None, progress: Progress | None = None, confirm: Confirm | None = None,
          embedder: Embedder | None = None) -> SyncSummary:
     """Add or update `paths` in the configured store (none: re-sync the remembered sources; the first time, the
-    corpus). The database store (HOIDAP_DATABASE_URL) syncs `paths` as before: it keeps no source registry."""
+    corpus), embedded or PostgreSQL alike."""
     missing = [str(path) for path in paths or () if not (path.exists() or path.is_symlink())]
     if missing:
         listed = ", ".join(missing)
         raise HoidapError(f"No such file or folder: {listed}. Nothing was changed.",
                           vi=f"Không có tệp hay thư mục: {listed}. Chưa thay đổi gì.")
     embedder = embedder or build_embedder(settings)
-    url = database_url(settings)
-    if url is not None:
-        from index.stores.postgres_sync import sync_postgres
-
-        return sync_postgres(paths or settings.corpus, url, embedder, chunk_settings(settings),
-                             vector_type=settings.database_vector_type, hnsw=hnsw_settings(settings),
-                             derive_restorer=restorer_json, rebuild=rebuild,
-                             progress=(lambda done, total: progress("embedding", done, total)) if progress else None)
-    index_dir = index_dir or settings.index_dir
-    summary = sync_index(paths or None, index_dir, embedder, chunk_settings(settings), default=settings.corpus,
+    target = index_target(settings, index_dir)
+    summary = sync_index(paths or None, target, embedder, chunk_settings(settings), default=settings.corpus,
                          rebuild=rebuild, prune=prune, progress=progress, confirm=confirm, limits=read_limits(settings))
-    store = IndexStore.open(index_dir)
-    open_lexical_index(store)  # pay for BM25 now rather than at the first question
-    store.close()
+    _after_sync(settings, index_dir)
     return summary
+
+
+def index_target(settings: Settings, index_dir: Path | None = None) -> SyncTarget:
+    """Where syncs write: PostgreSQL when HOIDAP_DATABASE_URL is set (never the read replica), else the data dir."""
+    url = database_url(settings)
+    if url is None:
+        return EmbeddedTarget(index_dir or settings.index_dir)
+    from index.stores.postgres_sync import PostgresTarget
+
+    return PostgresTarget(url, vector_type=settings.database_vector_type, hnsw=hnsw_settings(settings),
+                          derive_restorer=restorer_json)
+
+
+def _after_sync(settings: Settings, index_dir: Path | None = None) -> None:
+    """The embedded store's BM25 index is built now rather than at the first question (PostgreSQL's is in SQL)."""
+    if database_url(settings) is None:
+        store = IndexStore.open(index_dir or settings.index_dir)
+        open_lexical_index(store)
+        store.close()
 
 
 def remove(settings: Settings, targets: list[str]) -> tuple[list[str], list[Source]]:
     """Remove articles (by id or file) and sources (by path) from the index; returns what went."""
-    removed = remove_from_index(targets, settings.index_dir)
-    store = IndexStore.open(settings.index_dir)
-    open_lexical_index(store)
-    store.close()
+    removed = remove_from_index(targets, index_target(settings))
+    _after_sync(settings)
     return removed
 
 
@@ -141,13 +150,11 @@ def web_source(settings: Settings, progress=None) -> Iterator[WebSource]:
     def index_documents(documents, skipped) -> SyncSummary:
         nonlocal embedder
         if not documents:  # nothing new: no model to load
-            return _unchanged_summary(settings.index_dir, skipped)
+            return _unchanged_summary(settings, skipped)
         embedder = embedder or build_embedder(settings)
-        summary = sync_documents(documents, settings.index_dir, embedder, chunk_settings(settings),
+        summary = sync_documents(documents, index_target(settings), embedder, chunk_settings(settings),
                                  skipped=skipped, progress=progress)
-        store = IndexStore.open(settings.index_dir)
-        open_lexical_index(store)  # pay for BM25 now rather than at the first question
-        store.close()
+        _after_sync(settings)
         return summary
 
     registry = web_registry(settings)
@@ -158,13 +165,13 @@ def web_source(settings: Settings, progress=None) -> Iterator[WebSource]:
         registry.close()
 
 
-def _unchanged_summary(index_dir: Path, skipped) -> SyncSummary:
+def _unchanged_summary(settings: Settings, skipped) -> SyncSummary:
     summary = SyncSummary(skipped=list(skipped))
     try:
-        store = IndexStore.open(index_dir)
+        store = open_any_store(settings)
     except IndexMissingError:
         return summary
-    summary.n_articles, summary.n_chunks = store.manifest.n_articles, store.manifest.n_chunks
+    summary.n_articles, summary.n_chunks = len(store.articles()), store.chunk_count()
     store.close()
     return summary
 
@@ -174,6 +181,13 @@ def _unchanged_summary(index_dir: Path, skipped) -> SyncSummary:
 def database_url(settings: Settings) -> str | None:
     """The PostgreSQL store's URL, or None for the embedded store."""
     return settings.database_url.get_secret_value() if settings.database_url else None
+
+
+def read_url(settings: Settings) -> str | None:
+    """Where questions read the PostgreSQL store: the read replica when one is set, else the primary."""
+    if settings.database_read_url and database_url(settings):
+        return settings.database_read_url.get_secret_value()
+    return database_url(settings)
 
 
 def store_location(settings: Settings, index_dir: Path | None = None) -> str:
@@ -371,7 +385,7 @@ def build_components(settings: Settings, *, answerer: str | None = None, index_d
     `wrap_retriever` puts a layer around the retriever the answerer uses (the bot's timing, for metrics).
     """
     embedder = embedder or build_embedder(settings)
-    url = database_url(settings)
+    url = read_url(settings)
     if url is not None:
         from index.stores.postgres import PostgresStore
         from retrieval.search.sql import SqlHybridRetriever

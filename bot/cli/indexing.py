@@ -180,10 +180,9 @@ def sources_command() -> None:
         settings = load_settings()
         store = open_any_store(settings)
         out = Console()
-        # The database store keeps no source registry: its articles are listed without one.
-        sources = store.sources() if hasattr(store, "sources") else []
+        sources = store.sources()
         number = {source: str(i) for i, source in enumerate(sources, start=1)}
-        claims = store.claims() if hasattr(store, "claims") else {}
+        claims = store.claims()
         out.print(tr("Nguồn được đồng bộ (cột «nguồn» của bảng):", "Sources synced (the table's «from» column):"),
                   highlight=False)
         for source in sources:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from index.sources import Source
 from index.store import ArticleRecord, ChunkRecord
 
 
@@ -25,5 +26,13 @@ class Store(Protocol):
     def chunk(self, chunk_id: int) -> ChunkRecord: ...
 
     def chunk_count(self) -> int: ...
+
+    def sources(self) -> Sequence[Source]:
+        """The sources the index syncs."""
+        ...
+
+    def claims(self) -> dict[str, set[Source]]:
+        """For each article, the sources that yielded it."""
+        ...
 
     def close(self) -> None: ...

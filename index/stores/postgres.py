@@ -6,6 +6,9 @@ Selected by `HOIDAP_DATABASE_URL`. Tables (prefixed `hoidap_`, so they can share
     hoidap_articles   one row per article, with its content hash
     hoidap_chunks     one row per chunk: offsets, text, its vector (`vector` or `halfvec`, HNSW index) and
                       its three lexical fields as `tsvector`s (GIN indexes)
+    hoidap_sources, hoidap_article_sources
+                      the source registry (`index.sources`): the sources the index syncs, and which source
+                      yielded each article, as the embedded store's `sources` and `article_sources`
 
 The lexical fields hold the tokens of `index.text` (syllables as written, folded, syllables plus
 pairs), not those of a text search configuration: `simple` + `unaccent` would split `74.127`, keep
@@ -13,8 +16,9 @@ pairs), not those of a text search configuration: `simple` + `unaccent` would sp
 store's for no reason. BM25 (Lucene's variant, as `bm25s`) is scored in SQL over the GIN matches,
 with the term frequencies read from the tsvector positions.
 
-A sync runs in one transaction under an advisory lock: a crash, Ctrl-C or `kill -9` rolls it back and
-readers keep seeing the previous state until it commits.
+A sync (`index.stores.postgres_sync`) embeds into temporary tables of its own session, then writes in one
+short transaction: a crash, Ctrl-C or `kill -9` rolls it back (and the temporary tables go with the
+session), and readers keep seeing the previous state until it commits.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -30,6 +34,7 @@ import numpy as np
 
 from index.documents import Article, Chunk
 from index.errors import HoidapError, IndexMissingError
+from index.sources import Source
 from index.store import ArticleRecord, ChunkRecord, Manifest
 from index.text import syllable_pairs, tokenize
 
@@ -39,11 +44,14 @@ LexicalField = Literal["plain", "folded", "pairs"]
 FIELDS: tuple[LexicalField, ...] = ("plain", "folded", "pairs")
 BM25_K1, BM25_B = 1.2, 0.75  # those of `retrieval.search.lexical.LexicalIndex.build`
 _MAX_POSITION = 16383  # the largest tsvector position
-_SYNC_LOCK = 0x686F6964  # "hoid": the advisory lock every sync of one database takes
+_SYNC_LOCK = 0x686F6964  # "hoid": the advisory lock taken to create, upgrade or rebuild the schema
 
 _ARTICLE_COLUMNS = ("article_id", "title", "title_inferred", "date", "date_inferred", "source", "byline", "url",
                     "path", "text", "content_hash", "n_chunks")
 _CHUNK_COLUMNS = ("chunk_id", "article_id", "ordinal", "start", "end", "text")
+_CHUNK_FIELDS = 'article_id, ordinal, start, "end", text, embedding, plain, folded, pairs, plain_len, folded_len, pairs_len'
+STAGED_ARTICLES = "pg_temp.hoidap_staged_articles"
+STAGED_CHUNKS = "pg_temp.hoidap_staged_chunks"
 
 
 @dataclass(frozen=True)
@@ -139,7 +147,7 @@ def _schema(dim: int, vector_type: VectorType, hnsw: HnswSettings) -> list[str]:
             dim INTEGER NOT NULL, chunk_size INTEGER NOT NULL, chunk_overlap INTEGER NOT NULL,
             index_type TEXT NOT NULL, pipeline_version TEXT NOT NULL,
             avg_plain DOUBLE PRECISION NOT NULL DEFAULT 1, avg_folded DOUBLE PRECISION NOT NULL DEFAULT 1,
-            avg_pairs DOUBLE PRECISION NOT NULL DEFAULT 1, restorer TEXT)""",
+            avg_pairs DOUBLE PRECISION NOT NULL DEFAULT 1, restorer TEXT, generation BIGINT NOT NULL DEFAULT 0)""",
         """CREATE TABLE hoidap_articles (
             article_id TEXT PRIMARY KEY, title TEXT NOT NULL, title_inferred BOOLEAN NOT NULL, date TEXT,
             date_inferred BOOLEAN NOT NULL, source TEXT, byline TEXT, url TEXT, path TEXT, text TEXT NOT NULL,
@@ -156,7 +164,32 @@ def _schema(dim: int, vector_type: VectorType, hnsw: HnswSettings) -> list[str]:
         *(f"CREATE INDEX hoidap_chunks_{name} ON hoidap_chunks USING gin ({name})" for name in FIELDS),
         "CREATE INDEX hoidap_articles_by_date ON hoidap_articles (date)",
         "CREATE INDEX hoidap_articles_by_source ON hoidap_articles (lower(source))",
+        *_REGISTRY,
     ]
+
+
+_REGISTRY = [
+    "CREATE TABLE IF NOT EXISTS hoidap_sources (kind TEXT NOT NULL, locator TEXT NOT NULL, PRIMARY KEY (kind, locator))",
+    """CREATE TABLE IF NOT EXISTS hoidap_article_sources (
+        article_id TEXT NOT NULL REFERENCES hoidap_articles(article_id) ON DELETE CASCADE,
+        kind TEXT NOT NULL, locator TEXT NOT NULL, PRIMARY KEY (article_id, kind, locator))""",
+    "CREATE INDEX IF NOT EXISTS hoidap_article_sources_by_source ON hoidap_article_sources (kind, locator)",
+]
+
+
+def upgrade_schema(connection) -> None:
+    """Add what an index written by an older hoidap lacks: the source registry (each article counting as
+    coming from its own file, as `IndexStore.claims` reads an embedded index of that age) and the sync
+    generation. Call under `lock_for_sync`."""
+    if connection.execute("SELECT to_regclass('hoidap_sources') IS NOT NULL").fetchone()[0]:
+        return
+    connection.execute("ALTER TABLE hoidap_manifest ADD COLUMN IF NOT EXISTS generation BIGINT NOT NULL DEFAULT 0")
+    for statement in _REGISTRY:
+        connection.execute(statement)
+    connection.execute("INSERT INTO hoidap_sources SELECT DISTINCT 'file', path FROM hoidap_articles "
+                       "WHERE path IS NOT NULL ON CONFLICT DO NOTHING")
+    connection.execute("INSERT INTO hoidap_article_sources SELECT article_id, 'file', path FROM hoidap_articles "
+                       "WHERE path IS NOT NULL")
 
 
 def has_schema(connection) -> bool:
@@ -164,7 +197,8 @@ def has_schema(connection) -> bool:
 
 
 def drop_schema(connection) -> None:
-    connection.execute("DROP TABLE IF EXISTS hoidap_chunks, hoidap_articles, hoidap_manifest")
+    connection.execute("DROP TABLE IF EXISTS hoidap_article_sources, hoidap_sources, hoidap_chunks, hoidap_articles, "
+                       "hoidap_manifest")
 
 
 def create_schema(connection, dim: int, vector_type: VectorType, hnsw: HnswSettings, *,
@@ -236,15 +270,15 @@ def article_row(article: ArticleRecord | Article, content_hash: str, n_chunks: i
             article.source, article.byline, article.url, article.path, article.text, content_hash, n_chunks)
 
 
-def insert_articles(connection, rows: Iterable[tuple]) -> None:
+def insert_articles(connection, rows: Iterable[tuple], table: str = "hoidap_articles") -> None:
     placeholders = ", ".join(["%s"] * len(_ARTICLE_COLUMNS))
     with connection.cursor() as cursor:
-        cursor.executemany(f"INSERT INTO hoidap_articles ({', '.join(_ARTICLE_COLUMNS)}) VALUES ({placeholders})",
+        cursor.executemany(f"INSERT INTO {table} ({', '.join(_ARTICLE_COLUMNS)}) VALUES ({placeholders})",
                            list(rows))
 
 
 def insert_chunks(connection, chunks: Sequence[Chunk | ChunkRecord], heads: dict[str, str], vectors: np.ndarray,
-                  vector_type: VectorType) -> None:
+                  vector_type: VectorType, table: str = "hoidap_chunks") -> None:
     """Write chunks with their vectors and lexical fields (`heads`: article id -> title and outlet)."""
     from pgvector import HalfVector, Vector
 
@@ -256,9 +290,51 @@ def insert_chunks(connection, chunks: Sequence[Chunk | ChunkRecord], heads: dict
                      *(to_tsvector(fields[name]) for name in FIELDS), *(len(fields[name]) for name in FIELDS)))
     with connection.cursor() as cursor:
         cursor.executemany(
-            'INSERT INTO hoidap_chunks (article_id, ordinal, start, "end", text, embedding, plain, folded, pairs, '
+            f'INSERT INTO {table} (article_id, ordinal, start, "end", text, embedding, plain, folded, pairs, '
             "plain_len, folded_len, pairs_len) VALUES (%s, %s, %s, %s, %s, %s, %s::tsvector, %s::tsvector, "
             "%s::tsvector, %s, %s, %s)", rows)
+
+
+def create_staging(connection, dim: int, vector_type: VectorType) -> None:
+    """Temporary tables (of this session only) where a sync stages what it embedded until it writes."""
+    connection.execute(f"DROP TABLE IF EXISTS {STAGED_CHUNKS}, {STAGED_ARTICLES}")
+    connection.execute("CREATE TEMPORARY TABLE hoidap_staged_articles AS SELECT * FROM hoidap_articles WITH NO DATA")
+    connection.execute(
+        'CREATE TEMPORARY TABLE hoidap_staged_chunks (article_id TEXT NOT NULL, ordinal INTEGER NOT NULL, '
+        'start INTEGER NOT NULL, "end" INTEGER NOT NULL, text TEXT NOT NULL, '
+        f"embedding {vector_type}({int(dim)}) NOT NULL, plain TSVECTOR NOT NULL, folded TSVECTOR NOT NULL, "
+        "pairs TSVECTOR NOT NULL, plain_len INTEGER NOT NULL, folded_len INTEGER NOT NULL, pairs_len INTEGER NOT NULL)")
+
+
+def drop_staging(connection) -> None:
+    connection.execute(f"DROP TABLE IF EXISTS {STAGED_CHUNKS}, {STAGED_ARTICLES}")
+
+
+def move_staged(connection, article_ids: Sequence[str]) -> None:
+    """Replace the rows of these articles (their article row kept, so its claims stay) and all their chunks
+    with the staged ones."""
+    if not article_ids:
+        return
+    ids = list(article_ids)
+    connection.execute("DELETE FROM hoidap_chunks WHERE article_id = ANY(%s)", (ids,))
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _ARTICLE_COLUMNS if c != "article_id")
+    connection.execute(f"INSERT INTO hoidap_articles SELECT * FROM {STAGED_ARTICLES} WHERE article_id = ANY(%s) "
+                       f"ON CONFLICT (article_id) DO UPDATE SET {updates}", (ids,))
+    connection.execute(f"INSERT INTO hoidap_chunks ({_CHUNK_FIELDS}) SELECT {_CHUNK_FIELDS} FROM {STAGED_CHUNKS} "
+                       "WHERE article_id = ANY(%s) ORDER BY article_id, ordinal", (ids,))
+
+
+def lock_manifest(connection) -> Manifest | None:
+    """Lock the manifest row until the transaction ends (writers take turns); what it says, counts left at 0."""
+    row = connection.execute(
+        "SELECT schema_version, embedding_model, embedding_weights_sha256, dim, chunk_size, chunk_overlap, "
+        "index_type, pipeline_version FROM hoidap_manifest FOR UPDATE").fetchone()
+    if row is None:
+        return None
+    (schema_version, model, sha, dim, size, overlap, index_type, pipeline) = row
+    return Manifest(schema_version=schema_version, embedding_model=model, embedding_weights_sha256=sha, dim=dim,
+                    chunk_size=size, chunk_overlap=overlap, index_type=index_type, n_articles=0, n_chunks=0,
+                    pipeline_version=pipeline)
 
 
 def delete_articles(connection, article_ids: Sequence[str]) -> None:
@@ -272,6 +348,24 @@ def store_statistics(connection, restorer_json: str | None) -> None:
         "UPDATE hoidap_manifest SET avg_plain = stats.p, avg_folded = stats.f, avg_pairs = stats.s, restorer = %s "
         "FROM (SELECT greatest(coalesce(avg(plain_len), 1), 1) AS p, greatest(coalesce(avg(folded_len), 1), 1) AS f, "
         "greatest(coalesce(avg(pairs_len), 1), 1) AS s FROM hoidap_chunks) AS stats", (restorer_json,))
+
+
+def refresh_statistics(connection, derive_restorer: Callable[[Iterable[str]], str] | None) -> None:
+    """Recompute the BM25 averages and the diacritic model from one snapshot, after a sync committed, outside
+    its transaction (reading every chunk would hold up the other syncs' writes).
+
+    Syncs may commit while this runs: it writes only if none committed after its snapshot (the manifest's
+    generation), so the statistics left are those of the last sync to commit, whichever finishes first.
+    """
+    with connection.transaction():
+        connection.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        generation, *averages = connection.execute(
+            "SELECT (SELECT generation FROM hoidap_manifest), greatest(coalesce(avg(plain_len), 1), 1), "
+            "greatest(coalesce(avg(folded_len), 1), 1), greatest(coalesce(avg(pairs_len), 1), 1) "
+            "FROM hoidap_chunks").fetchone()
+        restorer = derive_restorer(lexical_texts(connection)) if derive_restorer else None
+    connection.execute("UPDATE hoidap_manifest SET avg_plain = %s, avg_folded = %s, avg_pairs = %s, restorer = %s "
+                       "WHERE generation = %s", (*averages, restorer, generation))
 
 
 def lexical_texts(connection) -> Iterator[str]:
@@ -369,6 +463,17 @@ class PostgresStore:
         if not rows:
             raise KeyError(article_id)
         return ArticleRecord(*rows[0])
+
+    def sources(self) -> list[Source]:
+        """The sources the index syncs, in order."""
+        return [Source(*row) for row in self._rows("SELECT kind, locator FROM hoidap_sources ORDER BY kind, locator")]
+
+    def claims(self) -> dict[str, set[Source]]:
+        """For each article, the sources that yielded it."""
+        claims: dict[str, set[Source]] = {}
+        for article_id, kind, locator in self._rows("SELECT article_id, kind, locator FROM hoidap_article_sources"):
+            claims.setdefault(article_id, set()).add(Source(kind, locator))
+        return claims
 
     def chunks(self) -> list[ChunkRecord]:
         return [ChunkRecord(*row) for row in self._rows('SELECT chunk_id, article_id, ordinal, start, "end", text '
