@@ -83,6 +83,22 @@ def start_cluster(pgdata: Path, *, install: Path | None = None) -> Cluster:
     return Cluster(pgdata, port, system_user, bin_dir)
 
 
+def start_replica(primary: Cluster, pgdata: Path) -> Cluster:
+    """A streaming replica of `primary`, started on another free loopback port.
+
+    `pg_basebackup -R` copies the primary's data folder over a replication connection and writes
+    `standby.signal` and `primary_conninfo`, so the copy starts as a hot standby that replays the
+    primary's WAL as it streams in (initdb's `--auth=trust` lets loopback replication connections in).
+    """
+    owned_temp_dir(pgdata.parent)
+    _run(primary.bin_dir, "pg_basebackup", ["-h", "127.0.0.1", "-p", str(primary.port), "-U", SUPERUSER,
+                                            "-D", str(pgdata), "-R", "-X", "stream", "-c", "fast"], primary.system_user)
+    port = find_suitable_port("127.0.0.1")
+    _run(primary.bin_dir, "pg_ctl", ["-D", str(pgdata), "-w", "-l", str(pgdata / "server.log"),
+                                     "-o", f"-h 127.0.0.1 -p {port} -k {pgdata}", "start"], primary.system_user)
+    return Cluster(pgdata, port, primary.system_user, primary.bin_dir)
+
+
 def bin_path(name: str) -> Path:
     """A bundled PostgreSQL executable (pg_basebackup, psql ...)."""
     return POSTGRES_BIN_PATH / name

@@ -228,15 +228,18 @@ def test_kill_during_sync_leaves_the_previous_state(postgres_cluster, models_dir
     process = subprocess.Popen([*HOIDAP, "index", str(corpus)], env=cli_env(settings, HOIDAP_DATABASE_URL=url),
                                cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
+    staging = "SELECT count(*) FROM pg_class WHERE relname = 'hoidap_staged_chunks' AND relpersistence = 't'"
     with psycopg.connect(url, autocommit=True) as watcher:
-        # The sync holds its advisory lock from the start of its transaction until COMMIT.
-        while time.monotonic() < deadline and not watcher.execute(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted").fetchone()[0]:
+        # The sync embeds into temporary tables of its session, written to the index only at the end.
+        while time.monotonic() < deadline and not watcher.execute(staging).fetchone()[0]:
             assert process.poll() is None, process.communicate()
             time.sleep(0.05)
         time.sleep(1.0)  # into the embedding
         os.kill(process.pid, signal.SIGKILL)
         process.wait()
+        while watcher.execute(staging).fetchone()[0]:  # the server notices the dead client and drops them
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
     store = PostgresStore.open(url)
     try:
         assert len(store.articles()) == 5 and store.verify() == []
