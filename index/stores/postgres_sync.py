@@ -123,6 +123,8 @@ class _PostgresSession:
         self.embedder = embedder
         self.settings = settings
         self.rebuilt_reason: str | None = None
+        self.manifest: Manifest | None = None
+        self.claims: dict[str, set[Source]] = {}
         with connection.transaction():
             lock_for_sync(connection)  # two first syncs of an empty database must not both create the schema
             manifest = read_manifest(connection)
@@ -157,6 +159,7 @@ class _PostgresSession:
                     "SELECT article_id, kind, locator FROM hoidap_article_sources"):
                 claims.setdefault(article_id, set()).add(Source(kind, locator))
             sources = self.sources()
+        self.claims = claims  # the synced sources' claims stay so until the write: only their lock holder changes them
         return articles, claims, sources
 
     def chunk_count(self) -> int:
@@ -243,16 +246,19 @@ class _PostgresWriter:
                           [(s.kind, s.locator) for s in plan.dropped])
         accepted = self._accept_staged(synced, plan, summary)
         move_staged(self.connection, accepted)
-        # The claims of the synced sources are replaced; an article no source claims any more goes.
-        released = {row[0] for row in self._fetchmany(
-            "DELETE FROM hoidap_article_sources WHERE kind = %s AND locator = %s RETURNING article_id",
-            [(s.kind, s.locator) for s in synced])}
-        claims = [(a, s.kind, s.locator) for a, claimed in plan.claims.items() for s in sorted(claimed & synced)]
-        if claims:
-            article_ids, kinds, locators = map(list, zip(*claims))
+        # The claims of the synced sources change to the plan's (what changed only); an article no source
+        # claims any more goes.
+        before = {(a, s) for a, claimed in self.session.claims.items() for s in claimed & synced}
+        after = {(a, s) for a, claimed in plan.claims.items() for s in claimed & synced}
+        gone, new = sorted(before - after), sorted(after - before)
+        if gone:
+            execute("DELETE FROM hoidap_article_sources t USING unnest(%s::text[], %s::text[], %s::text[]) AS c(a, k, l) "
+                    "WHERE (t.article_id, t.kind, t.locator) = (c.a, c.k, c.l)", _columns(gone))
+        if new:
             execute("INSERT INTO hoidap_article_sources SELECT c.a, c.k, c.l FROM unnest(%s::text[], %s::text[], "
                     "%s::text[]) AS c(a, k, l) WHERE EXISTS (SELECT 1 FROM hoidap_articles WHERE article_id = c.a) "
-                    "ON CONFLICT DO NOTHING", (article_ids, kinds, locators))
+                    "ON CONFLICT DO NOTHING", _columns(new))
+        released = {a for a, _ in gone}
         removed = [row[0] for row in execute(
             "DELETE FROM hoidap_articles a WHERE a.article_id = ANY(%s) AND (a.article_id = ANY(%s) OR NOT EXISTS "
             "(SELECT 1 FROM hoidap_article_sources s WHERE s.article_id = a.article_id)) RETURNING article_id",
@@ -299,12 +305,6 @@ class _PostgresWriter:
             with self.connection.cursor() as cursor:
                 cursor.executemany(sql, rows)
 
-    def _fetchmany(self, sql: str, rows: list[tuple]) -> list[tuple]:
-        found = []
-        for row in rows:
-            found += self.connection.execute(sql, row).fetchall()
-        return found
-
     def close(self) -> None:
         import psycopg
 
@@ -312,6 +312,11 @@ class _PostgresWriter:
             drop_staging(self.connection)
         except psycopg.Error:
             pass  # a dead connection took its temporary tables with it
+
+
+def _columns(claims: list[tuple[str, Source]]) -> tuple[list[str], list[str], list[str]]:
+    """(article ids, kinds, locators) of claims, as arrays for `unnest`."""
+    return [a for a, _ in claims], [s.kind for _, s in claims], [s.locator for _, s in claims]
 
 
 def _identity(manifest: Manifest) -> tuple:
