@@ -19,7 +19,7 @@ Prints R@1/R@5/R@10/MRR@10 of the gold article (distinct articles in passage ord
 latency per question (query embedding included), for the accented questions and the same questions with
 their diacritics removed.
 
-    .venv/bin/python bench/langchain_postgres.py [--set NAME=CORPUS,QUESTIONS ...]
+    .venv/bin/python bench/langchain_postgres.py [--set NAME=CORPUS,QUESTIONS ...] [--questions N]
 
 Needs the `bench` extra (langchain-postgres 0.0.19). It pins pgvector<0.4 while hoidap pins 0.5.1; it
 runs with 0.5.1 (the SQLAlchemy type it uses is unchanged), so install it with `pip install --no-deps`.
@@ -42,6 +42,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 ROOT = Path(__file__).resolve().parent.parent
+# This file's folder comes first on the path, and this file's name is the package's: take the folder out.
+sys.path = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(ROOT))
 
 from langchain_core.embeddings import Embeddings  # noqa: E402
@@ -108,7 +110,7 @@ def lc_store(url: str, table: str, store: PostgresStore, embeddings: QueryEmbedd
 
     engine = PGEngine.from_connection_string(url.replace("postgresql://", "postgresql+psycopg://"))
     config = HybridSearchConfig(tsv_column="content_tsv", tsv_lang=tsv_lang, fusion_function=reciprocal_rank_fusion,
-                                primary_top_k=CANDIDATES, secondary_top_k=CANDIDATES)
+                                primary_top_k=CANDIDATES, secondary_top_k=CANDIDATES, index_name=f"{table}_tsv")
     # Both graphs are built and searched alike: m 16, ef_construction 64, ef_search ours (100).
     engine.init_vectorstore_table(table, store.manifest.dim, metadata_columns=[Column("article_id", "TEXT")],
                                   overwrite_existing=True, hybrid_search_config=config)
@@ -146,7 +148,7 @@ def unaccent_configuration(url: str) -> str:
     return "public.vi_unaccent"
 
 
-def run_set(name: str, corpus: Path, question_file: Path, cluster, embedder, work: Path) -> None:
+def run_set(name: str, corpus: Path, question_file: Path, cluster, embedder, work: Path, limit: int | None) -> None:
     url = cluster.create_database(f"lc_{name}_{uuid.uuid4().hex[:6]}")
     settings = Settings(_env_file=None, data_dir=work / name, database_url=SecretStr(url))
     started = time.perf_counter()
@@ -157,7 +159,7 @@ def run_set(name: str, corpus: Path, question_file: Path, cluster, embedder, wor
     embeddings = QueryEmbeddings(embedder)
     plain = lc_store(url, "lc_simple", store, embeddings, "pg_catalog.simple")
     folded = lc_store(url, "lc_unaccent", store, embeddings, unaccent_configuration(url))
-    asked = questions(question_file)
+    asked = questions(question_file)[:limit]
 
     def lc_dense(question: str) -> list[str]:
         vector = embeddings.embed_query(question)
@@ -171,6 +173,15 @@ def run_set(name: str, corpus: Path, question_file: Path, cluster, embedder, wor
                "lc-hybrid": lc_hybrid(plain), "lc-hybrid-unaccent": lc_hybrid(folded)}
     for search in systems.values():  # warm: caches, plans, the model's first call
         search(asked[0][0])
+    import psycopg
+
+    with psycopg.connect(url) as connection:  # how often the full-text side finds anything at all
+        for table, lang in (("lc_simple", "pg_catalog.simple"), ("lc_unaccent", "public.vi_unaccent")):
+            matched = sum(bool(connection.execute(
+                f"SELECT EXISTS (SELECT 1 FROM {table} WHERE content_tsv @@ plainto_tsquery(%s::regconfig, %s))",
+                (lang, question)).fetchone()[0]) for question, _ in asked)
+            print(f"  {table}: plainto_tsquery (every word required) matches some chunk for {matched} of "
+                  f"{len(asked)} questions")
     for variant, transform in (("accented", lambda q: q), ("no diacritics", fold_diacritics)):
         print(f" {name}, {len(asked)} questions, {variant}:   R@1   R@5   R@10  MRR@10  p50 ms  p95 ms")
         for system, search in systems.items():
@@ -188,6 +199,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--set", action="append", default=[],
                         help="NAME=CORPUS,QUESTIONS (default: the shipped xquad_vi and bundled sets)")
+    parser.add_argument("--questions", type=int, default=None, help="the first N answerable questions of each set")
     args = parser.parse_args()
     chosen = dict(SETS)
     if args.set:
@@ -201,7 +213,7 @@ def main() -> None:
         cluster = start_cluster(folder / "pgdata")
         try:
             for name, (corpus, question_file) in chosen.items():
-                run_set(name, corpus, question_file, cluster, embedder, Path(work))
+                run_set(name, corpus, question_file, cluster, embedder, Path(work), args.questions)
         finally:
             remove_cluster(cluster)
 
