@@ -21,8 +21,9 @@ their diacritics removed.
 
     .venv/bin/python bench/langchain_postgres.py [--set NAME=CORPUS,QUESTIONS ...] [--questions N]
 
-Needs the `bench` extra (langchain-postgres 0.0.19). It pins pgvector<0.4 while hoidap pins 0.5.1; it
-runs with 0.5.1 (the SQLAlchemy type it uses is unchanged), so install it with `pip install --no-deps`.
+Needs langchain-postgres 0.0.19 (the `bench-langchain` extra). It declares pgvector<0.4 while hoidap pins
+0.5.1 and runs with 0.5.1 (the SQLAlchemy type it uses is unchanged): install it with `pip install --no-deps`
+(pyproject.toml names the four packages) or give it a folder on PYTHONPATH.
 """
 
 from __future__ import annotations
