@@ -15,11 +15,13 @@ import psycopg
 import pytest
 
 from bot.settings import BUNDLED_CORPUS
+from index.indexer import HANDED_IN
 from index.stores.postgres import _SYNC_LOCK as SCHEMA_LOCK
 from index.stores.postgres import PostgresStore
 from tests.conftest import HOIDAP, cli_env, make_settings, run_cli
 from tests.e2e.test_cli import ARTICLE_2023, QUESTION
 from tests.e2e.test_index import XQUAD_CORPUS
+from tests.e2e.test_web import FETCH_ENV, site  # noqa: F401 - the local news site fixture
 from tests.postgres import Cluster, owned_temp_dir, private_folder, remove_cluster, start_cluster, start_replica
 
 pytestmark = pytest.mark.e2e
@@ -225,3 +227,24 @@ def test_user_who_may_not_create_pgvector_gets_one_clear_message(postgres_cluste
         assert "Traceback" not in result.stderr
     with psycopg.connect(postgres_cluster.url(name), autocommit=True) as admin:  # nothing was created
         assert admin.execute("SELECT count(*) FROM pg_tables WHERE tablename LIKE 'hoidap_%'").fetchone()[0] == 0
+
+
+def test_a_page_from_the_web_is_indexed_into_the_database(site, postgres_cluster, models_dir: Path,  # noqa: F811
+                                                          tmp_path: Path) -> None:
+    """`hoidap index URL` with a database: the page goes into PostgreSQL (claimed by the web), nothing into the
+    data dir, and the articles from files stay."""
+    url = fresh_database(postgres_cluster)
+    settings = make_settings(tmp_path / "data", models_dir)
+    settings.data_dir.mkdir(parents=True)
+    assert run_cli(["index", str(BUNDLED_CORPUS)], settings, HOIDAP_DATABASE_URL=url).returncode == 0
+    result = run_cli(["index", site.url("/amp/bai-4.html")], settings, HOIDAP_DATABASE_URL=url, **FETCH_ENV)
+    assert result.returncode == 0 and "thêm 1," in result.stdout, result.stderr
+    state = counts(url)
+    store = PostgresStore.open(url)
+    try:
+        pages = [a for a in store.articles() if a.url]
+    finally:
+        store.close()
+    assert [a.url for a in pages] == [site.url("/thoi-su/bai-4.html")] and len(state["articles"]) == 6
+    assert state["claims"][pages[0].article_id] == {HANDED_IN} and state["problems"] == []
+    assert not (settings.data_dir / "index").exists()
