@@ -248,3 +248,20 @@ def test_a_page_from_the_web_is_indexed_into_the_database(site, postgres_cluster
     assert [a.url for a in pages] == [site.url("/thoi-su/bai-4.html")] and len(state["articles"]) == 6
     assert state["claims"][pages[0].article_id] == {HANDED_IN} and state["problems"] == []
     assert not (settings.data_dir / "index").exists()
+
+
+def test_rebuild_embeds_everything_again_and_keeps_the_sources(postgres_cluster, models_dir: Path,
+                                                               tmp_path: Path) -> None:
+    url = fresh_database(postgres_cluster)
+    settings = make_settings(tmp_path / "data", models_dir)
+    settings.data_dir.mkdir(parents=True)
+    assert run_cli(["index", str(BUNDLED_CORPUS)], settings, HOIDAP_DATABASE_URL=url).returncode == 0
+    before = counts(url)
+    rebuilt = run_cli(["index", "--rebuild"], settings, HOIDAP_DATABASE_URL=url)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert "dựng lại toàn bộ: rebuild requested" in rebuilt.stdout and "thêm 5," in rebuilt.stdout
+    assert f"đã nhúng {before['chunks']} đoạn" in rebuilt.stdout
+    after = counts(url)
+    assert (after["articles"], after["claims"], after["sources"]) == (before["articles"], before["claims"],
+                                                                      before["sources"])
+    assert after["problems"] == [] and after["chunks"] == before["chunks"]
