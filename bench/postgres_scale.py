@@ -43,7 +43,7 @@ from bot.wiring import build_answerer, build_embedder, restorer_json  # noqa: E4
 from index.store import IndexStore  # noqa: E402
 from index.stores.postgres import HnswSettings, PostgresStore  # noqa: E402
 from index.stores.postgres_sync import migrate_embedded  # noqa: E402
-from retrieval.answering.grounding import CorpusGate  # noqa: E402
+from retrieval.answering.judgement import CorpusGate  # noqa: E402
 from retrieval.search.hybrid import HybridRetriever  # noqa: E402
 from retrieval.search.lexical import LexicalIndex  # noqa: E402
 from retrieval.search.sql import SqlHybridRetriever  # noqa: E402
@@ -97,7 +97,7 @@ def run_size(n_chunks: int, settings: Settings, embedder, queries: list[str], ve
         for question in queries[:3]:  # warm
             retriever.retrieve(question, settings.top_k)
         retrieve_ms, _ = timed(lambda q: retriever.retrieve(q, settings.top_k), queries)
-        answerer = build_answerer(settings, retriever, CorpusGate(idf), "extractive")
+        answerer = build_answerer(settings, retriever, CorpusGate(idf, embedder), "extractive")
         answer_ms, _ = timed(lambda q: answerer.answer(q), queries)
         print(f"  {name}: retrieve {p(retrieve_ms)}, answer {p(answer_ms)}")
     print(f"  memory: this process {rss_mb():.0f} MB RSS, the server {server_rss_mb(cluster):.0f} MB RSS")

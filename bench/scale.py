@@ -41,7 +41,7 @@ from synthetic import build_synthetic_index  # noqa: E402
 from bot.evaluation import load_questions  # noqa: E402
 from bot.settings import Settings  # noqa: E402
 from bot.wiring import build_answerer, build_embedder  # noqa: E402
-from retrieval.answering.grounding import CorpusGate  # noqa: E402
+from retrieval.answering.judgement import CorpusGate  # noqa: E402
 from index.store import IndexStore  # noqa: E402
 from retrieval.evaluation import percentile  # noqa: E402
 from retrieval.search.hybrid import HybridRetriever  # noqa: E402
@@ -98,7 +98,7 @@ def run_size(n_chunks: int, kinds: list[str], settings: Settings, embedder, quer
             lexical = LexicalIndex.from_store(store)
             print(f"  BM25 over {len(lexical):,} chunks built in {time.perf_counter() - started:.1f}s")
         retriever = HybridRetriever(store, embedder, lexical)  # as bot.wiring.build_retriever builds it
-        answerer = build_answerer(settings, retriever, CorpusGate(lexical.idf), "extractive")
+        answerer = build_answerer(settings, retriever, CorpusGate(lexical.idf, embedder), "extractive")
         rows = range(len(query_vectors))
         vector_ms, hits = timed(lambda i: store.search(query_vectors[i:i + 1], DEPTH)[0], list(rows))
         top10 = [{c for c, _ in h[:10]} for h in hits]

@@ -35,7 +35,7 @@ from index.store import IndexStore
 from index.stores import Store
 from index.stores.postgres import HnswSettings
 from retrieval.answering.extractive import ExtractiveAnswerer
-from retrieval.answering.grounding import CorpusGate
+from retrieval.answering.judgement import CorpusGate
 from retrieval.search.hybrid import FilteredRetriever, HybridRetriever
 from retrieval.search.lexical import (
     QUESTION_PRIOR_WEIGHT,
@@ -293,7 +293,8 @@ class AnswererKind:
 
 
 def _extractive(settings: Settings, retriever: Retriever, gate: CorpusGate) -> ExtractiveAnswerer:
-    return ExtractiveAnswerer(retriever, top_k=settings.top_k, gate=gate, history_turns=settings.history_turns)
+    return ExtractiveAnswerer(retriever, top_k=settings.top_k, gate=gate, history_turns=settings.history_turns,
+                              embedder=gate.embedder)
 
 
 def build_generative(settings: Settings, retriever: Retriever, gate: CorpusGate, chat_model: BaseChatModel,
@@ -402,7 +403,7 @@ def build_components(settings: Settings, *, answerer: str | None = None, index_d
     if wrap_retriever is not None:
         retriever = wrap_retriever(retriever)
     name = (answerer or choose_answerer(settings)).strip().lower()
-    built = build_answerer(settings, retriever, CorpusGate(idf), name)
+    built = build_answerer(settings, retriever, CorpusGate(idf, embedder), name)
     return Components(settings, embedder, store, lexical, retriever, built, name)
 
 

@@ -284,14 +284,33 @@ def detect_query_kind(query: str) -> QueryKind:
     vietnamese = sum(1 for t in words if fold_diacritics(t) in _VIETNAMESE_MARKERS and t not in STOPWORDS_EN)
     share = sum(1 for t in words if is_vietnamese_syllable(t)) / len(words)
     if share < 0.6:
-        # Not Vietnamese-shaped is not yet English: "x" or "dangvien" carry no English word either, and
-        # the English gate (dense similarity alone) would let such noise through.
-        is_english = english >= vietnamese and (english > 0 or bool(english_to_vietnamese_terms(query)))
+        # Not Vietnamese-shaped is not yet English: "x" or "dangvien" (syllables typed together) carry no
+        # English word either, and the English route would let such noise through.
+        is_english = english >= vietnamese and (english > 0 or any(_english_shaped(t) for t in words))
     else:
         is_english = english >= 2 and english > vietnamese
     if is_english:
         return "en"
     return "vi" if has_diacritics(query) else "vi_plain"
+
+
+# Shorter tokens are letters or abbreviations, not words of any language.
+_SHORTEST_WORD = 3
+
+
+def _english_shaped(token: str) -> bool:
+    """A word that is neither a Vietnamese syllable nor Vietnamese syllables typed together (`dangvien`)."""
+    return len(token) >= _SHORTEST_WORD and not has_diacritics(token) and not _glued_syllables(fold_diacritics(token))
+
+
+@lru_cache(maxsize=4096)
+def _glued_syllables(token: str) -> bool:
+    """True when `token` splits wholly into Vietnamese-shaped syllables."""
+    reachable = [True] + [False] * len(token)
+    for end in range(1, len(token) + 1):
+        reachable[end] = any(reachable[start] and _SYLLABLE_RE.fullmatch(token[start:end]) is not None
+                             for start in range(max(0, end - 7), end))
+    return reachable[-1]
 
 
 def answer_language(question: str) -> Language:
@@ -301,76 +320,6 @@ def answer_language(question: str) -> Language:
     passed down, so that every answerer replies to one question in one language.
     """
     return "en" if detect_query_kind(question) == "en" else "vi"
-
-
-# A small English -> Vietnamese (folded) glossary of news and public-affairs words. Dense retrieval
-# already bridges English questions to Vietnamese passages; this lets the extractive answerer and the
-# grounding gate see which Vietnamese sentence an English question is about, deterministically.
-_GLOSSARY_TEXT = """
-total=tong so|number=so luong|numbers=so luong|count=so luong|amount=so luong|party=dang|parties=dang
-member=vien thanh vien|members=vien thanh vien|committee=uy ban bo|committees=uy ban bo|provincial=tinh
-province=tinh|provinces=tinh|whole=toan|entire=toan|all=toan tat ca|city=thanh pho|district=huyen
-commune=xa|ward=phuong|year=nam|years=nam|month=thang|months=thang|day=ngay|days=ngay|quarter=quy
-people=nguoi|person=nguoi|persons=nguoi|population=dan so|percent=phan tram|percentage=phan tram ty le
-rate=ty le|organization=to chuc|organizations=to chuc|organisation=to chuc|organisations=to chuc
-branch=chi bo|branches=chi bo|cell=chi bo|cells=chi bo|grassroots=co so|base=co so|bases=co so
-admitted=ket nap|admit=ket nap|admission=ket nap|new=moi|conference=hoi nghi|meeting=hoi nghi
-secretary=bi thu|chairman=chu tich|chair=chu tri|chaired=chu tri|standing=thuong vu|bloc=khoi
-agencies=co quan|agency=co quan|government=chinh phu chinh quyen|state=nha nuoc|price=gia|prices=gia
-gold=vang|today=hom nay|economy=kinh te|economic=kinh te|growth=tang truong|budget=ngan sach
-revenue=thu|investment=dau tu|project=du an|projects=du an|enterprise=doanh nghiep|enterprises=doanh nghiep
-business=doanh nghiep|businesses=doanh nghiep|company=cong ty|companies=cong ty|school=truong
-schools=truong|student=hoc sinh|students=hoc sinh sinh vien|teacher=giao vien|teachers=giao vien
-hospital=benh vien|health=suc khoe y te|education=giao duc|inspection=kiem tra|inspected=kiem tra
-inspections=kiem tra|supervision=giam sat|supervised=giam sat|discipline=ky luat|disciplined=ky luat
-reprimand=khien trach|warning=canh cao|expelled=khai tru|expulsion=khai tru|official=can bo
-officials=can bo|cadre=can bo|cadres=can bo|civil=cong chuc|servants=cong chuc|term=nhiem ky
-resolution=nghi quyet|resolutions=nghi quyet|directive=chi thi|congress=dai hoi|propaganda=tuyen truyen
-mobilization=dan van|mobilisation=dan van|training=dao tao|quality=chat luong|rating=xep loai
-rated=xep loai|classified=xep loai|good=tot|fair=kha|average=trung binh|first=dau|last=cuoi
-leader=lanh dao|leaders=lanh dao|leadership=lanh dao|led=lanh dao|delegation=doan|working=lam viec
-task=nhiem vu|tasks=nhiem vu|result=ket qua|results=ket qua|limitations=han che|shortcomings=han che
-weaknesses=han che|achieved=dat|reached=dat|target=chi tieu|targets=chi tieu|plan=ke hoach
-vietnam=viet nam|vietnamese=viet nam|province's=tinh|party's=dang|war=chien tranh|land=dat
-tourism=du lich|tourists=khach du lich|export=xuat khau|exports=xuat khau|import=nhap khau
-farmers=nong dan|workers=cong nhan|youth=thanh nien|women=phu nu|union=cong doan hoi|front=mat tran
-mass=dan|commission=ban|share=ty le|merge=sap nhap|merged=sap nhap|secretary's=bi thu|nine=9
-party member=dang vien|party members=dang vien|party committee=dang uy|party organization=to chuc dang
-party organizations=to chuc dang|party organisation=to chuc dang|party organisations=to chuc dang
-party cells=chi bo|party units=co so dang|new members=dang vien moi|party building=xay dung dang
-january=thang 1|february=thang 2|march=thang 3|april=thang 4|may=thang 5|june=thang 6|july=thang 7
-august=thang 8|september=thang 9|october=thang 10|november=thang 11|december=thang 12
-"""
-
-
-@lru_cache(maxsize=1)
-def _glossary() -> dict[str, tuple[str, ...]]:
-    entries: dict[str, tuple[str, ...]] = {}
-    for item in _GLOSSARY_TEXT.replace("\n", "|").split("|"):
-        if "=" in item:
-            english, vietnamese = item.split("=", 1)
-            entries[english.strip()] = tuple(vietnamese.split())
-    return entries
-
-
-def english_to_vietnamese_terms(text: str) -> list[str]:
-    """Folded Vietnamese syllables for the English words of `text` that the glossary knows, in order.
-
-    Two-word phrases (`party members` -> `dang vien`) are looked up before single words.
-    """
-    glossary = _glossary()
-    words = re.findall(r"[a-z']+", text.lower())
-    terms: list[str] = []
-    i = 0
-    while i < len(words):
-        phrase = glossary.get(f"{words[i]} {words[i + 1]}") if i + 1 < len(words) else None
-        if phrase:
-            terms.extend(phrase)
-            i += 2
-            continue
-        terms.extend(glossary.get(words[i], ()))
-        i += 1
-    return terms
 
 
 # ---------------------------------------------------------------------------- numbers and years

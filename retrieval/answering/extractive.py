@@ -14,7 +14,8 @@ from dataclasses import replace
 
 from index.text import Language, answer_language, disarm_citations, display_date
 from retrieval.answering.conversation import incoming, rewrite_question
-from retrieval.answering.grounding import is_supported
+from retrieval.answering.grounding import PASSAGES_CONSIDERED, is_supported
+from retrieval.answering.judgement import SentenceEmbedder
 from retrieval.answering.replies import ACCORDING_TO, DISAGREE, not_found
 from retrieval.answering.sentences import (
     Question,
@@ -22,6 +23,7 @@ from retrieval.answering.sentences import (
     covers_asked_year,
     parse_question,
     score_sentences,
+    with_similarity,
 )
 from retrieval.answering.untrusted import BLANK_RUN, screen_passages
 from retrieval.types import (
@@ -40,14 +42,21 @@ _MAX_DISAGREEING = 3
 _NEIGHBOUR_RATIO = 0.85
 _TYPED_ANSWER_RATIO = 0.5
 _OTHER_YEAR_RATIO = 0.9
+# English questions: the dense similarity of the question to each candidate sentence, times this, is added
+# to its score (their words never match a Vietnamese sentence). Candidates: the sentences of the passages
+# the gate considers, at most `_ENGLISH_CANDIDATES` of them (one embedding batch).
+ENGLISH_SIMILARITY_WEIGHT = float(__import__("os").environ.get("HOIDAP_EW", "4.0"))
+_ENGLISH_CANDIDATES = 40
 
 
 class ExtractiveAnswerer(Answerer):
     """Implements `retrieval.types.Answerer` without a language model."""
 
     def __init__(self, retriever: Retriever, *, top_k: int = 5, history_turns: int = 4,
-                 gate: Callable[[str, Sequence[Passage]], bool] = is_supported) -> None:
+                 gate: Callable[[str, Sequence[Passage]], bool] = is_supported,
+                 embedder: SentenceEmbedder | None = None) -> None:
         self.retriever = retriever
+        self.embedder = embedder  # reads English questions against Vietnamese sentences
         self.top_k = top_k
         self.history_turns = history_turns
         self.gate = gate  # the same gate as the generative answerer's; injectable for other embedders
@@ -67,6 +76,8 @@ class ExtractiveAnswerer(Answerer):
         if not passages or not self.gate(standalone, screened):
             return _not_found(passages, language)
         ranked = score_sentences(parsed, screened)
+        if parsed.kind == "en" and self.embedder is not None and ranked:
+            ranked = self._english(standalone, ranked)
         best = _best_answer(parsed, ranked)
         if best is None:
             return _not_found(passages, language)
@@ -75,6 +86,14 @@ class ExtractiveAnswerer(Answerer):
             chosen = [_with_neighbour(parsed, s, ranked) for s in disagreeing]
             return _cite(chosen, language, lead=DISAGREE[language])
         return _cite([_with_neighbour(parsed, best, ranked)], language)
+
+    def _english(self, question: str, ranked: list[ScoredSentence]) -> list[ScoredSentence]:
+        """Sentences rescored by their dense similarity to the English question (see `with_similarity`)."""
+        candidates = [s for s in ranked if s.passage_rank < PASSAGES_CONSIDERED][:_ENGLISH_CANDIDATES]
+        others = [s for s in ranked if s.passage_rank >= PASSAGES_CONSIDERED]
+        vector = self.embedder.embed_queries([question])[0]
+        similarities = self.embedder.embed_passages([s.text for s in candidates]) @ vector
+        return with_similarity(candidates + others, [float(v) for v in similarities], ENGLISH_SIMILARITY_WEIGHT)
 
     def stream(self, question: str, history: list[Turn] | None = None) -> AnswerStream:
         """The whole answer text as one fragment (extraction has nothing to stream)."""

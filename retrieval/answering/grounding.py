@@ -40,7 +40,6 @@ from index.text import (
     QueryKind,
     content_tokens,
     detect_query_kind,
-    english_to_vietnamese_terms,
     fold_diacritics,
     is_number,
     tokenize,
@@ -85,11 +84,20 @@ class Support:
     supported: bool
     missing_focus: bool = False  # the best passage lacks the question's rarest content word
     present_time: bool = False  # the question asks about the present and no passage speaks of it
+    refuted: bool = False  # no passages, most names and numbers found nowhere, or the present asked for
 
 
 def question_terms(question: str, *, fold: bool) -> list[str]:
     """The question's content syllables in order (question words and function words left out)."""
     return content_tokens(question, fold=fold)
+
+
+def question_terms_for(question: str, kind: QueryKind) -> list[str]:
+    """The terms coverage is measured on: content syllables (folded unless accented Vietnamese); for an
+    English question, which shares no words with Vietnamese articles, only its names and numbers."""
+    if kind == "en":
+        return required_terms(question)
+    return question_terms(question, fold=kind != "vi")
 
 
 def required_names(question: str, *, fold: bool = True) -> list[tuple[str, ...]]:
@@ -98,8 +106,6 @@ def required_names(question: str, *, fold: bool = True) -> list[tuple[str, ...]]
 
     Folded by default; an accented question keeps its accents (`fold=False`) and is matched against
     accented text. A name must appear as a whole: `Bình Dương` is not found in `phê bình ... đường`.
-    English words the glossary knows (`Party`, `Committee`) are common nouns written with a capital,
-    not names.
     """
     names: list[tuple[str, ...]] = []
     run: list[str] = []
@@ -155,7 +161,6 @@ def _common_word(token: str) -> bool:
         token in STOPWORDS_VI
         or token in STOPWORDS_EN
         or token in QUESTION_WORDS_FOLDED
-        or bool(english_to_vietnamese_terms(token))
     )
 
 
@@ -171,11 +176,7 @@ def support(question: str, passages: Sequence[Passage], *, idf: Idf | None = Non
     """
     kind = detect_query_kind(question)
     fold = kind != "vi"  # accented questions match accented text: `giá` is not `gia`
-    if kind == "en":
-        # English words never occur in the articles; their Vietnamese glossary equivalents may.
-        terms = english_to_vietnamese_terms(question) + required_terms(question)
-    else:
-        terms = question_terms(question, fold=fold)
+    terms = question_terms_for(question, kind)
     weights = term_weights(terms, idf)
     pairs = list(dict.fromkeys(zip(terms, terms[1:])))
     focus = _focus(weights, idf)
@@ -201,7 +202,8 @@ def support(question: str, passages: Sequence[Passage], *, idf: Idf | None = Non
     dense_values = [p.dense_score for p in considered if p.dense_score is not None]
     dense = max(dense_values) if dense_values else None
     present_time = asks_present(question) and not any(speaks_of_present(p.text) for p in considered)
-    if not passages or 2 * len(missing) > len(required) or present_time:
+    refuted = not passages or 2 * len(missing) > len(required) or present_time
+    if refuted:
         supported = False
     elif kind == "en":
         supported = dense is not None and dense >= dense_threshold
@@ -209,7 +211,7 @@ def support(question: str, passages: Sequence[Passage], *, idf: Idf | None = Non
         corroborated = not absent_from_best and not missing_focus and dense is not None and dense >= corroborating_dense
         supported = lexical >= LEXICAL_THRESHOLDS[kind] or (corroborated and lexical >= CORROBORATED_LEXICAL)
     return Support(kind, coverage, pair_coverage, max(lexical, 0.0), dense, missing, supported,
-                   missing_focus, present_time)
+                   missing_focus, present_time, refuted)
 
 
 def is_supported(question: str, passages: Sequence[Passage], *, idf: Idf | None = None,
@@ -217,20 +219,6 @@ def is_supported(question: str, passages: Sequence[Passage], *, idf: Idf | None 
     """True when the passages are strong enough to answer `question` from (the answerers' gate)."""
     return support(question, passages, idf=idf, dense_threshold=dense_threshold,
                    corroborating_dense=corroborating_dense).supported
-
-
-class CorpusGate:
-    """`is_supported` bound to the statistics of one indexed corpus: the gate the answerers take."""
-
-    def __init__(self, idf: Idf | None, *, dense_threshold: float = DENSE_THRESHOLD,
-                 corroborating_dense: float = CORROBORATING_DENSE) -> None:
-        self.idf = idf
-        self.dense_threshold = dense_threshold
-        self.corroborating_dense = corroborating_dense
-
-    def __call__(self, question: str, passages: Sequence[Passage]) -> bool:
-        return is_supported(question, passages, idf=self.idf, dense_threshold=self.dense_threshold,
-                            corroborating_dense=self.corroborating_dense)
 
 
 def _focus(weights: dict[str, float], idf: Idf | None) -> tuple[str, ...]:

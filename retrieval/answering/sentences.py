@@ -18,7 +18,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import takewhile
 
 from index.chunking import split_into_sentences
@@ -28,7 +28,6 @@ from index.text import (
     STOPWORDS_VI_FOLDED,
     QueryKind,
     detect_query_kind,
-    english_to_vietnamese_terms,
     fold_diacritics,
     is_number,
     normalize_tone_marks,
@@ -45,7 +44,7 @@ from retrieval.answering.answer_types import (
     place_positions,
     time_positions,
 )
-from retrieval.answering.grounding import question_terms, required_terms
+from retrieval.answering.grounding import question_terms_for
 from retrieval.types import Passage
 
 _QUANTITY_CUES = ("bao nhieu", "how many", "how much", "what percentage", "what number")
@@ -74,6 +73,14 @@ _QUESTION_FILLERS = frozenset("sự việc cái con loại".split())
 _QUESTION_FILLERS_FOLDED = frozenset("su viec cai con loai".split())
 _STANDALONE = 0.5  # a sentence covering less than this share of what it and its predecessor cover needs it
 _NEAR = 6  # words between a typed value and a question word for it to count as "near"
+# The words beside the question word ("Ai *điều hành thảo luận* tại hội nghị ...") say what is asked; the
+# rest place it (which meeting, which year), and the article's other sentences or its title often say
+# those. Their weight among the question's words is multiplied by 1 + this.
+PREDICATE_WEIGHT = float(__import__("os").environ.get("HOIDAP_PW", "1.0"))
+_PREDICATE_SPAN = 4  # content words taken on each side of the question word
+# Question words (folded) a predicate stands beside; "đâu" folds to "dau" like "đầu" (first), so only
+# accented questions use it.
+_WH_FOLDED = frozenset("ai gi nao nhieu may sao".split())
 
 
 @dataclass(frozen=True)
@@ -93,6 +100,7 @@ class Question:
     asks_where: bool  # "ở đâu", "nơi nào", "where": a place is the answer
     words: frozenset[str]  # every folded syllable of the question: a name it already holds is no answer
     own_numbers: frozenset[str]  # numbers already in the question (a year asked about is no answer)
+    predicate: tuple[str, ...] = ()  # the content words beside the question word: what is asked of the topic
 
 
 @dataclass(frozen=True)
@@ -127,6 +135,9 @@ def score_sentences(question: Question, passages: Sequence[Passage]) -> list[Sco
         return []
     document_frequency = Counter(t for unit in units for t in set(unit.tokens))
     idf = {t: math.log(1 + len(units) / (1 + document_frequency[t])) for t in set(question.terms)}
+    for t in question.predicate:
+        if t in idf:
+            idf[t] *= 1 + PREDICATE_WEIGHT
     qualifiers = _qualifiers(question, idf)
     scored = [_score(question, idf, qualifiers, len(passages), unit) for unit in units]
     return sorted(scored, key=lambda s: (-s.score, s.passage_rank, s.start))
@@ -246,6 +257,16 @@ def _year_agreement(question: Question, unit: _Unit) -> float:
     return -0.2 if around else 0.0
 
 
+def with_similarity(ranked: Sequence[ScoredSentence], similarities: Sequence[float],
+                    weight: float) -> list[ScoredSentence]:
+    """The first `len(similarities)` sentences rescored with `weight` times their dense similarity to the
+    question (the rest keep their score), best first: an English question shares no words with a
+    Vietnamese sentence, but the multilingual embedding tells which sentence it is about."""
+    rescored = [replace(s, score=s.score + weight * similarity) for s, similarity in zip(ranked, similarities)]
+    rescored += list(ranked[len(similarities):])
+    return sorted(rescored, key=lambda s: (-s.score, s.passage_rank, s.start))
+
+
 def covers_asked_year(question: Question, sentence: ScoredSentence) -> bool:
     """The year the question asks about must appear in the answer's passage or be its article's year
     (within the span for "2015-2020"): a 2018 figure is no answer to a question about 2014."""
@@ -289,10 +310,7 @@ def parse_question(question: str) -> Question:
     # Punctuation kept, so that "..., bao nhiêu người" does not make the word before the comma a verb.
     folded_raw = fold_diacritics(question.lower())
     padded = f" {folded} "
-    if kind == "en":
-        terms = english_to_vietnamese_terms(question) + required_terms(question)
-    else:
-        terms = question_terms(question, fold=kind != "vi")
+    terms = question_terms_for(question, kind)
     unit: tuple[str, ...] = ()
     verb_match = _VERB_BEFORE.search(folded_raw)
     lowered = " ".join(tokenize(question, number_variants=False))  # accents kept, punctuation gone
@@ -302,13 +320,7 @@ def parse_question(question: str) -> Question:
         match = None
     if match:
         words = match.group(1).split()
-        if kind == "en":
-            # The English head noun closes the phrase ("new party members", "grassroots party
-            # organizations"); its Vietnamese equivalent opens it ("đảng viên", "tổ chức cơ sở đảng").
-            phrase = list(takewhile(lambda w: w not in STOPWORDS_EN, words))
-            head = english_to_vietnamese_terms(" ".join(phrase[-2:])) or english_to_vietnamese_terms(" ".join(phrase[-1:]))
-            unit = tuple(head[:2])
-        else:
+        if kind != "en":  # an English unit names no Vietnamese word: the sentences' similarity decides
             # "bao nhiêu người bị khai trừ": the unit is "người", not "người bị".
             kept = takewhile(lambda w: w not in STOPWORDS_VI and w not in STOPWORDS_VI_FOLDED, words[:2])
             unit = tuple(fold_diacritics(w) for w in kept)
@@ -337,7 +349,32 @@ def parse_question(question: str) -> Question:
         # "là" (is) before "bao nhiêu" names no action: "X là bao nhiêu" says nothing about "Y là 301".
         verb=verb_match.group(1) if verb_match and kind != "en" and verb_match.group(1) != "la" else None,
         own_numbers=own_numbers,
+        predicate=_predicate(question, kind),
     )
+
+
+def _predicate(question: str, kind: QueryKind) -> tuple[str, ...]:
+    """The content words beside the question word, up to a function word (`tại`, `của`, `là`) on each side:
+    `Ai điều hành thảo luận tại hội nghị ...?` -> (điều, hành, thảo, luận)."""
+    if kind == "en":
+        return ()
+    fold = kind != "vi"
+    tokens = tokenize(question, fold=fold, number_variants=False)
+    folded = [fold_diacritics(t) for t in tokens]
+    # Accented questions stop at accented function words (`thì`, not `thị` of `chỉ thị`).
+    stops = STOPWORDS_VI_FOLDED if fold else STOPWORDS_VI
+    asked: list[str] = []
+    for i, word in enumerate(folded):
+        if word not in _WH_FOLDED and not (word == "dau" and kind == "vi" and tokens[i] == "đâu"):
+            continue
+        for step in (1, -1):
+            j, taken = i + step, 0
+            while (0 <= j < len(tokens) and taken < _PREDICATE_SPAN and tokens[j] not in stops
+                   and folded[j] not in _WH_FOLDED and folded[j] not in ("bao", "dau") and not is_number(tokens[j])):
+                asked.append(tokens[j])
+                taken += 1
+                j += step
+    return tuple(dict.fromkeys(asked))
 
 
 def _asks_where(kind: QueryKind, question: str) -> bool:
@@ -355,8 +392,7 @@ def _which_noun(kind: QueryKind, question: str) -> tuple[str, ...]:
     """The noun a "which" question asks to name: `chỉ thị nào` -> (chi, thi); `which directive` -> (chi, thi)."""
     lowered = question.lower()
     if kind == "en":
-        match = re.search(r"\b(?:which|what)\s+([a-z']+(?:\s+[a-z']+)?)", lowered)
-        return tuple(english_to_vietnamese_terms(match.group(1))[-2:]) if match else ()
+        return ()  # an English noun names no Vietnamese label
     # Accents tell "thị" (in chỉ thị) from "thì" (then); without them only the folded lists can.
     match = re.search(r"\b(\w+)\s+(\w+)\s+(?:nào|nao)\b", lowered)
     if not match:

@@ -10,7 +10,7 @@ from langchain_core.messages import HumanMessage
 
 from bot.wiring import build_answerer
 from retrieval.answering.generative import GenerativeAnswerer, PromptShape
-from retrieval.answering.grounding import CorpusGate
+from retrieval.answering.judgement import CorpusGate
 from retrieval.answering.llm.errors import LLMError
 from retrieval.answering.llm.runtimes import LlamaCppChatModel, openai_chat_model
 from retrieval.types import Answer
@@ -30,7 +30,7 @@ def retriever(components):
 def answerer(built_index_settings, components) -> GenerativeAnswerer:
     """The local answerer exactly as the CLI and Telegram build it: the gate, the prompt shape, the fallback."""
     settings = built_index_settings.model_copy(update={"llm_context": 2048, "llm_max_tokens": 96})
-    answerer = build_answerer(settings, components.retriever, CorpusGate(components.lexical.idf), "local")
+    answerer = build_answerer(settings, components.retriever, CorpusGate(components.lexical.idf, components.embedder), "local")
     assert isinstance(answerer, GenerativeAnswerer) and answerer.fallback is not None
     answerer.warm_up()
     return answerer

@@ -25,7 +25,7 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from bot.wiring import build_generative
 from index.text import Language
 from retrieval.answering.generative import COMPACT_PROMPT
-from retrieval.answering.grounding import CorpusGate
+from retrieval.answering.judgement import CorpusGate
 from retrieval.answering.replies import ACCORDING_TO, DISAGREE, NOT_FOUND
 from retrieval.types import Answer, Turn
 from tests.hostile import fuzz_settings
@@ -116,7 +116,7 @@ def both_answerers(built_index_settings, components):
     """The extractive answerer, and a generative one built by the same wiring with a refusing model
     (no extractive fallback, so its reply is its own "not found" wording)."""
     settings = built_index_settings.model_copy(update={"extractive_fallback": False})
-    gate = CorpusGate(components.lexical.idf)
+    gate = CorpusGate(components.lexical.idf, components.embedder)
     generative = build_generative(settings, components.retriever, gate, RefusingChatModel(), COMPACT_PROMPT)
     return components.answerer, generative
 

@@ -497,12 +497,12 @@ def test_no_update_from_a_stranger_reaches_retrieval(tmp_path: Path, server: Bot
     ask. So a stranger is answered only in a listed chat, and refused everywhere else.
     """
     from bot.wiring import build_answerer
-    from retrieval.answering.grounding import CorpusGate
+    from retrieval.answering.judgement import CorpusGate
 
     settings = copy_index(built_index_settings, tmp_path, server).model_copy(
         update={"telegram_allowed_users": [111], "telegram_allowed_chats": [-1002]})
     retriever = CountingRetriever(components.retriever)
-    answerer = build_answerer(settings, retriever, CorpusGate(components.lexical.idf), "extractive")
+    answerer = build_answerer(settings, retriever, CorpusGate(components.lexical.idf, components.embedder), "extractive")
     shared_group, listed_group = server.group(-1003, "Nhóm chung"), server.group(-1002, "Nhóm được phép")
     with running_bot(settings, answerer) as bot:
         lan, stranger = server.user(111, "Lan"), server.user(112, "Khách")

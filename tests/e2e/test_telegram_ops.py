@@ -83,10 +83,10 @@ def test_private_answer_streams_as_drafts_then_arrives_as_one_message(tmp_path: 
                                                                      components) -> None:
     from bot.wiring import build_generative
     from retrieval.answering.generative import COMPACT_PROMPT
-    from retrieval.answering.grounding import CorpusGate
+    from retrieval.answering.judgement import CorpusGate
 
     settings = copy_index(built_index_settings, tmp_path, server)
-    answerer = build_generative(settings, components.retriever, CorpusGate(components.lexical.idf),
+    answerer = build_generative(settings, components.retriever, CorpusGate(components.lexical.idf, components.embedder),
                                 SlowChatModel(reply=LLM_REPLY), COMPACT_PROMPT)
     with running_bot(settings, answerer, _listing(components), draft_interval=0.5):
         lan = server.user(201, "Lan")
@@ -108,11 +108,11 @@ def test_private_answer_streams_as_drafts_then_arrives_as_one_message(tmp_path: 
 def test_the_real_local_llm_streams_as_drafts_in_a_private_chat(tmp_path: Path, server: BotApiServer,
                                                                 built_index_settings: Settings, components) -> None:
     from bot.wiring import build_answerer
-    from retrieval.answering.grounding import CorpusGate
+    from retrieval.answering.judgement import CorpusGate
 
     settings = copy_index(built_index_settings, tmp_path, server).model_copy(
         update={"llm_context": 2048, "llm_max_tokens": 96})
-    answerer = build_answerer(settings, components.retriever, CorpusGate(components.lexical.idf), "local")
+    answerer = build_answerer(settings, components.retriever, CorpusGate(components.lexical.idf, components.embedder), "local")
     answerer.warm_up()
     with running_bot(settings, answerer, _listing(components), draft_interval=0.5):
         lan = server.user(220, "Lan")

@@ -1,8 +1,9 @@
 """Deterministic fakes of the index store and the embedder, built on the real bundled articles.
 
 The store holds the real cleaned articles and chunks (`clean_article`, `split_into_chunks`); the
-embedder is a hashed bag of accent-folded syllables, with English words mapped through the glossary,
-so that "dense" search behaves like a crude cross-lingual model without any model files.
+embedder is a hashed bag of accent-folded syllables: "dense" search without any model files. It is not
+cross-lingual (English questions share only names and numbers with the articles); the real model's
+English reading is tested end to end.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 from index.chunking import split_into_chunks
 from index.cleaning import clean_article
 from index.documents import Article, RawDocument
-from index.text import detect_query_kind, english_to_vietnamese_terms, tokenize
+from index.text import tokenize
 
 CORPUS = Path(__file__).resolve().parents[2] / "index" / "corpus"
 DIM = 512
@@ -41,12 +42,10 @@ class FakeChunk:
 
 
 class HashingEmbedder:
-    """Bag of folded syllables hashed into DIM buckets, L2-normalised; English goes through the glossary."""
+    """Bag of folded syllables hashed into DIM buckets, L2-normalised."""
 
     def _vector(self, text: str) -> np.ndarray:
         tokens = tokenize(text, fold=True)
-        if detect_query_kind(text) == "en":
-            tokens = english_to_vietnamese_terms(text) + [t for t in tokens if t[0].isdigit()]
         vector = np.zeros(DIM, dtype=np.float32)
         for token in tokens:
             vector[zlib.crc32(token.encode("utf-8")) % DIM] += 1.0
