@@ -1,4 +1,9 @@
-"""The gate that says whether retrieved passages can support an answer at all.
+"""The measurements that say whether retrieved passages can support an answer at all, and the hand-set gate.
+
+The answerers' gate is `retrieval.answering.judgement.CorpusGate`: a model fitted on the tuning set reads
+these measurements (and more) and decides. `is_supported` below, the hand-set thresholds it replaced, is
+kept as the baseline `bench/judgement.py` compares the model against, and as the gate of unit tests over
+the hashing embedder (the fitted weights are the real embedding model's).
 
 Retrieval always returns *something*; a question about the price of gold, asked of articles about party
 building, must still get "not found". The gate measures how much of what the question is about (its
@@ -20,9 +25,9 @@ Three further rules refuse what coverage alone lets through:
 - a question about the reader's present (`hôm nay`, `hiện nay`, `bây giờ`, `today`, `current`) cannot be
   answered by dated articles unless the passage itself speaks of the present.
 
-English questions share few words with Vietnamese articles, so for them the dense similarity of the
-question to the passage decides (a threshold specific to the embedding model), with the same rules for
-names and the present. A Vietnamese question that paraphrases its passage may pass on a lower lexical
+English questions share no words with Vietnamese articles, so for them only names and numbers are
+matched and the dense similarity of the question to the passage decides (a threshold specific to the
+embedding model), with the same rules for names and the present. A Vietnamese question that paraphrases its passage may pass on a lower lexical
 share when the dense similarity is very high and no name is missing.
 """
 
