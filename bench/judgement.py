@@ -17,8 +17,10 @@ curve (threshold, unanswerable questions answered "not found", answerable ones w
 answerable ones whose passages hold the answer wrongly refused), and the fitted model at the hand-set
 gate's own rate of wrongly refused questions. `--rows` caches the measured rows (outside the
 repository: they hold the questions); `--write` fits on every row and writes the model JSON, with the
-threshold at the operating point (`--refuse-answerable`: the share of answerable questions of the
-sets named by `--operating-set` that the model may wrongly refuse).
+threshold at the operating point: on the set named by `--operating-set`, the model may refuse no more
+of the answerable questions whose answer was retrieved than `--refuse-retrieved` (default: the share the
+hand-set gate refuses), so the extra questions it refuses are about articles not indexed or answers
+retrieval missed.
 """
 
 from __future__ import annotations
@@ -137,9 +139,11 @@ def curve(name: str, rows: list[dict], probability: np.ndarray) -> None:
           f"{describe(refused_by(probability, rows, threshold), rows)}")
 
 
-def threshold_for(probability: np.ndarray, rows: list[dict], answerable_refused: float) -> float:
-    """The highest threshold that wrongly refuses at most this share of the answerable questions."""
-    answerable = np.array([r["answerable"] for r in rows])
+def threshold_for(probability: np.ndarray, rows: list[dict], answerable_refused: float, *,
+                  retrieved_only: bool = False) -> float:
+    """The highest threshold that wrongly refuses at most this share of the answerable questions (of those
+    whose answer was retrieved, with `retrieved_only`)."""
+    answerable = np.array([r["label"] == 1.0 if retrieved_only else r["answerable"] for r in rows])
     refuted = np.array([r["refuted"] for r in rows])
     candidates = np.sort(np.unique(probability[answerable]))
     best = 1e-6
@@ -161,8 +165,9 @@ def main() -> None:
     parser.add_argument("--write", type=Path, help="fit on every row and write the model JSON here")
     parser.add_argument("--fitted-on", default="", help="the data the written model is fitted on, named")
     parser.add_argument("--operating-set", default="unanswerable", help="the set whose curve sets the threshold")
-    parser.add_argument("--refuse-answerable", type=float, default=0.10,
-                        help="share of the operating set's answerable questions the threshold may refuse")
+    parser.add_argument("--refuse-retrieved", type=float, default=None,
+                        help="share of the operating set's answerable questions whose answer was retrieved that the "
+                             "threshold may refuse (default: the hand-set gate's own share on that set)")
     args = parser.parse_args()
     settings = Settings()
     rows: list[dict] = []
@@ -186,15 +191,19 @@ def main() -> None:
         curve("all sets", rows, probability)
     if args.write:
         operating = [i for i, r in enumerate(rows) if r["set"] == args.operating_set]
-        threshold = threshold_for(probability[operating], [rows[i] for i in operating], args.refuse_answerable)
+        chosen = [rows[i] for i in operating]
+        limit = args.refuse_retrieved
+        if limit is None:
+            limit = refusal_rates(~np.array([r["gate"] for r in chosen]), chosen)[2]
+        threshold = threshold_for(probability[operating], chosen, limit, retrieved_only=True)
         x = np.array([[r[f] for f in features] for r in rows])
         mean, scale, w = fit(x, np.array([r["label"] for r in rows]))
         refused = refused_by(probability[operating], [rows[i] for i in operating], threshold)
         model = JudgementModel(features, tuple(map(float, mean)), tuple(map(float, scale)), tuple(map(float, w[:-1])),
                                float(w[-1]), round(threshold, 4), args.fitted_on,
                                f"threshold chosen held out on '{args.operating_set}' to refuse at most "
-                               f"{args.refuse_answerable:.0%} of its answerable questions: "
-                               f"{describe(refused, [rows[i] for i in operating])}")
+                               f"{limit:.1%} of its answerable questions whose answer was retrieved: "
+                               f"{describe(refused, chosen)}")
         args.write.write_text(json.dumps(model.to_json(), indent=1) + "\n", encoding="utf-8")
         print(f"wrote {args.write}: {model.operating_point}")
         print("weights (standardised):", {f: round(v, 3) for f, v in zip(features, model.weights)})
