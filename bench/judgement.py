@@ -165,6 +165,8 @@ def main() -> None:
     parser.add_argument("--write", type=Path, help="fit on every row and write the model JSON here")
     parser.add_argument("--fitted-on", default="", help="the data the written model is fitted on, named")
     parser.add_argument("--operating-set", default="unanswerable", help="the set whose curve sets the threshold")
+    parser.add_argument("--english-set", default="xquad-en",
+                        help="the set of answerable English questions whose curve sets the English threshold")
     parser.add_argument("--refuse-retrieved", type=float, default=None,
                         help="share of the operating set's answerable questions whose answer was retrieved that the "
                              "threshold may refuse (default: the hand-set gate's own share on that set)")
@@ -196,6 +198,16 @@ def main() -> None:
         if limit is None:
             limit = refusal_rates(~np.array([r["gate"] for r in chosen]), chosen)[2]
         threshold = threshold_for(probability[operating], chosen, limit, retrieved_only=True)
+        english = [i for i, r in enumerate(rows) if r["set"] == args.english_set]
+        english_threshold, english_words = None, ""
+        if english:
+            # English questions are matched by their names and the dense similarity alone: their operating
+            # point is the highest that refuses at most one more of them than the hand-set gate does.
+            chosen_en = [rows[i] for i in english]
+            gate_en = refusal_rates(~np.array([r["gate"] for r in chosen_en]), chosen_en)[1]
+            english_threshold = round(threshold_for(probability[english], chosen_en, gate_en + 1.01 / len(english)), 4)
+            english_words = (f"; English questions at {english_threshold} (set '{args.english_set}': "
+                             f"{describe(refused_by(probability[english], chosen_en, english_threshold), chosen_en)})")
         x = np.array([[r[f] for f in features] for r in rows])
         mean, scale, w = fit(x, np.array([r["label"] for r in rows]))
         refused = refused_by(probability[operating], [rows[i] for i in operating], threshold)
@@ -203,7 +215,7 @@ def main() -> None:
                                float(w[-1]), round(threshold, 4), args.fitted_on,
                                f"threshold chosen held out on '{args.operating_set}' to refuse at most "
                                f"{limit:.1%} of its answerable questions whose answer was retrieved: "
-                               f"{describe(refused, chosen)}")
+                               f"{describe(refused, chosen)}{english_words}", english_threshold)
         args.write.write_text(json.dumps(model.to_json(), indent=1) + "\n", encoding="utf-8")
         print(f"wrote {args.write}: {model.operating_point}")
         print("weights (standardised):", {f: round(v, 3) for f, v in zip(features, model.weights)})

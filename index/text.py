@@ -286,7 +286,7 @@ def detect_query_kind(query: str) -> QueryKind:
     if share < 0.6:
         # Not Vietnamese-shaped is not yet English: "x" or "dangvien" (syllables typed together) carry no
         # English word either, and the English route would let such noise through.
-        is_english = english >= vietnamese and (english > 0 or any(_english_shaped(t) for t in words))
+        is_english = english >= vietnamese and (english > 0 or any(english_shaped(t) for t in words))
     else:
         is_english = english >= 2 and english > vietnamese
     if is_english:
@@ -298,7 +298,7 @@ def detect_query_kind(query: str) -> QueryKind:
 _SHORTEST_WORD = 3
 
 
-def _english_shaped(token: str) -> bool:
+def english_shaped(token: str) -> bool:
     """A word that is neither a Vietnamese syllable nor Vietnamese syllables typed together (`dangvien`)."""
     return len(token) >= _SHORTEST_WORD and not has_diacritics(token) and not _glued_syllables(fold_diacritics(token))
 

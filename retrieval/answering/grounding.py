@@ -45,6 +45,7 @@ from index.text import (
     QueryKind,
     content_tokens,
     detect_query_kind,
+    english_shaped,
     fold_diacritics,
     is_number,
     tokenize,
@@ -186,6 +187,8 @@ def support(question: str, passages: Sequence[Passage], *, idf: Idf | None = Non
     pairs = list(dict.fromkeys(zip(terms, terms[1:])))
     focus = _focus(weights, idf)
     required = required_names(question, fold=fold)
+    if kind == "en" and idf is not None:
+        required = _matchable(required, idf)
     considered = passages[:PASSAGES_CONSIDERED]
     best: tuple[float, float, float, bool, int] = (-math.inf, 0.0, 0.0, True, 0)
     passage_tokens: list[list[str]] = []
@@ -224,6 +227,19 @@ def is_supported(question: str, passages: Sequence[Passage], *, idf: Idf | None 
     """True when the passages are strong enough to answer `question` from (the answerers' gate)."""
     return support(question, passages, idf=idf, dense_threshold=dense_threshold,
                    corroborating_dense=corroborating_dense).supported
+
+
+def _matchable(names: list[tuple[str, ...]], idf: Idf) -> list[tuple[str, ...]]:
+    """The names of an English question the articles could hold: an English word the corpus never uses
+    (`Party`, `Committee`, `October`, `France`) is a common noun written with a capital or a name the
+    Vietnamese text writes otherwise (`Pháp`), so it can be neither found nor missed; a run of words
+    keeps the rest (`Tien Giang Provincial Party Committee` -> `tien giang`)."""
+    kept: list[tuple[str, ...]] = []
+    for name in names:
+        run = tuple(t for t in name if is_number(t) or not english_shaped(t) or idf(t) > 0)
+        if run:
+            kept.append(run)
+    return list(dict.fromkeys(kept))
 
 
 def _focus(weights: dict[str, float], idf: Idf | None) -> tuple[str, ...]:

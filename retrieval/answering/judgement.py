@@ -67,6 +67,11 @@ class JudgementModel:
     threshold: float  # answer when the probability is at least this
     fitted_on: str  # the data it was fitted on, named
     operating_point: str  # what the threshold was chosen for, in words
+    english_threshold: float | None = None  # English questions' own operating point, when chosen apart
+
+    def threshold_for(self, kind: str) -> float:
+        """The operating point for a question of this kind (`vi`, `vi_plain`, `en`)."""
+        return self.english_threshold if kind == "en" and self.english_threshold is not None else self.threshold
 
     def probability(self, values: Mapping[str, float]) -> float:
         """The calibrated probability that the passages hold the answer."""
@@ -77,7 +82,8 @@ class JudgementModel:
     def to_json(self) -> dict:
         return {"format": MODEL_FORMAT, "features": list(self.features), "mean": list(self.mean),
                 "scale": list(self.scale), "weights": list(self.weights), "bias": self.bias,
-                "threshold": self.threshold, "fitted_on": self.fitted_on, "operating_point": self.operating_point}
+                "threshold": self.threshold, "english_threshold": self.english_threshold,
+                "fitted_on": self.fitted_on, "operating_point": self.operating_point}
 
     @classmethod
     def from_json(cls, data: object, *, where: str = "the judgement model") -> JudgementModel:
@@ -88,6 +94,8 @@ class JudgementModel:
             features = tuple(str(f) for f in data["features"])
             arrays = [tuple(float(v) for v in data[key]) for key in ("mean", "scale", "weights")]
             bias, threshold = float(data["bias"]), float(data["threshold"])
+            english = data.get("english_threshold")
+            english = None if english is None else float(english)
             fitted_on, operating_point = str(data["fitted_on"]), str(data["operating_point"])
         except (KeyError, TypeError, ValueError) as error:
             raise _damaged(where, f"missing or malformed field ({error})") from None
@@ -98,10 +106,10 @@ class JudgementModel:
             raise _damaged(where, "the feature list and the weight lists do not match")
         if any(s <= 0 for s in arrays[1]) or not all(math.isfinite(v) for a in arrays for v in a):
             raise _damaged(where, "non-finite weights or a non-positive scale")
-        if not 0.0 < threshold < 1.0 or not math.isfinite(bias):
+        if not all(0.0 < t < 1.0 for t in (threshold, english if english is not None else 0.5)) or not math.isfinite(bias):
             raise _damaged(where, "the threshold must be a probability strictly between 0 and 1")
         return cls(features, *arrays, bias=bias, threshold=threshold, fitted_on=fitted_on,
-                   operating_point=operating_point)
+                   operating_point=operating_point, english_threshold=english)
 
     @classmethod
     def load(cls, path: Path | None = None) -> JudgementModel:
@@ -309,7 +317,7 @@ class CorpusGate:
         self.idf = idf
         self.embedder = embedder
         self.model = model or JudgementModel.load()
-        self.threshold = self.model.threshold if threshold is None else threshold
+        self.threshold = threshold  # None: the model's own operating points
         if embedder is None and DENSE_FEATURES & set(self.model.features):
             raise ValueError("this judgement model reads sentence similarities: give the gate the embedder")
 
@@ -319,7 +327,8 @@ class CorpusGate:
                                                   parsed=parsed, ranked=ranked)
         probability = self.model.probability(values)
         vetoed = not passages or measured.refuted
-        return Judgement(not vetoed and probability >= self.threshold, probability, values, measured)
+        threshold = self.model.threshold_for(measured.kind) if self.threshold is None else self.threshold
+        return Judgement(not vetoed and probability >= threshold, probability, values, measured)
 
     def __call__(self, question: str, passages: Sequence[Passage]) -> bool:
         return self.judge(question, passages).supported

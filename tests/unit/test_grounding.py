@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from retrieval.answering.grounding import (
-    CorpusGate,
     asks_present,
     is_supported,
     speaks_of_present,
@@ -124,11 +123,13 @@ def test_high_dense_similarity_does_not_make_up_for_a_missing_focus(idf) -> None
     assert not support("Có bao nhiêu đảng viên bị kỷ luật?", [discipline], idf=idf).missing_focus
 
 
-def test_corpus_gate_binds_the_statistics(idf) -> None:
-    gate = CorpusGate(idf)
+def test_the_hard_rules_refute_whatever_the_model_would_say(idf) -> None:
+    """`refuted` is what the fitted gate (`retrieval.answering.judgement.CorpusGate`) never overrides."""
     passage = _passage(RESULTS_2014, date="2014-10-29")
-    assert gate("ket qua xo so hom nay", [passage]) is False
-    assert gate("Tổng số đảng viên là bao nhiêu?", []) is False
+    assert support("ket qua xo so hom nay", [passage], idf=idf).refuted
+    assert support("Tổng số đảng viên là bao nhiêu?", [], idf=idf).refuted
+    assert not support("Tổng số đảng viên toàn Đảng bộ tỉnh năm 2023 là bao nhiêu?",
+                       [_passage(MEMBERS_2023, date="2023-09-29")], idf=idf).refuted
 
 
 def test_a_name_of_the_question_must_be_a_name_in_the_passage() -> None:

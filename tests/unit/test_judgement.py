@@ -104,7 +104,7 @@ def test_the_gate_answers_at_the_operating_point_and_keeps_the_hard_rules() -> N
     # Hard rules: no passages; the reader's present asked of dated articles; the question's names found nowhere.
     assert not gate("Tổng số đảng viên là bao nhiêu?", [])
     assert not gate("Tổng số đảng viên toàn Đảng bộ tỉnh hiện nay là bao nhiêu?", [_passage(MEMBERS_2023)])
-    assert not gate("Tổng số đảng viên của Bình Dương năm 2023 là bao nhiêu?", [_passage(MEMBERS_2023)])
+    assert not gate("Tổng số đảng viên của tỉnh Bình Dương là bao nhiêu?", [_passage(MEMBERS_2023)])
 
 
 def test_a_model_reading_sentence_similarity_needs_the_embedder() -> None:
