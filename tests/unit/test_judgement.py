@@ -86,6 +86,14 @@ def test_a_missing_model_file_is_refused(tmp_path: Path) -> None:
         JudgementModel.load(tmp_path / "absent.json")
 
 
+def test_english_questions_may_have_their_own_operating_point() -> None:
+    model = JudgementModel.from_json(_model(english_threshold=0.25))
+    assert model.threshold_for("en") == 0.25 and model.threshold_for("vi") == model.threshold_for("vi_plain") == 0.5
+    assert JudgementModel.from_json(_model()).threshold_for("en") == 0.5
+    with pytest.raises(JudgementModelError, match="strictly between"):
+        JudgementModel.from_json(_model(english_threshold=0.0))
+
+
 def test_the_probability_is_the_logistic_of_the_standardised_features() -> None:
     model = JudgementModel.from_json(_model())
     assert model.probability({"window_best": 0.5, "dense": 0.8}) == pytest.approx(0.5)
@@ -97,7 +105,7 @@ def test_the_gate_answers_at_the_operating_point_and_keeps_the_hard_rules() -> N
     gate = CorpusGate(None, model=JudgementModel.from_json(_model()))
     question = "Tổng số đảng viên toàn Đảng bộ tỉnh năm 2023 là bao nhiêu?"
     judged = gate.judge(question, [_passage(MEMBERS_2023)])
-    assert judged.supported == (judged.probability >= gate.threshold)
+    assert judged.supported == (judged.probability >= gate.model.threshold)
     assert judged.features["window_best"] > 0.8 and judged.supported
     # A stricter operating point refuses the same passages.
     assert not CorpusGate(None, model=gate.model, threshold=0.999999).judge(question, [_passage(MEMBERS_2023)]).supported
