@@ -62,6 +62,11 @@ def _read_json_list(path: Path) -> list[dict]:
     return value if isinstance(value, list) else []
 
 
+# Questions whose vectors the embedder remembers: a question is embedded by the retriever, then by the
+# answer judgement (and the English sentence reading) within the same answer.
+_REMEMBERED_QUERIES = 8
+
+
 class Embedder:
     """Embeds queries and passages with one sentence-transformers model; the model loads on first use."""
 
@@ -76,6 +81,8 @@ class Embedder:
         self.precision = precision
         self.batch_size = batch_size
         self.cache_dir = cache_dir
+        self._queries: dict[str, np.ndarray] = {}  # the last questions' vectors, oldest first
+        self._queries_lock = threading.Lock()  # the bot answers from several worker threads
         marker = read_json(folder / MARKER)
         cache_file = cache_dir / HASH_CACHE if cache_dir else None
         if marker:  # a provisioned folder: its files must still be the ones assembled (a cached hash keeps this fast)
@@ -156,8 +163,22 @@ class Embedder:
         return model
 
     def embed_queries(self, texts: list[str]) -> np.ndarray:
-        """L2-normalised float32 vectors for questions (the model's query prompt applied)."""
-        return self._encode(texts, "query")
+        """L2-normalised float32 vectors for questions (the model's query prompt applied).
+
+        A single question's vector is remembered (the last `_REMEMBERED_QUERIES`): the retriever and
+        the answer judgement both embed the same question, and it need be encoded once.
+        """
+        if len(texts) != 1:
+            return self._encode(texts, "query")
+        with self._queries_lock:
+            remembered = self._queries.get(texts[0])
+        if remembered is None:
+            remembered = self._encode(texts, "query")
+            with self._queries_lock:
+                self._queries[texts[0]] = remembered
+                while len(self._queries) > _REMEMBERED_QUERIES:
+                    self._queries.pop(next(iter(self._queries)))
+        return remembered.copy()
 
     def embed_passages(self, texts: list[str]) -> np.ndarray:
         """L2-normalised float32 vectors for passages (the model's document prompt applied)."""
