@@ -45,9 +45,9 @@ from index.text import (
     QueryKind,
     content_tokens,
     detect_query_kind,
-    english_shaped,
     fold_diacritics,
     is_number,
+    is_vietnamese_syllable,
     tokenize,
 )
 from retrieval.types import Passage
@@ -192,8 +192,8 @@ def support(question: str, passages: Sequence[Passage], *, idf: Idf | None = Non
     pairs = list(dict.fromkeys(zip(terms, terms[1:])))
     focus = _focus(weights, idf)
     required = required_names(question, fold=fold)
-    if kind == "en" and idf is not None:
-        required = _matchable(required, idf)
+    if kind == "en":
+        required = _matchable(required)
     considered = passages[:PASSAGES_CONSIDERED]
     best: tuple[float, float, float, bool, int] = (-math.inf, 0.0, 0.0, True, 0)
     passage_tokens: list[list[str]] = []
@@ -235,16 +235,15 @@ def is_supported(question: str, passages: Sequence[Passage], *, idf: Idf | None 
                    corroborating_dense=corroborating_dense).supported
 
 
-def _matchable(names: list[tuple[str, ...]], idf: Idf) -> list[tuple[str, ...]]:
-    """The names of an English question the articles could hold: an English word the corpus never uses
-    (`Party`, `Committee`, `October`, `France`) is a common noun written with a capital or a name the
-    Vietnamese text writes otherwise (`Pháp`), so it can be neither found nor missed; a run of words
-    keeps the rest (`Tien Giang Provincial Party Committee` -> `tien giang`)."""
+def _matchable(names: list[tuple[str, ...]]) -> list[tuple[str, ...]]:
+    """The names of an English question as the Vietnamese articles could write them: in a run that mixes
+    a Vietnamese name with English words (`Tien Giang Provincial Party Committee`) only the Vietnamese
+    part (`tien giang`) can be found; a run of English words alone (`France`, `Party`) stays whole, and
+    missing, it counts against the passages as any name does."""
     kept: list[tuple[str, ...]] = []
     for name in names:
-        run = tuple(t for t in name if is_number(t) or not english_shaped(t) or idf(t) > 0)
-        if run:
-            kept.append(run)
+        vietnamese = tuple(t for t in name if is_number(t) or is_vietnamese_syllable(t))
+        kept.append(vietnamese if vietnamese else name)
     return list(dict.fromkeys(kept))
 
 
