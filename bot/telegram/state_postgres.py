@@ -38,6 +38,7 @@ from bot.telegram.state import (
     sources_json,
 )
 from index.stores.postgres import DatabaseError, connect, describe_url
+from index.stores.tables import TableSet, check_version, create_tables, tables_exist
 from retrieval.types import Answer, Turn
 
 log = logging.getLogger(__name__)
@@ -45,8 +46,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 SCHEMA_VERSION = 1
-_SCHEMA_LOCK = 0x686F6962  # "hoib": taken while a replica creates or checks the tables
-_SCHEMA = [
+_SCHEMA = (
     """CREATE TABLE IF NOT EXISTS hoidap_bot_schema (
         singleton BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (singleton), version INTEGER NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS hoidap_bot_history (
@@ -77,11 +77,10 @@ _SCHEMA = [
         user_id BIGINT NOT NULL, created DOUBLE PRECISION NOT NULL, PRIMARY KEY (chat_id, prompt_message_id))""",
     """CREATE TABLE IF NOT EXISTS hoidap_bot_rate_windows (
         user_id BIGINT PRIMARY KEY, asked DOUBLE PRECISION[] NOT NULL, notified_until DOUBLE PRECISION NOT NULL)""",
-]
-
-
-class StateSchemaError(DatabaseError):
-    """The bot's tables were laid out by a newer hoidap than this one."""
+)
+TABLES = TableSet(_SCHEMA, "hoidap_bot_schema", SCHEMA_VERSION,
+                  lock=0x686F6962,  # "hoib": taken while a replica creates or checks the tables
+                  what="The bot's tables", what_vi="Các bảng của bot")
 
 
 def _period(since: float | None, until: float | None) -> tuple[float, float]:
@@ -101,13 +100,7 @@ class PostgresState:
         """Connect and create the tables if they are not there yet (any replica may be the first)."""
         connection = _connect(url)
         try:
-            with connection.transaction():
-                connection.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
-                for statement in _SCHEMA:
-                    connection.execute(statement)
-                connection.execute("INSERT INTO hoidap_bot_schema (version) VALUES (%s) ON CONFLICT DO NOTHING",
-                                   (SCHEMA_VERSION,))
-                _check_version(connection, url)
+            create_tables(connection, TABLES, url)
         except Exception:
             connection.close()
             raise
@@ -118,10 +111,10 @@ class PostgresState:
         """The state for reading, or None when no bot has run with this database yet."""
         connection = _connect(url)
         try:
-            if connection.execute("SELECT to_regclass('hoidap_bot_schema') IS NULL").fetchone()[0]:
+            if not tables_exist(connection, TABLES):
                 connection.close()
                 return None
-            _check_version(connection, url)
+            check_version(connection, TABLES, url)
         except Exception:
             connection.close()
             raise
@@ -339,13 +332,3 @@ def _connect(url: str):
     connection.autocommit = True
     return connection
 
-
-def _check_version(connection, url: str) -> None:
-    [(version,)] = connection.execute("SELECT version FROM hoidap_bot_schema").fetchall()
-    if version > SCHEMA_VERSION:
-        where = describe_url(url)
-        raise StateSchemaError(
-            f"The bot's tables in the database at {where} were made by a newer hoidap (layout {version}, this "
-            f"one knows {SCHEMA_VERSION}): upgrade hoidap on this machine.",
-            vi=f"Các bảng của bot trong cơ sở dữ liệu tại {where} do một phiên bản hoidap mới hơn tạo ra (bố cục "
-               f"{version}, bản này chỉ biết {SCHEMA_VERSION}): hãy nâng cấp hoidap trên máy này.")

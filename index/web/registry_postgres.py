@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import time
 
-from index.stores.postgres import DatabaseError, connect, describe_url
+from index.stores.postgres import connect
+from index.stores.tables import TableSet, create_tables
 from index.web.feeds import SourceKind
 from index.web.registry import Feed, Page
 
 SCHEMA_VERSION = 1
-_SCHEMA_LOCK = 0x686F6977  # "hoiw": taken while a process creates or checks the tables
-_SCHEMA = [
+_SCHEMA = (
     """CREATE TABLE IF NOT EXISTS hoidap_web_schema (
         singleton BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (singleton), version INTEGER NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS hoidap_web_feeds (
@@ -29,7 +29,10 @@ _SCHEMA = [
     """CREATE TABLE IF NOT EXISTS hoidap_web_robots (
         origin TEXT PRIMARY KEY, text TEXT NOT NULL, etag TEXT, last_modified TEXT,
         fetched_at DOUBLE PRECISION NOT NULL)""",
-]
+)
+TABLES = TableSet(_SCHEMA, "hoidap_web_schema", SCHEMA_VERSION,
+                  lock=0x686F6977,  # "hoiw": taken while a process creates or checks the tables
+                  what="The feed tables", what_vi="Các bảng nguồn tin")
 _FEED_COLUMNS = "url, kind, title, etag, last_modified, checked_at, last_error"
 _PAGE_COLUMNS = "url, canonical_url, article_id, text_hash, etag, last_modified"
 
@@ -45,20 +48,7 @@ class PostgresFeedRegistry:
         connection = connect(url, vector=False)
         connection.autocommit = True
         try:
-            with connection.transaction():
-                connection.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
-                for statement in _SCHEMA:
-                    connection.execute(statement)
-                connection.execute("INSERT INTO hoidap_web_schema (version) VALUES (%s) ON CONFLICT DO NOTHING",
-                                   (SCHEMA_VERSION,))
-                [(version,)] = connection.execute("SELECT version FROM hoidap_web_schema").fetchall()
-            if version > SCHEMA_VERSION:
-                where = describe_url(url)
-                raise DatabaseError(
-                    f"The feed tables in the database at {where} were made by a newer hoidap (layout {version}, this "
-                    f"one knows {SCHEMA_VERSION}): upgrade hoidap on this machine.",
-                    vi=f"Các bảng nguồn tin trong cơ sở dữ liệu tại {where} do một phiên bản hoidap mới hơn tạo ra "
-                       f"(bố cục {version}, bản này chỉ biết {SCHEMA_VERSION}): hãy nâng cấp hoidap trên máy này.")
+            create_tables(connection, TABLES, url)
         except Exception:
             connection.close()
             raise

@@ -18,7 +18,8 @@ import pytest
 
 from bot.telegram.access import RateLimiter
 from bot.telegram.state import BotState, SqliteState
-from bot.telegram.state_postgres import PostgresState, StateSchemaError
+from bot.telegram.state_postgres import PostgresState
+from index.stores.tables import TableVersionError
 from retrieval.types import Answer, Source, Turn
 
 SOURCE = Source(n=1, article_id="a1", title="Đoàn công tác Tỉnh ủy", date="2014-10-29", source="THTG",
@@ -224,6 +225,6 @@ def test_tables_are_created_once_and_a_newer_layout_is_refused(database: str) ->
     reader.close()
     with psycopg.connect(database, autocommit=True) as admin:
         admin.execute("UPDATE hoidap_bot_schema SET version = version + 1")
-    with pytest.raises(StateSchemaError, match="newer hoidap") as refused:
+    with pytest.raises(TableVersionError, match="newer hoidap") as refused:
         PostgresState.open(database)
     assert "phiên bản hoidap mới hơn" in refused.value.vi
