@@ -212,6 +212,8 @@ def support(question: str, passages: Sequence[Passage], *, idf: Idf | None = Non
         passage_tokens.append(names)
     lexical, coverage, pair_coverage, missing_focus, absent_from_best = best
     missing = tuple(" ".join(name) for name in required if not any(_contains(t, name) for t in passage_tokens))
+    if kind == "en":
+        required, missing = _english_names_vouched(required, missing)
     dense_values = [p.dense_score for p in considered if p.dense_score is not None]
     dense = max(dense_values) if dense_values else None
     present_time = asks_present(question) and not any(speaks_of_present(p.text) for p in considered)
@@ -245,6 +247,21 @@ def _matchable(names: list[tuple[str, ...]]) -> list[tuple[str, ...]]:
         vietnamese = tuple(t for t in name if is_number(t) or is_vietnamese_syllable(t))
         kept.append(vietnamese if vietnamese else name)
     return list(dict.fromkeys(kept))
+
+
+def _english_names_vouched(required: list[tuple[str, ...]], missing: tuple[str, ...]
+                           ) -> tuple[list[tuple[str, ...]], tuple[str, ...]]:
+    """English capitalises more than names (`Party members`, `the Provincial Committee`), and a run of
+    English words alone can never be found in Vietnamese articles. When the question also has names or
+    numbers the articles could write (`Quang Ngai`, `2023`) and the passages hold every one of them, those
+    vouch for the question: its English-only runs are left to the fitted model instead of refuting it.
+    Without such a name (`the capital of France`, `Mount Everest`) an English-only run still counts."""
+    english_only = [name for name in required if not any(is_number(t) or is_vietnamese_syllable(t) for t in name)]
+    writable = [name for name in required if name not in english_only]
+    if not english_only or not writable or any(" ".join(name) in missing for name in writable):
+        return required, missing
+    dropped = {" ".join(name) for name in english_only}
+    return writable, tuple(name for name in missing if name not in dropped)
 
 
 def _focus(weights: dict[str, float], idf: Idf | None) -> tuple[str, ...]:

@@ -142,3 +142,12 @@ def test_a_name_of_the_question_must_be_a_name_in_the_passage() -> None:
     assert not is_supported(question, [_passage(law)])
     assert is_supported(question, [_passage(france)])
     assert is_supported("Lạt-ma được gọi là gì?", [_passage("Các thầy ở Tây Tạng thường được gọi là Lạt-ma.")])
+
+
+def test_english_capitals_beside_a_found_number_do_not_refute_but_alone_they_do():
+    from retrieval.answering.grounding import _english_names_vouched
+
+    required = [("party",), ("2023",), ("party", "committee")]
+    assert _english_names_vouched(required, ("party", "party committee")) == ([("2023",)], ())
+    assert _english_names_vouched(required, ("party", "2023", "party committee")) == (required, ("party", "2023", "party committee"))
+    assert _english_names_vouched([("france",)], ("france",)) == ([("france",)], ("france",))
