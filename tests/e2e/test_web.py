@@ -81,7 +81,7 @@ def test_sync_indexes_exactly_the_allowed_articles_with_a_reason_for_each_other(
     assert reasons[site.url("/loi/bai-loi.html")].startswith("lỗi HTTP 500")
     assert reasons[site.url("/thoi-su/da-go.html")].startswith("lỗi HTTP 404")
     assert reasons[site.url("/en/report.html")].startswith("trang không viết bằng tiếng Việt")
-    assert reasons[site.url("/amp/bai-4.html")].startswith("same article as " + site.url("/thoi-su/bai-4.html"))
+    assert reasons[site.url("/amp/bai-4.html")].startswith("cùng bài với " + site.url("/thoi-su/bai-4.html"))
     requested = [r.path for r in synced["first_requests"]]
     assert not any(path.startswith("/noi-bo/") for path in requested)  # robots.txt obeyed
     assert requested.count("/loi/bai-loi.html") == 2  # one retry on 500
