@@ -3,7 +3,9 @@
 Answers are computed in a bounded thread pool (`loop.run_in_executor`), never on the event loop, so a
 slow answer in one chat never stalls another; the state (SQLite, or PostgreSQL shared by replicas) is
 read and written from a worker thread too (`_stored`), so a slow disk or network never stalls the loop.
-Questions of one chat are answered one at a time, in order, so its history stays consistent.
+Questions of one chat are answered one at a time, in order, so its history stays consistent: within the
+process by a lock per chat, and across the replicas sharing a PostgreSQL state by the state's turn per
+chat (`BotState.claim_chat`), waited for here without holding a thread, for at most `TURN_WAIT`.
 
 Edited messages: an edited question is answered anew, as a reply to the edited message, because people
 edit to fix a typo or a wrong name and expect the fixed question to count. An edit that leaves the
@@ -82,6 +84,11 @@ ListSources = Callable[[], Sequence[ArticleListing | tuple[str, str | None, str 
 TYPING_REFRESH = 4.5  # Telegram shows "typing…" for 5 s per chat action
 CORRECTION_CHARS = 300
 """A correction is one line: longer text is cut there."""
+TURN_WAIT = 120.0
+"""Seconds a question waits for its chat's turn held by another replica before it is answered anyway: far above
+one answer of the local LLM (mean 2.7-6.8 s in eval/README), so only a stuck replica is passed by."""
+TURN_POLL = 0.05
+"""Seconds between two tries for a chat's turn another replica holds (one small statement each)."""
 _DONE = object()
 T = TypeVar("T")
 
@@ -139,8 +146,9 @@ class BotHandlers:
                  executor: Executor, list_sources: ListSources, history_turns: int, max_input_chars: int,
                  metrics: BotMetrics, inline_cache: AnswerCache, correction_minutes: float,
                  stream_interval: float = STREAM_EDIT_INTERVAL, draft_interval: float = STREAM_DRAFT_INTERVAL,
-                 inline_deadline: float = INLINE_DEADLINE) -> None:
+                 inline_deadline: float = INLINE_DEADLINE, turn_wait: float = TURN_WAIT) -> None:
         self._metrics = metrics
+        self._turn_wait = turn_wait
         self._inline_cache = inline_cache
         self._correction_seconds = correction_minutes * 60
         self._draft_interval = draft_interval
@@ -559,13 +567,30 @@ class BotHandlers:
 
     @asynccontextmanager
     async def _chat_turn(self, chat_id: int) -> AsyncIterator[None]:
-        """One question at a time per chat; the lock is dropped once nobody waits for it."""
+        """One question at a time per chat, here and on every replica; the lock is dropped once nobody waits."""
         lock, users = self._chat_locks.setdefault(chat_id, (asyncio.Lock(), [0]))
         users[0] += 1
         try:
             async with lock:
-                yield
+                claimed = await self._claim_chat(chat_id)
+                try:
+                    yield
+                finally:
+                    if claimed:
+                        await self._stored(self._state.release_chat, chat_id)
         finally:
             users[0] -= 1
             if users[0] == 0:
                 del self._chat_locks[chat_id]
+
+    async def _claim_chat(self, chat_id: int) -> bool:
+        """The chat's turn in the shared state, tried until `turn_wait` has passed; False if it never came."""
+        deadline = time.monotonic() + self._turn_wait
+        while not await self._stored(self._state.claim_chat, chat_id):
+            if time.monotonic() >= deadline:
+                log.warning("Chat %s: another replica has held its turn for %.0f s; answering without waiting",
+                            chat_id, self._turn_wait)
+                self._metrics.errors.labels(kind="turn_wait").inc()
+                return False
+            await asyncio.sleep(TURN_POLL)
+        return True

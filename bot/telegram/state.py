@@ -189,6 +189,14 @@ class BotState(Protocol):
     def question_log(self, *, since: float | None = None, until: float | None = None) -> list[QuestionRow]:
         """Every question of the period, in the order they were asked."""
 
+    # one question of a chat at a time, across the processes sharing this state
+    def claim_chat(self, chat_id: int) -> bool:
+        """Take this chat's turn for this process, without waiting; False while another process holds it.
+
+        The handlers serialise a chat's questions within their process first; this is the part between processes."""
+    def release_chat(self, chat_id: int) -> None:
+        """Give back a turn `claim_chat` took."""
+
     # refusals and rate limits
     def first_refusal(self, chat_id: int) -> bool:
         """Record that this chat was refused; True only the first time, so the refusal is sent once."""
@@ -425,6 +433,14 @@ class SqliteState:
             rows = self._db.execute("SELECT vote FROM votes WHERE created >= ? AND created < ?",
                                     (since if since is not None else 0, until if until is not None else FOREVER))
             return [row[0] for row in rows.fetchall()]
+
+    # --- turns: one process per state file, so the handlers' own per-chat lock is the whole story ---
+
+    def claim_chat(self, chat_id: int) -> bool:
+        return True
+
+    def release_chat(self, chat_id: int) -> None:
+        pass
 
     # --- refusals ---
 

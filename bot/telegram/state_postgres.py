@@ -8,7 +8,10 @@ Across replicas: a conversation's history is rows per chat (whichever replica an
 vote is one row per (answer, voter), so pressing the button twice, through two replicas, changes one
 row; a refusal is sent once per chat (`ON CONFLICT DO NOTHING`); a rate-limit window is one row per
 user, read `FOR UPDATE` and written in one transaction, so two replicas counting the same user wait
-for each other instead of both letting a question through.
+for each other instead of both letting a question through. A chat's turn (one question answered and
+its exchange written at a time) is a session advisory lock keyed by the chat, so a follow-up that reaches
+another replica while the question before it is being answered waits for its turn in the history; the
+lock goes with the session, so a replica that dies frees its chats at once.
 
 One connection in autocommit mode, used by one call at a time (a lock); the handlers call it from a
 worker thread. A connection the server dropped (restart, failover, idle timeout) is opened again by
@@ -78,6 +81,9 @@ _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS hoidap_bot_rate_windows (
         user_id BIGINT PRIMARY KEY, asked DOUBLE PRECISION[] NOT NULL, notified_until DOUBLE PRECISION NOT NULL)""",
 )
+CHAT_LOCKS = 0x686F6963
+"""The first key of every chat's advisory lock ("hoic"); the second is the chat id hashed to 32 bits (two
+chats sharing a hash only wait for each other across replicas, and within one replica the lock stacks)."""
 TABLES = TableSet(_SCHEMA, "hoidap_bot_schema", SCHEMA_VERSION,
                   lock=0x686F6962,  # "hoib": taken while a replica creates or checks the tables
                   what="The bot's tables", what_vi="Các bảng của bot")
@@ -303,6 +309,24 @@ class PostgresState:
         return [tuple(row) for row in self._rows(
             "SELECT via, outcome, answer_seconds, retrieval_seconds, error_kind FROM hoidap_bot_questions "
             "WHERE created >= %s AND created < %s ORDER BY id", _period(since, until))]
+
+    # --- turns ---
+
+    def claim_chat(self, chat_id: int) -> bool:
+        # On the shared connection, without waiting: a waiting lock would hold every other call of this replica.
+        [(claimed,)] = self._rows("SELECT pg_try_advisory_lock(%s, hashtext(%s))", (CHAT_LOCKS, str(chat_id)))
+        return bool(claimed)
+
+    def release_chat(self, chat_id: int) -> None:
+        import psycopg
+
+        with self._lock:
+            if self._connection.closed:
+                return  # the session that held the turn is gone, and its lock with it
+            try:
+                self._connection.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (CHAT_LOCKS, str(chat_id)))
+            except psycopg.OperationalError:
+                self._connection.close()  # the same: the next call connects again, and says so
 
     # --- refusals and rate limits ---
 

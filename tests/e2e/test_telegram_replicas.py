@@ -6,7 +6,8 @@ load balancer: both register the same public URL and secret, and the local Bot A
 the session's embedded index moved into a fresh database by the real `hoidap migrate`; the replicas
 have a data dir each (nothing shared on disk), and their state (history, answers, votes, rate-limit
 windows, the question log) lives in that database. Then `hoidap stats` and `hoidap feedback` read the
-figures of both from it.
+figures of both from it. A follow-up that reaches the other replica while its question is still being
+answered waits for that answer's turn in the history.
 """
 
 from __future__ import annotations
@@ -146,3 +147,31 @@ def test_two_webhook_replicas_share_conversations_limits_and_votes(tmp_path: Pat
     [record] = [json.loads(line) for line in exported.read_text(encoding="utf-8").splitlines()]
     assert record["question"] == FIRST and record["feedback"]["votes_up"] == 1 and "1.513" in record["answers"][0]
     assert not (operator.data_dir / "state.sqlite3").exists()  # nothing was read from, or written to, the data dir
+
+
+def test_a_follow_up_on_one_replica_waits_for_the_question_answered_on_the_other(tmp_path: Path, models_dir: Path,
+                                                                                indexed_database: str) -> None:
+    ports = [_free_port(), _free_port()]
+    bases = [f"http://127.0.0.1:{port}" for port in ports]
+    with BotApiServer(TOKEN) as server:
+        server.balance_webhook([f"{base}/hook" for base in bases])
+        envs = [_replica_env(tmp_path, f"replica{i + 1}", models_dir, indexed_database, server, port,
+                             "http://127.0.0.1:9/hook") for i, port in enumerate(ports)]
+        with telegram_process(envs[0], tmp_path, server) as one, telegram_process(envs[1], tmp_path, server) as two:
+            hoa = server.user(303, "Hoa")
+            asked = hoa.say(FIRST)
+            # Replica 1 is answering (it shows "typing…" once the chat's turn is its own): the follow-up comes now.
+            server.wait_for(lambda: any(call["chat_id"] == 303 for call in server.calls_of("sendChatAction")),
+                            timeout=120, what="replica 1 to start answering")
+            follow = hoa.say(FOLLOW_UP)
+            first = hoa.wait_reply(asked, timeout=180, where=lambda m: bool(m.buttons()))
+            follow_up = hoa.wait_reply(follow, timeout=180, where=lambda m: bool(m.buttons()))
+            answered_by = [server.delivered_to(asked["_update_id"]), server.delivered_to(follow["_update_id"])]
+            _, stderr_one = stop(one)
+            _, stderr_two = stop(two)
+    assert answered_by == [f"{bases[0]}/hook", f"{bases[1]}/hook"]
+    assert "1.513" in first.text
+    # Only the history makes "còn năm 2018 thì sao?" a question about admissions: answered without it (both
+    # replicas at once, no turn per chat), it came back "not found" in every run tried.
+    assert "527/600" in follow_up.text, follow_up.text
+    assert "Traceback" not in stderr_one + stderr_two and "answering without waiting" not in stderr_two

@@ -189,6 +189,29 @@ def test_each_turn_is_stored_at_once_without_a_clean_close(opener: Opener) -> No
 # --- PostgreSQL only: what a network and a shared server add ---
 
 
+def test_a_sqlite_state_leaves_a_chat_s_turn_to_the_process(tmp_path: Path) -> None:
+    state = SqliteState.open(tmp_path / "state.sqlite3")
+    assert state.claim_chat(5) and state.claim_chat(5)  # one process per file: the handlers' own lock serialises
+    state.close()
+
+
+def test_a_chat_s_turn_is_held_by_one_replica_until_released_or_its_session_dies(database: str) -> None:
+    one, two = PostgresState.open(database), PostgresState.open(database)
+    assert one.claim_chat(-1001234567890)
+    assert not two.claim_chat(-1001234567890)  # the group's next question waits on the other replica
+    assert two.claim_chat(5)  # another chat is not held up
+    one.release_chat(-1001234567890)
+    assert two.claim_chat(-1001234567890)
+    assert not one.claim_chat(-1001234567890)
+    with psycopg.connect(database, autocommit=True) as admin:  # the holder's replica dies: its session ends
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
+                      "AND pid <> pg_backend_pid()")
+    assert one.claim_chat(-1001234567890)  # one's own connection is opened again, and the turn is free
+    two.release_chat(-1001234567890)  # a release after the session died is no error
+    one.close()
+    two.close()
+
+
 @pytest.fixture
 def database(postgres_cluster) -> str:
     return postgres_cluster.create_database(f"s_{uuid.uuid4().hex[:10]}")
