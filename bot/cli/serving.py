@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import threading
 from typing import Annotated
 
@@ -10,8 +9,6 @@ import typer
 
 from bot.cli.app import app, err, load_settings, run, tr
 from bot.settings import Settings, parse_interval
-
-log = logging.getLogger(__name__)
 
 
 @app.command("telegram")
@@ -74,19 +71,15 @@ def _web_commands(settings: Settings, live):
 
 
 def _start_refresh(settings: Settings, live, interval: float, stop: threading.Event) -> None:
-    """Sync the followed feeds every `interval` seconds on a thread of its own until `stop` is set."""
+    """Sync the followed feeds every `interval` seconds on a thread of its own until `stop` is set; with
+    HOIDAP_DATABASE_URL only on the replica that leads (see `bot.refreshing`)."""
+    from bot.refreshing import FeedRefresher, RefreshLeader
     from bot.wiring import web_source
 
-    def refresh() -> None:
-        while not stop.wait(interval):
-            try:
-                with web_source(settings) as web:
-                    summary = web.sync()
-                if summary.changed:
-                    live.reload()
-                log.info("feeds refreshed: %d added, %d updated, %d skipped",
-                            len(summary.added), len(summary.updated), len(summary.skipped))
-            except Exception:  # the edge of one refresh: logged, the next one comes
-                log.exception("refreshing the feeds failed")
+    def sync():
+        with web_source(settings) as web:
+            return web.sync()
 
-    threading.Thread(target=refresh, name="hoidap-feed-refresh", daemon=True).start()
+    url = settings.database_url.get_secret_value() if settings.database_url is not None else None
+    refresher = FeedRefresher(sync, live.reload, RefreshLeader(url))
+    threading.Thread(target=refresher.run, args=(interval, stop), name="hoidap-feed-refresh", daemon=True).start()
