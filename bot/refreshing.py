@@ -64,17 +64,21 @@ class RefreshLeader:
 
 
 class FeedRefresher:
-    """Rounds of `sync` (then `reload` when it changed the index), on the replica that leads only."""
+    """Rounds of `sync` (then `reload` when it changed the index), on the replica that leads only; the others
+    call `catch_up` instead, to load what the leader (or any `hoidap index`) changed in the shared index."""
 
-    def __init__(self, sync: Callable[[], SyncSummary], reload: Callable[[], None], leader: RefreshLeader) -> None:
+    def __init__(self, sync: Callable[[], SyncSummary], reload: Callable[[], None], leader: RefreshLeader, *,
+                 catch_up: Callable[[], None] = lambda: None) -> None:
         self._sync = sync
         self._reload = reload
         self._leader = leader
+        self._catch_up = catch_up
 
     def round(self) -> SyncSummary | None:
         """One refresh; None when another replica leads and refreshes for all."""
         if not self._leader.leads():
             log.debug("feeds: another replica refreshes them; skipping this round")
+            self._catch_up()
             return None
         summary = self._sync()
         if summary.changed:

@@ -80,6 +80,12 @@ def _start_refresh(settings: Settings, live, interval: float, stop: threading.Ev
         with web_source(settings) as web:
             return web.sync()
 
+    def catch_up() -> None:
+        # Only with a database (a PostgresStore), where another replica may lead: what this replica keeps of
+        # the corpus (document frequencies for the corpus gate, BM25 averages) must follow the leader's syncs.
+        if not live.components.store.is_current():
+            live.reload()
+
     url = settings.database_url.get_secret_value() if settings.database_url is not None else None
-    refresher = FeedRefresher(sync, live.reload, RefreshLeader(url))
+    refresher = FeedRefresher(sync, live.reload, RefreshLeader(url), catch_up=catch_up)
     threading.Thread(target=refresher.run, args=(interval, stop), name="hoidap-feed-refresh", daemon=True).start()

@@ -388,9 +388,10 @@ class PostgresStore:
     """
 
     def __init__(self, connection, url: str, manifest: Manifest, statistics: tuple[float, float, float],
-                 restorer_json: str | None, hnsw: HnswSettings) -> None:
+                 restorer_json: str | None, hnsw: HnswSettings, generation: int = 0) -> None:
         self.url = url
         self.manifest = manifest
+        self.generation = generation
         self._average = dict(zip(FIELDS, statistics))
         self.restorer_json = restorer_json
         self._hnsw = hnsw
@@ -417,9 +418,9 @@ class PostgresStore:
                                         vi=f"Cơ sở dữ liệu tại {describe_url(url)} chưa có chỉ mục. Hãy tạo bằng `hoidap index`.")
             if model is not None:
                 manifest.check_model(model)
-            *statistics, restorer = connection.execute(
-                "SELECT avg_plain, avg_folded, avg_pairs, restorer FROM hoidap_manifest").fetchone()
-            return cls(connection, url, manifest, tuple(statistics), restorer, hnsw or HnswSettings())
+            *statistics, restorer, generation = connection.execute(
+                "SELECT avg_plain, avg_folded, avg_pairs, restorer, generation FROM hoidap_manifest").fetchone()
+            return cls(connection, url, manifest, tuple(statistics), restorer, hnsw or HnswSettings(), generation)
         except Exception:
             connection.close()
             raise
@@ -540,6 +541,11 @@ class PostgresStore:
                                        (_quote(token),))[0][0]
         df, n = self._df[key], self.manifest.n_chunks
         return 0.0 if df == 0 else math.log1p((n - df + 0.5) / (df + 0.5))
+
+    def is_current(self) -> bool:
+        """Whether no sync committed since this store was opened (the manifest's generation), so that what it
+        keeps of the corpus (counts, BM25 averages, document frequencies) is still the database's."""
+        return self._rows("SELECT generation FROM hoidap_manifest")[0][0] == self.generation
 
     def ping(self) -> None:
         """Raise `DatabaseError` unless the database answers (for health checks)."""

@@ -144,14 +144,19 @@ def test_changed_and_removed_articles_are_synced(postgres_cluster, models_dir: P
     corpus = tmp_path / "corpus"
     shutil.copytree(BUNDLED_CORPUS, corpus)
     assert run_cli(["index", str(corpus)], settings, HOIDAP_DATABASE_URL=url).returncode == 0
+    before = PostgresStore.open(url)  # what a bot replica that did not sync has loaded
+    assert before.is_current()
     changed = corpus / f"{ARTICLE_2023}.txt"
     changed.write_text(changed.read_text(encoding="utf-8") + "\nĐoạn bổ sung để kiểm tra cập nhật.\n", encoding="utf-8")
     (corpus / "000_4ba1eb3306e6e18e.txt").unlink()
     synced = run_cli(["index", str(corpus)], settings, HOIDAP_DATABASE_URL=url)
     assert synced.returncode == 0, synced.stderr
     assert "thêm 0, cập nhật 1, xoá 1, giữ nguyên 3" in synced.stdout
+    assert not before.is_current()  # it knows to load the index again
+    before.close()
     store = PostgresStore.open(url)
     try:
+        assert store.is_current()
         counts = {a.article_id: a.n_chunks for a in store.articles()}
         assert "000_4ba1eb3306e6e18e" not in counts and len(counts) == 4
         embedded = int(synced.stdout.split("đã nhúng ")[1].split(" ")[0])

@@ -45,6 +45,7 @@ def test_one_replica_refreshes_the_feeds_each_round_and_another_takes_over_when_
     url = postgres_cluster.create_database(f"rounds_{uuid.uuid4().hex[:8]}")
     synced = {"one": 0, "two": 0}
     reloaded = {"one": 0, "two": 0}
+    caught_up = {"one": 0, "two": 0}
 
     def replica(name: str) -> FeedRefresher:
         def sync() -> SyncSummary:
@@ -52,7 +53,8 @@ def test_one_replica_refreshes_the_feeds_each_round_and_another_takes_over_when_
             time.sleep(0.2)  # a round takes a while: the other replica's round starts while this one runs
             return SyncSummary(added=[f"bai-{synced[name]}"])
 
-        return FeedRefresher(sync, lambda: reloaded.__setitem__(name, reloaded[name] + 1), RefreshLeader(url))
+        return FeedRefresher(sync, lambda: reloaded.__setitem__(name, reloaded[name] + 1), RefreshLeader(url),
+                             catch_up=lambda: caught_up.__setitem__(name, caught_up[name] + 1))
 
     one, two = replica("one"), replica("two")
     with caplog.at_level(logging.DEBUG, logger="bot.refreshing"):
@@ -70,6 +72,7 @@ def test_one_replica_refreshes_the_feeds_each_round_and_another_takes_over_when_
             assert follower.round() is None
             assert leader.round() is not None
     assert synced == {names[0]: 3, names[1]: 0} and reloaded == synced
+    assert caught_up == {names[0]: 0, names[1]: 3}  # each skipped round looks for the leader's changes
     skipped = [r for r in caplog.records if "another replica refreshes them" in r.getMessage()]
     assert len(skipped) == 3 and {r.levelno for r in skipped} == {logging.DEBUG}
 
