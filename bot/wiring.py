@@ -303,9 +303,13 @@ def build_generative(settings: Settings, retriever: Retriever, gate: CorpusGate,
     # Imported here: LangChain comes with it, and only an LLM answerer needs it.
     from retrieval.answering.generative import GenerativeAnswerer
 
+    from retrieval.answering.crosslingual import MeaningReader
+    from retrieval.answering.excerpts import rank_by_evidence
+
     fallback = _extractive(settings, retriever, gate).answer_from if settings.extractive_fallback else None
+    ranker = MeaningReader(gate.embedder).rank if gate.embedder is not None else rank_by_evidence
     return GenerativeAnswerer(retriever, chat_model, top_k=settings.top_k, gate=gate, shape=shape,
-                              history_turns=settings.history_turns, fallback=fallback)
+                              history_turns=settings.history_turns, fallback=fallback, ranker=ranker)
 
 
 def _local(settings: Settings, retriever: Retriever, gate: CorpusGate) -> Answerer:

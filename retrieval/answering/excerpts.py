@@ -46,7 +46,8 @@ SentenceRanker = Callable[[str, Passage], list[ScoredSpan]]
 def rank_by_evidence(question: str, passage: Passage) -> list[ScoredSpan]:
     """The extractive answerer's sentence scoring (`retrieval.answering.sentences`), so both answerers read a
     passage alike: coverage of the question, evidence of the value asked for (a count for `bao nhiêu`,
-    a name for `ai`), and English questions matched through their Vietnamese terms."""
+    a name for `ai`). An English question matches only by its names and numbers here;
+    `retrieval.answering.crosslingual.MeaningReader.rank` reads it by meaning too."""
     scored = score_sentences(parse_question(question), [passage])
     return sorted((s.start - passage.start, s.end - passage.start, s.score) for s in scored)
 

@@ -14,7 +14,8 @@ from dataclasses import replace
 
 from index.text import Language, answer_language, disarm_citations, display_date
 from retrieval.answering.conversation import incoming, rewrite_question
-from retrieval.answering.grounding import PASSAGES_CONSIDERED, is_supported
+from retrieval.answering.crosslingual import MeaningReader, runner_up
+from retrieval.answering.grounding import is_supported
 from retrieval.answering.judgement import SentenceEmbedder
 from retrieval.answering.replies import ACCORDING_TO, DISAGREE, not_found
 from retrieval.answering.sentences import (
@@ -23,7 +24,6 @@ from retrieval.answering.sentences import (
     covers_asked_year,
     parse_question,
     score_sentences,
-    with_similarity,
 )
 from retrieval.answering.untrusted import BLANK_RUN, screen_passages
 from retrieval.types import (
@@ -42,14 +42,6 @@ _MAX_DISAGREEING = 3
 _NEIGHBOUR_RATIO = 0.85
 _TYPED_ANSWER_RATIO = 0.5
 _OTHER_YEAR_RATIO = 0.9
-# English questions: the dense similarity of the question to each candidate sentence, times this, is added
-# to its score (their words never match a Vietnamese sentence; this replaced a glossary of the bundled
-# articles' vocabulary). Candidates: the sentences of the passages the gate considers, at most
-# `_ENGLISH_CANDIDATES` of them (one embedding batch). Measured on XQuAD-vi's 100 hand-translated English
-# questions (bench/xquad_en_questions.tsv; sentence choice without the gate, containment): 0 -> .39,
-# 1 -> .62, 2 -> .68, 4 -> .68, 8 -> .71.
-ENGLISH_SIMILARITY_WEIGHT = 8.0
-_ENGLISH_CANDIDATES = 40
 
 
 class ExtractiveAnswerer(Answerer):
@@ -59,7 +51,8 @@ class ExtractiveAnswerer(Answerer):
                  gate: Callable[[str, Sequence[Passage]], bool] = is_supported,
                  embedder: SentenceEmbedder | None = None) -> None:
         self.retriever = retriever
-        self.embedder = embedder  # reads English questions against Vietnamese sentences
+        self.embedder = embedder
+        self.reader = MeaningReader(embedder) if embedder is not None else None  # English questions
         self.top_k = top_k
         self.history_turns = history_turns
         self.gate = gate  # the same gate as the generative answerer's; injectable for other embedders
@@ -79,24 +72,20 @@ class ExtractiveAnswerer(Answerer):
         if not passages or not self.gate(standalone, screened):
             return _not_found(passages, language)
         ranked = score_sentences(parsed, screened)
-        if parsed.kind == "en" and self.embedder is not None and ranked:
-            ranked = self._english(standalone, ranked)
+        english = parsed.kind == "en" and self.reader is not None
+        if english:
+            ranked = self.reader.rescore(standalone, ranked)
         best = _best_answer(parsed, ranked)
         if best is None:
             return _not_found(passages, language)
+        second = runner_up(parsed, best, ranked) if english else None
+        if second is not None:  # meaning alone cannot tell which of the two: both are quoted
+            return _cite(sorted([best, second], key=lambda s: s.start), language)
         disagreeing = _disagreeing(parsed, [s for s in ranked if s.score <= best.score])
         if len(disagreeing) > 1:
             chosen = [_with_neighbour(parsed, s, ranked) for s in disagreeing]
             return _cite(chosen, language, lead=DISAGREE[language])
         return _cite([_with_neighbour(parsed, best, ranked)], language)
-
-    def _english(self, question: str, ranked: list[ScoredSentence]) -> list[ScoredSentence]:
-        """Sentences rescored by their dense similarity to the English question (see `with_similarity`)."""
-        candidates = [s for s in ranked if s.passage_rank < PASSAGES_CONSIDERED][:_ENGLISH_CANDIDATES]
-        others = [s for s in ranked if s.passage_rank >= PASSAGES_CONSIDERED]
-        vector = self.embedder.embed_queries([question])[0]
-        similarities = self.embedder.embed_passages([s.text for s in candidates]) @ vector
-        return with_similarity(candidates + others, [float(v) for v in similarities], ENGLISH_SIMILARITY_WEIGHT)
 
     def stream(self, question: str, history: list[Turn] | None = None) -> AnswerStream:
         """The whole answer text as one fragment (extraction has nothing to stream)."""
@@ -198,7 +187,9 @@ def _cite(sentences: list[ScoredSentence], language: Language, *, lead: str | No
         quoted = sentence.text.rstrip(" .;:") if lead else sentence.text
         quoted = disarm_citations(quoted)
         ending = "." if lead else ""
-        parts.append(f"{_attribution(sentence.passage, language)} {quoted} [{n}]{ending}")
+        same_article = n > 1 and sentences[n - 2].passage.article_id == sentence.passage.article_id
+        attribution = "…" if same_article else _attribution(sentence.passage, language)
+        parts.append(f"{attribution} {quoted} [{n}]{ending}")
     return Answer(text=" ".join(parts), found=True, sources=sources)
 
 
