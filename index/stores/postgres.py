@@ -226,27 +226,39 @@ def _postings_from_texts(connection) -> None:
 def check_layout(connection, url: str, *, upgrade: bool) -> int:
     """The index's layout version, after upgrading an older one when `upgrade` (and this user may): a newer
     layout, or an older one left as it is, raises `SchemaVersionError` with what to do."""
-    import psycopg
-
     version = connection.execute("SELECT schema_version FROM hoidap_manifest").fetchone()[0]
     refuse_newer_layout(version, url)
     if version == SCHEMA_VERSION:
         return version
+    if not upgrade or connection.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
+        raise _old_layout(version, url)
+    with connection.transaction():
+        lock_for_sync(connection)
+        upgrade_or_refuse(connection, url)  # nothing to do when another process upgraded it while this one waited
+    return SCHEMA_VERSION
+
+
+def upgrade_or_refuse(connection, url: str) -> None:
+    """`upgrade_schema`, or `SchemaVersionError` saying what to do when this user may not change the tables
+    (the caller's transaction is then rolled back). Call under `lock_for_sync`."""
+    import psycopg
+
+    version = connection.execute("SELECT schema_version FROM hoidap_manifest").fetchone()[0]
+    refuse_newer_layout(version, url)
+    try:
+        with connection.transaction():  # a savepoint: the failed statement must not abort the caller's transaction
+            upgrade_schema(connection)
+    except psycopg.errors.InsufficientPrivilege:
+        raise _old_layout(version, url) from None
+
+
+def _old_layout(version: int, url: str) -> SchemaVersionError:
     where = describe_url(url)
-    old = SchemaVersionError(
+    return SchemaVersionError(
         f"The index in the database at {where} has layout {version}, this hoidap reads layout {SCHEMA_VERSION}: "
         "run `hoidap index` once against the primary database, as the owner of its tables, to upgrade it in place.",
         vi=f"Chỉ mục trong cơ sở dữ liệu tại {where} có bố cục {version}, bản hoidap này đọc bố cục {SCHEMA_VERSION}: "
            "hãy chạy `hoidap index` một lần vào cơ sở dữ liệu chính, với người dùng sở hữu các bảng, để nâng cấp tại chỗ.")
-    if not upgrade or connection.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
-        raise old
-    try:
-        with connection.transaction():
-            lock_for_sync(connection)
-            upgrade_schema(connection)  # a no-op when another process upgraded it while this one waited
-    except psycopg.errors.InsufficientPrivilege:
-        raise old from None
-    return SCHEMA_VERSION
 
 
 def refuse_newer_layout(version: int, url: str) -> None:

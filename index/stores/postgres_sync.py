@@ -71,9 +71,8 @@ from index.stores.postgres import (
     move_staged,
     read_manifest,
     refresh_statistics,
-    refuse_newer_layout,
     store_statistics,
-    upgrade_schema,
+    upgrade_or_refuse,
     write_manifest,
 )
 from index.stores.postings import FIELDS, create_term_staging, write_postings
@@ -145,8 +144,7 @@ class _PostgresSession:
                 manifest = _manifest(embedder, settings)
                 write_manifest(connection, manifest)
             else:
-                refuse_newer_layout(manifest.schema_version, target.url)
-                upgrade_schema(connection)
+                upgrade_or_refuse(connection, target.url)
             if embedder is not None:
                 # Another embedding model raises here, unless asked to rebuild.
                 self.rebuilt_reason = "rebuild requested" if rebuild else reuse_blocker(manifest, embedder, settings)
