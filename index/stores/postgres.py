@@ -5,7 +5,10 @@ Selected by `HOIDAP_DATABASE_URL`. Tables (prefixed `hoidap_`, so they can share
                       statistics for BM25, and the diacritic model of the corpus (JSON)
     hoidap_articles   one row per article, with its content hash
     hoidap_chunks     one row per chunk: offsets, text, its vector (`vector` or `halfvec`, HNSW index) and
-                      its three lexical fields as `tsvector`s (GIN indexes)
+                      the lengths of its three lexical fields
+    hoidap_terms_*, hoidap_postings_*
+                      per lexical field, the term dictionary (document frequencies) and the postings
+                      (`index.stores.postings`)
     hoidap_sources, hoidap_article_sources
                       the source registry (`index.sources`): the sources the index syncs, and which source
                       yielded each article, as the embedded store's `sources` and `article_sources`
@@ -13,8 +16,12 @@ Selected by `HOIDAP_DATABASE_URL`. Tables (prefixed `hoidap_`, so they can share
 The lexical fields hold the tokens of `index.text` (syllables as written, folded, syllables plus
 pairs), not those of a text search configuration: `simple` + `unaccent` would split `74.127`, keep
 `hoà` and `hòa` apart and know no syllable pairs, so its answers would differ from the embedded
-store's for no reason. BM25 (Lucene's variant, as `bm25s`) is scored in SQL over the GIN matches,
-with the term frequencies read from the tsvector positions.
+store's for no reason. BM25 (Lucene's variant, as `bm25s`) is scored in SQL over per-term postings,
+reading only the postings that can change the results (`index.stores.postings`).
+
+Layout versions (`SCHEMA_VERSION`, in the manifest row): 1 kept the lexical fields as `tsvector`s with GIN
+indexes; 2 keeps postings. An index of layout 1 is upgraded in place, under the schema lock, by the next
+sync or by a store opened by a user allowed to; a newer layout is refused with one message.
 
 A sync (`index.stores.postgres_sync`) embeds into temporary tables of its own session, then writes in one
 short transaction: a crash, Ctrl-C or `kill -9` rolls it back (and the temporary tables go with the
@@ -23,9 +30,8 @@ session), and readers keep seeing the previous state until it commits.
 
 from __future__ import annotations
 
-import math
+import logging
 import threading
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -36,20 +42,20 @@ from index.documents import Article, Chunk
 from index.errors import HoidapError, IndexMissingError
 from index.sources import Source
 from index.store import ArticleRecord, ChunkRecord, Manifest
-from index.text import syllable_pairs, tokenize
+from index.stores import postings
+from index.stores.postings import FIELDS, STAGED_TERMS, LexicalField, lexical_fields
 
-SCHEMA_VERSION = 1
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 2  # 1: tsvector fields and GIN indexes; 2: postings tables
 VectorType = Literal["vector", "halfvec"]
-LexicalField = Literal["plain", "folded", "pairs"]
-FIELDS: tuple[LexicalField, ...] = ("plain", "folded", "pairs")
-BM25_K1, BM25_B = 1.2, 0.75  # those of `retrieval.search.lexical.LexicalIndex.build`
-_MAX_POSITION = 16383  # the largest tsvector position
 _SYNC_LOCK = 0x686F6964  # "hoid": the advisory lock taken to create, upgrade or rebuild the schema
 
 _ARTICLE_COLUMNS = ("article_id", "title", "title_inferred", "date", "date_inferred", "source", "byline", "url",
                     "path", "text", "content_hash", "n_chunks")
 _CHUNK_COLUMNS = ("chunk_id", "article_id", "ordinal", "start", "end", "text")
-_CHUNK_FIELDS = 'article_id, ordinal, start, "end", text, embedding, plain, folded, pairs, plain_len, folded_len, pairs_len'
+_CHUNK_FIELDS = 'article_id, ordinal, start, "end", text, embedding, plain_len, folded_len, pairs_len'
+_UPGRADE_BATCH = 5000  # chunks tokenized per round when postings are built from stored texts
 STAGED_ARTICLES = "pg_temp.hoidap_staged_articles"
 STAGED_CHUNKS = "pg_temp.hoidap_staged_chunks"
 
@@ -139,7 +145,7 @@ def vector_index_sql(vector_type: VectorType, hnsw: HnswSettings) -> str:
             f"WITH (m = {int(hnsw.m)}, ef_construction = {int(hnsw.ef_construction)})")
 
 
-def _schema(dim: int, vector_type: VectorType, hnsw: HnswSettings) -> list[str]:
+def _schema(dim: int, vector_type: VectorType) -> list[str]:
     return [
         """CREATE TABLE hoidap_manifest (
             singleton BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (singleton),
@@ -157,13 +163,11 @@ def _schema(dim: int, vector_type: VectorType, hnsw: HnswSettings) -> list[str]:
             article_id TEXT NOT NULL REFERENCES hoidap_articles(article_id) ON DELETE CASCADE,
             ordinal INTEGER NOT NULL, start INTEGER NOT NULL, "end" INTEGER NOT NULL, text TEXT NOT NULL,
             embedding {vector_type}({dim}) NOT NULL,
-            plain TSVECTOR NOT NULL, folded TSVECTOR NOT NULL, pairs TSVECTOR NOT NULL,
             plain_len INTEGER NOT NULL, folded_len INTEGER NOT NULL, pairs_len INTEGER NOT NULL)""",
         "CREATE INDEX hoidap_chunks_by_article ON hoidap_chunks (article_id, ordinal)",
-        vector_index_sql(vector_type, hnsw),
-        *(f"CREATE INDEX hoidap_chunks_{name} ON hoidap_chunks USING gin ({name})" for name in FIELDS),
         "CREATE INDEX hoidap_articles_by_date ON hoidap_articles (date)",
         "CREATE INDEX hoidap_articles_by_source ON hoidap_articles (lower(source))",
+        *postings.table_statements(),
         *_REGISTRY,
     ]
 
@@ -177,19 +181,95 @@ _REGISTRY = [
 ]
 
 
+class SchemaVersionError(DatabaseError):
+    """The index was laid out by another version of hoidap, and this process may not (or cannot) upgrade it."""
+
+
 def upgrade_schema(connection) -> None:
-    """Add what an index written by an older hoidap lacks: the source registry (each article counting as
-    coming from its own file, as `IndexStore.claims` reads an embedded index of that age) and the sync
-    generation. Call under `lock_for_sync`."""
-    if connection.execute("SELECT to_regclass('hoidap_sources') IS NOT NULL").fetchone()[0]:
-        return
-    connection.execute("ALTER TABLE hoidap_manifest ADD COLUMN IF NOT EXISTS generation BIGINT NOT NULL DEFAULT 0")
-    for statement in _REGISTRY:
+    """Bring an index written by an older hoidap to this layout, in the caller's transaction: the source
+    registry (each article counting as coming from its own file, as `IndexStore.claims` reads an embedded
+    index of that age) and the sync generation; from layout 1, postings built from the stored chunk texts
+    and the tsvector fields dropped. Call under `lock_for_sync`."""
+    if not connection.execute("SELECT to_regclass('hoidap_sources') IS NOT NULL").fetchone()[0]:
+        connection.execute("ALTER TABLE hoidap_manifest ADD COLUMN IF NOT EXISTS generation BIGINT NOT NULL DEFAULT 0")
+        for statement in _REGISTRY:
+            connection.execute(statement)
+        connection.execute("INSERT INTO hoidap_sources SELECT DISTINCT 'file', path FROM hoidap_articles "
+                           "WHERE path IS NOT NULL ON CONFLICT DO NOTHING")
+        connection.execute("INSERT INTO hoidap_article_sources SELECT article_id, 'file', path FROM hoidap_articles "
+                           "WHERE path IS NOT NULL")
+    version = connection.execute("SELECT schema_version FROM hoidap_manifest").fetchone()[0]
+    if version < 2:
+        _postings_from_texts(connection)
+        connection.execute("UPDATE hoidap_manifest SET schema_version = 2")
+
+
+def _postings_from_texts(connection) -> None:
+    """Layout 1 to 2: postings from every stored chunk (tokenized as a sync would), then the tsvectors go."""
+    log.warning("upgrading the index to layout 2: building BM25 postings from the stored chunk texts")
+    for statement in postings.table_statements():
         connection.execute(statement)
-    connection.execute("INSERT INTO hoidap_sources SELECT DISTINCT 'file', path FROM hoidap_articles "
-                       "WHERE path IS NOT NULL ON CONFLICT DO NOTHING")
-    connection.execute("INSERT INTO hoidap_article_sources SELECT article_id, 'file', path FROM hoidap_articles "
-                       "WHERE path IS NOT NULL")
+    postings.create_term_staging(connection)
+    with connection.cursor(name="hoidap_upgrade_chunks") as cursor:
+        cursor.execute("SELECT c.article_id, c.ordinal, concat_ws(E'\\n', a.title, a.source), c.text "
+                       "FROM hoidap_chunks c JOIN hoidap_articles a USING (article_id) ORDER BY c.chunk_id")
+        while batch := cursor.fetchmany(_UPGRADE_BATCH):
+            postings.stage_terms(connection, ((a, o, lexical_fields(head, text)) for a, o, head, text in batch))
+    postings.write_postings(connection, None)
+    for statement in postings.index_statements():
+        connection.execute(statement)
+    connection.execute(f"DROP TABLE {STAGED_TERMS}")
+    connection.execute(f"DROP INDEX IF EXISTS {', '.join(f'hoidap_chunks_{f}' for f in FIELDS)}")
+    connection.execute(f"ALTER TABLE hoidap_chunks {', '.join(f'DROP COLUMN IF EXISTS {f}' for f in FIELDS)}")
+
+
+def check_layout(connection, url: str, *, upgrade: bool) -> int:
+    """The index's layout version, after upgrading an older one when `upgrade` (and this user may): a newer
+    layout, or an older one left as it is, raises `SchemaVersionError` with what to do."""
+    version = connection.execute("SELECT schema_version FROM hoidap_manifest").fetchone()[0]
+    refuse_newer_layout(version, url)
+    if version == SCHEMA_VERSION:
+        return version
+    if not upgrade or connection.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
+        raise _old_layout(version, url)
+    with connection.transaction():
+        lock_for_sync(connection)
+        upgrade_or_refuse(connection, url)  # nothing to do when another process upgraded it while this one waited
+    return SCHEMA_VERSION
+
+
+def upgrade_or_refuse(connection, url: str) -> None:
+    """`upgrade_schema`, or `SchemaVersionError` saying what to do when this user may not change the tables
+    (the caller's transaction is then rolled back). Call under `lock_for_sync`."""
+    import psycopg
+
+    version = connection.execute("SELECT schema_version FROM hoidap_manifest").fetchone()[0]
+    refuse_newer_layout(version, url)
+    try:
+        with connection.transaction():  # a savepoint: the failed statement must not abort the caller's transaction
+            upgrade_schema(connection)
+    except psycopg.errors.InsufficientPrivilege:
+        raise _old_layout(version, url) from None
+
+
+def _old_layout(version: int, url: str) -> SchemaVersionError:
+    where = describe_url(url)
+    return SchemaVersionError(
+        f"The index in the database at {where} has layout {version}, this hoidap reads layout {SCHEMA_VERSION}: "
+        "run `hoidap index` once against the primary database, as the owner of its tables, to upgrade it in place.",
+        vi=f"Chỉ mục trong cơ sở dữ liệu tại {where} có bố cục {version}, bản hoidap này đọc bố cục {SCHEMA_VERSION}: "
+           "hãy chạy `hoidap index` một lần vào cơ sở dữ liệu chính, với người dùng sở hữu các bảng, để nâng cấp tại chỗ.")
+
+
+def refuse_newer_layout(version: int, url: str) -> None:
+    """Raise `SchemaVersionError` for an index laid out by a newer hoidap than this one."""
+    if version > SCHEMA_VERSION:
+        where = describe_url(url)
+        raise SchemaVersionError(
+            f"The index in the database at {where} was made by a newer hoidap (layout {version}, this one knows "
+            f"{SCHEMA_VERSION}): upgrade hoidap on this machine.",
+            vi=f"Chỉ mục trong cơ sở dữ liệu tại {where} do một phiên bản hoidap mới hơn tạo ra (bố cục {version}, "
+               f"bản này chỉ biết {SCHEMA_VERSION}): hãy nâng cấp hoidap trên máy này.")
 
 
 def has_schema(connection) -> bool:
@@ -197,17 +277,23 @@ def has_schema(connection) -> bool:
 
 
 def drop_schema(connection) -> None:
-    connection.execute("DROP TABLE IF EXISTS hoidap_article_sources, hoidap_sources, hoidap_chunks, hoidap_articles, "
-                       "hoidap_manifest")
+    connection.execute(f"DROP TABLE IF EXISTS {', '.join(postings.table_names())}, hoidap_article_sources, "
+                       "hoidap_sources, hoidap_chunks, hoidap_articles, hoidap_manifest")
 
 
-def create_schema(connection, dim: int, vector_type: VectorType, hnsw: HnswSettings, *,
-                  vector_index: bool = True) -> None:
-    """The tables and indexes; without `vector_index` the HNSW index is left for after a bulk load
-    (`vector_index_sql`), which builds it several times faster than inserting into it row by row."""
-    for statement in _schema(dim, vector_type, hnsw):
-        if vector_index or "USING hnsw" not in statement:
-            connection.execute(statement)
+def create_schema(connection, dim: int, vector_type: VectorType, hnsw: HnswSettings, *, indexes: bool = True) -> None:
+    """The tables and indexes; without `indexes` the HNSW and postings indexes are left for after a bulk load
+    (`create_bulk_indexes`): built once over all rows, they take several times less than row by row."""
+    for statement in _schema(dim, vector_type):
+        connection.execute(statement)
+    if indexes:
+        create_bulk_indexes(connection, vector_type, hnsw)
+
+
+def create_bulk_indexes(connection, vector_type: VectorType, hnsw: HnswSettings) -> None:
+    connection.execute(vector_index_sql(vector_type, hnsw))
+    for statement in postings.index_statements():
+        connection.execute(statement)
 
 
 def read_manifest(connection) -> Manifest | None:
@@ -245,54 +331,32 @@ def lock_for_sync(connection) -> None:
 
 # ---------------------------------------------------------------------------- writing
 
-def lexical_fields(head: str, text: str) -> dict[LexicalField, list[str]]:
-    """The tokens of each field for a chunk, as `LexicalIndex.from_store` indexes it (title and outlet first)."""
-    document = f"{head}\n{text}"
-    plain = tokenize(document)
-    return {"plain": plain, "folded": tokenize(document, fold=True),
-            "pairs": plain + syllable_pairs(document.lower())}
-
-
-def to_tsvector(tokens: Sequence[str]) -> str:
-    """A tsvector literal holding exactly `tokens`, one position per occurrence (the term frequency)."""
-    positions: dict[str, list[int]] = {}
-    for position, token in enumerate(tokens, 1):
-        positions.setdefault(token, []).append(min(position, _MAX_POSITION))
-    return " ".join(f"{_quote(token)}:{','.join(map(str, where[:256]))}" for token, where in positions.items())
-
-
-def _quote(lexeme: str) -> str:
-    return "'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'"
-
-
 def article_row(article: ArticleRecord | Article, content_hash: str, n_chunks: int) -> tuple:
     return (article.article_id, article.title, bool(article.title_inferred), article.date, bool(article.date_inferred),
             article.source, article.byline, article.url, article.path, article.text, content_hash, n_chunks)
 
 
 def insert_articles(connection, rows: Iterable[tuple], table: str = "hoidap_articles") -> None:
-    placeholders = ", ".join(["%s"] * len(_ARTICLE_COLUMNS))
-    with connection.cursor() as cursor:
-        cursor.executemany(f"INSERT INTO {table} ({', '.join(_ARTICLE_COLUMNS)}) VALUES ({placeholders})",
-                           list(rows))
+    with connection.cursor() as cursor, cursor.copy(
+            f"COPY {table} ({', '.join(_ARTICLE_COLUMNS)}) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(["text", "text", "bool", "text", "bool", "text", "text", "text", "text", "text", "text", "int4"])
+        for row in rows:
+            copy.write_row(row)
 
 
-def insert_chunks(connection, chunks: Sequence[Chunk | ChunkRecord], heads: dict[str, str], vectors: np.ndarray,
-                  vector_type: VectorType, table: str = "hoidap_chunks") -> None:
-    """Write chunks with their vectors and lexical fields (`heads`: article id -> title and outlet)."""
-    from pgvector import HalfVector, Vector
-
-    wrap = HalfVector if vector_type == "halfvec" else Vector
-    rows = []
-    for chunk, vector in zip(chunks, vectors, strict=True):
-        fields = lexical_fields(heads.get(chunk.article_id, ""), chunk.text)
-        rows.append((chunk.article_id, chunk.ordinal, chunk.start, chunk.end, chunk.text, wrap(vector),
-                     *(to_tsvector(fields[name]) for name in FIELDS), *(len(fields[name]) for name in FIELDS)))
-    with connection.cursor() as cursor:
-        cursor.executemany(
-            f'INSERT INTO {table} (article_id, ordinal, start, "end", text, embedding, plain, folded, pairs, '
-            "plain_len, folded_len, pairs_len) VALUES (%s, %s, %s, %s, %s, %s, %s::tsvector, %s::tsvector, "
-            "%s::tsvector, %s, %s, %s)", rows)
+def copy_chunks(connection, chunks: Sequence[Chunk | ChunkRecord], heads: dict[str, str], vectors: np.ndarray,
+                vector_type: VectorType, table: str = "hoidap_chunks") -> None:
+    """Write chunks with their vectors and field lengths into `table`, and stage their terms (`heads`: article
+    id -> title and outlet), by binary COPY; `postings.write_postings` makes the terms postings once the chunks
+    are in `hoidap_chunks`."""
+    fields = [lexical_fields(heads.get(chunk.article_id, ""), chunk.text) for chunk in chunks]
+    with connection.cursor() as cursor, cursor.copy(
+            f"COPY {table} ({_CHUNK_FIELDS}) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(["text", "int4", "int4", "int4", "text", vector_type, "int4", "int4", "int4"])
+        for chunk, vector, tokens in zip(chunks, vectors, fields, strict=True):
+            copy.write_row((chunk.article_id, chunk.ordinal, chunk.start, chunk.end, chunk.text,
+                            np.asarray(vector, dtype=np.float32), *(len(tokens[name]) for name in FIELDS)))
+    postings.stage_terms(connection, ((c.article_id, c.ordinal, f) for c, f in zip(chunks, fields, strict=True)))
 
 
 def create_staging(connection, dim: int, vector_type: VectorType) -> None:
@@ -302,26 +366,29 @@ def create_staging(connection, dim: int, vector_type: VectorType) -> None:
     connection.execute(
         'CREATE TEMPORARY TABLE hoidap_staged_chunks (article_id TEXT NOT NULL, ordinal INTEGER NOT NULL, '
         'start INTEGER NOT NULL, "end" INTEGER NOT NULL, text TEXT NOT NULL, '
-        f"embedding {vector_type}({int(dim)}) NOT NULL, plain TSVECTOR NOT NULL, folded TSVECTOR NOT NULL, "
-        "pairs TSVECTOR NOT NULL, plain_len INTEGER NOT NULL, folded_len INTEGER NOT NULL, pairs_len INTEGER NOT NULL)")
+        f"embedding {vector_type}({int(dim)}) NOT NULL, "
+        "plain_len INTEGER NOT NULL, folded_len INTEGER NOT NULL, pairs_len INTEGER NOT NULL)")
+    postings.create_term_staging(connection)
 
 
 def drop_staging(connection) -> None:
-    connection.execute(f"DROP TABLE IF EXISTS {STAGED_CHUNKS}, {STAGED_ARTICLES}")
+    connection.execute(f"DROP TABLE IF EXISTS {STAGED_CHUNKS}, {STAGED_ARTICLES}, {STAGED_TERMS}")
 
 
 def move_staged(connection, article_ids: Sequence[str]) -> None:
-    """Replace the rows of these articles (their article row kept, so its claims stay) and all their chunks
-    with the staged ones."""
+    """Replace the rows of these articles (their article row kept, so its claims stay), all their chunks and
+    their postings with the staged ones."""
     if not article_ids:
         return
     ids = list(article_ids)
+    postings.delete_postings(connection, ids)
     connection.execute("DELETE FROM hoidap_chunks WHERE article_id = ANY(%s)", (ids,))
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _ARTICLE_COLUMNS if c != "article_id")
     connection.execute(f"INSERT INTO hoidap_articles SELECT * FROM {STAGED_ARTICLES} WHERE article_id = ANY(%s) "
                        f"ON CONFLICT (article_id) DO UPDATE SET {updates}", (ids,))
     connection.execute(f"INSERT INTO hoidap_chunks ({_CHUNK_FIELDS}) SELECT {_CHUNK_FIELDS} FROM {STAGED_CHUNKS} "
                        "WHERE article_id = ANY(%s) ORDER BY article_id, ordinal", (ids,))
+    postings.write_postings(connection, ids)
 
 
 def lock_manifest(connection) -> Manifest | None:
@@ -338,7 +405,9 @@ def lock_manifest(connection) -> Manifest | None:
 
 
 def delete_articles(connection, article_ids: Sequence[str]) -> None:
+    """Delete articles with their chunks (a cascade), their claims (a cascade) and their postings."""
     if article_ids:
+        postings.delete_postings(connection, article_ids)
         connection.execute("DELETE FROM hoidap_articles WHERE article_id = ANY(%s)", (list(article_ids),))
 
 
@@ -396,7 +465,7 @@ class PostgresStore:
         self.restorer_json = restorer_json
         self._hnsw = hnsw
         self._lock = threading.Lock()
-        self._df: dict[tuple[LexicalField, str], int] = {}
+        self._df: dict[tuple[LexicalField, str], int] = {}  # for `idf`, asked about every question word
         self._connection = self._prepare(connection)
 
     def _prepare(self, connection):
@@ -407,8 +476,10 @@ class PostgresStore:
         return connection
 
     @classmethod
-    def open(cls, url: str, *, model=None, hnsw: HnswSettings | None = None) -> PostgresStore:
-        """Open the index in the database at `url`; with `model`, refuse one built by another embedding model."""
+    def open(cls, url: str, *, model=None, hnsw: HnswSettings | None = None, upgrade: bool = True) -> PostgresStore:
+        """Open the index in the database at `url`; with `model`, refuse one built by another embedding model.
+
+        An index of an older layout is upgraded first when `upgrade` and this user may (`check_layout`)."""
         connection = connect(url)
         connection.autocommit = True
         try:
@@ -416,6 +487,9 @@ class PostgresStore:
             if manifest is None:
                 raise IndexMissingError(f"No index in the database at {describe_url(url)}. Build it with `hoidap index`.",
                                         vi=f"Cơ sở dữ liệu tại {describe_url(url)} chưa có chỉ mục. Hãy tạo bằng `hoidap index`.")
+            if manifest.schema_version != SCHEMA_VERSION:
+                check_layout(connection, url, upgrade=upgrade)
+                manifest = read_manifest(connection)
             if model is not None:
                 manifest.check_model(model)
             *statistics, restorer, generation = connection.execute(
@@ -512,35 +586,27 @@ class PostgresStore:
     def lexical_search(self, tokens: Sequence[str], field: LexicalField, depth: int,
                        limits: ArticleLimits | None = None) -> list[tuple[int, float]]:
         """Up to `depth` (chunk_id, BM25 score) pairs with a positive score, best first, within `limits`."""
-        counts = Counter(tokens)
-        weights = {t: n * self.idf(t, field) for t, n in counts.items()}
-        weights = {t: w for t, w in weights.items() if w > 0}
-        if not weights:
+        if field not in FIELDS:
+            raise ValueError(f"no lexical field {field!r}")
+        distinct = sorted(set(tokens))
+        if not distinct:
             return []
+        known = self._rows(f"SELECT term, term_id, df, max_tf FROM hoidap_terms_{field} WHERE term = ANY(%s) AND df > 0",
+                           (distinct,))
+        terms = postings.query_terms(known, tokens, self.manifest.n_chunks)
         where, params = _limits_sql(limits)
-        condition = f"c.{field} @@ %(query)s::tsquery" + (f" AND {where.removeprefix('WHERE ')}" if where else "")
-        sql = f"""
-            WITH terms(term, weight) AS (SELECT * FROM unnest(%(terms)s::text[], %(weights)s::float8[])),
-                 hits AS (SELECT c.chunk_id, c.{field}_len AS length, u.lexeme, cardinality(u.positions) AS tf
-                          FROM hoidap_chunks c, unnest(c.{field}) AS u WHERE {condition})
-            SELECT h.chunk_id, sum(t.weight * h.tf / (h.tf + %(k1)s * (1 - %(b)s + %(b)s * h.length / %(average)s)))
-                   AS score
-            FROM hits h JOIN terms t ON t.term = h.lexeme
-            GROUP BY h.chunk_id ORDER BY score DESC, h.chunk_id LIMIT %(depth)s"""
-        terms = list(weights)
-        rows = self._rows(sql, {"terms": terms, "weights": [weights[t] for t in terms],
-                                "query": " | ".join(_quote(t) for t in terms), "k1": BM25_K1, "b": BM25_B,
-                                "average": self._average[field], "depth": depth, **params})
-        return [(int(cid), float(score)) for cid, score in rows if score > 0]
+        return postings.search(self._rows, field, terms, depth, self._average[field],
+                               (where.removeprefix("WHERE "), params))
 
     def idf(self, token: str, field: LexicalField = "folded") -> float:
         """Lucene IDF of a token in a field (as `LexicalIndex.idf`); 0 for a token the corpus never uses."""
         key = (field, token)
         if key not in self._df:
-            self._df[key] = self._rows(f"SELECT count(*) FROM hoidap_chunks WHERE {field} @@ %s::tsquery",
-                                       (_quote(token),))[0][0]
-        df, n = self._df[key], self.manifest.n_chunks
-        return 0.0 if df == 0 else math.log1p((n - df + 0.5) / (df + 0.5))
+            if field not in FIELDS:
+                raise ValueError(f"no lexical field {field!r}")
+            found = self._rows(f"SELECT df FROM hoidap_terms_{field} WHERE term = %s", (token,))
+            self._df[key] = found[0][0] if found else 0
+        return postings.idf(self._df[key], self.manifest.n_chunks)
 
     def is_current(self) -> bool:
         """Whether no sync committed since this store was opened (the manifest's generation), so that what it
@@ -559,7 +625,7 @@ class PostgresStore:
         misplaced = [row[0] for row in self._rows(
             'SELECT c.chunk_id FROM hoidap_chunks c JOIN hoidap_articles a USING (article_id) '
             'WHERE substr(a.text, c.start + 1, c."end" - c.start) <> c.text ORDER BY 1 LIMIT 5')]
-        problems = []
+        problems = postings.postings_problems(self._rows)
         if miscounted:
             problems.append(f"article chunk counts are wrong: {', '.join(miscounted)}")
         if misplaced:

@@ -17,13 +17,17 @@ processes, on one machine or several, may sync different sources into one databa
   embedded store); when two syncs bring it at once, the first to commit holds it and the other reports
   it as a duplicate (`already indexed from ...`) and leaves it alone. The same file reached through two
   sources (a folder and a file in it) is one article claimed by both.
+- The chunks' BM25 postings are staged with them and move in the same write transaction
+  (`index.stores.postings`); deleting an article deletes its postings.
 - The BM25 statistics and the diacritic model are recomputed after the commit, from one snapshot,
   written only if no sync committed after it (`index.stores.postgres.refresh_statistics`).
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
@@ -52,13 +56,15 @@ from index.stores.postgres import (
     VectorType,
     article_row,
     connect,
+    copy_chunks,
+    create_bulk_indexes,
     create_schema,
     create_staging,
+    delete_articles,
     describe_url,
     drop_schema,
     drop_staging,
     insert_articles,
-    insert_chunks,
     lexical_texts,
     lock_for_sync,
     lock_manifest,
@@ -66,10 +72,12 @@ from index.stores.postgres import (
     read_manifest,
     refresh_statistics,
     store_statistics,
-    upgrade_schema,
-    vector_index_sql,
+    upgrade_or_refuse,
     write_manifest,
 )
+from index.stores.postings import FIELDS, create_term_staging, write_postings
+
+log = logging.getLogger(__name__)
 
 BUILD_MEMORY = "1GB"  # maintenance_work_mem for building the HNSW graph of a migrated index
 
@@ -136,7 +144,7 @@ class _PostgresSession:
                 manifest = _manifest(embedder, settings)
                 write_manifest(connection, manifest)
             else:
-                upgrade_schema(connection)
+                upgrade_or_refuse(connection, target.url)
             if embedder is not None:
                 # Another embedding model raises here, unless asked to rebuild.
                 self.rebuilt_reason = "rebuild requested" if rebuild else reuse_blocker(manifest, embedder, settings)
@@ -203,8 +211,8 @@ class _PostgresWriter:
     def add_article(self, article: Article, content_hash: str, n_chunks: int) -> None:
         head = "\n".join(filter(None, (article.title, article.source)))
         for chunks, vectors in self.pending:
-            insert_chunks(self.connection, chunks, {article.article_id: head}, vectors, self.session.target.vector_type,
-                          table=STAGED_CHUNKS)
+            copy_chunks(self.connection, chunks, {article.article_id: head}, vectors, self.session.target.vector_type,
+                        table=STAGED_CHUNKS)
         self.pending = []
         insert_articles(self.connection, [article_row(article, content_hash, n_chunks)], table=STAGED_ARTICLES)
         self.staged[article.article_id] = article.path
@@ -260,9 +268,10 @@ class _PostgresWriter:
                     "ON CONFLICT DO NOTHING", _columns(new))
         released = {a for a, _ in gone}
         removed = [row[0] for row in execute(
-            "DELETE FROM hoidap_articles a WHERE a.article_id = ANY(%s) AND (a.article_id = ANY(%s) OR NOT EXISTS "
-            "(SELECT 1 FROM hoidap_article_sources s WHERE s.article_id = a.article_id)) RETURNING article_id",
+            "SELECT a.article_id FROM hoidap_articles a WHERE a.article_id = ANY(%s) AND (a.article_id = ANY(%s) OR "
+            "NOT EXISTS (SELECT 1 FROM hoidap_article_sources s WHERE s.article_id = a.article_id))",
             (sorted(released | set(plan.removed)), list(plan.removed))).fetchall()]
+        delete_articles(self.connection, removed)
         summary.removed = sorted(removed)  # what was removed in the end (another sync may have claimed some)
 
     def _accept_staged(self, synced: set[Source], plan: SyncPlan, summary: SyncSummary) -> list[str]:
@@ -336,11 +345,12 @@ def migrate_embedded(store: IndexStore, url: str, *, vector_type: VectorType = "
                      hnsw: HnswSettings | None = None, derive_restorer: DeriveRestorer | None = None,
                      replace: bool = False) -> tuple[int, int]:
     """Copy an embedded index (articles, chunks and their vectors, its sources and claims; no re-embedding)
-    into the database.
+    into the database, with BM25 postings built from the chunk texts.
 
     Refuses a database that already holds an index unless `replace`. Returns (articles, chunks) copied.
     """
     manifest = store.manifest
+    hnsw = hnsw or HnswSettings()
     connection = connect(url)
     try:
         with connection.transaction():
@@ -349,27 +359,39 @@ def migrate_embedded(store: IndexStore, url: str, *, vector_type: VectorType = "
                 raise HoidapError(
                     f"The database at {describe_url(url)} already holds an index; add --replace to overwrite it.",
                     vi=f"Cơ sở dữ liệu tại {describe_url(url)} đã có chỉ mục; thêm --replace để ghi đè.")
+            started = time.perf_counter()
             drop_schema(connection)
-            create_schema(connection, manifest.dim, vector_type, hnsw or HnswSettings(), vector_index=False)
-            write_manifest(connection, Manifest(**{**manifest.__dict__, "index_type": index_type(vector_type)}))
+            create_schema(connection, manifest.dim, vector_type, hnsw, indexes=False)
+            write_manifest(connection, Manifest(**{**manifest.__dict__, "schema_version": SCHEMA_VERSION,
+                                                   "index_type": index_type(vector_type)}))
             articles = store.articles()
             insert_articles(connection, [article_row(a, a.content_hash, a.n_chunks) for a in articles])
             heads = {a.article_id: "\n".join(filter(None, (a.title, a.source))) for a in articles}
             vectors = store.vectors()
             chunks = store.chunks()
+            create_term_staging(connection)
             for begin in range(0, len(chunks), 5000):
                 batch = chunks[begin:begin + 5000]
-                insert_chunks(connection, batch, heads, vectors[[c.chunk_id for c in batch]], vector_type)
+                copy_chunks(connection, batch, heads, vectors[[c.chunk_id for c in batch]], vector_type)
             with connection.cursor() as cursor:
                 cursor.executemany("INSERT INTO hoidap_sources VALUES (%s, %s)",
                                    [(s.kind, s.locator) for s in store.sources()])
                 cursor.executemany("INSERT INTO hoidap_article_sources VALUES (%s, %s, %s)", [
                     (a, s.kind, s.locator) for a, claimed in store.claims().items() for s in sorted(claimed)])
+            log.info("migrate: rows and staged terms written in %.1f s", time.perf_counter() - started)
+            started = time.perf_counter()
+            write_postings(connection, None)
+            drop_staging(connection)
+            log.info("migrate: postings written in %.1f s", time.perf_counter() - started)
             # The graph is built once over every vector; the memory lets pgvector build it in RAM.
+            started = time.perf_counter()
             connection.execute(f"SET LOCAL maintenance_work_mem = '{BUILD_MEMORY}'")
-            connection.execute(vector_index_sql(vector_type, hnsw or HnswSettings()))
+            create_bulk_indexes(connection, vector_type, hnsw)
+            log.info("migrate: HNSW and postings indexes built in %.1f s", time.perf_counter() - started)
             store_statistics(connection, derive_restorer(lexical_texts(connection)) if derive_restorer else None)
+        # Index-only scans of the postings need the visibility map that VACUUM sets.
+        connection.autocommit = True
+        connection.execute(f"VACUUM ANALYZE hoidap_chunks, {', '.join(f'hoidap_postings_{f}' for f in FIELDS)}")
     finally:
         connection.close()
     return len(articles), len(chunks)
-

@@ -1,0 +1,258 @@
+"""BM25 over per-term postings in PostgreSQL: the three lexical fields of the index as term dictionaries and
+postings tables, kept in step with the chunks, scored in SQL with exact pruning.
+
+Tables, for each field `f` of `FIELDS` (`plain`, `folded`, `pairs`):
+    hoidap_terms_f     term_id, term, df (how many chunks hold it), max_tf (the largest term frequency it had
+                       in any chunk: an upper bound, left as it is when chunks go, so it stays one)
+    hoidap_postings_f  (chunk_id, term_id, tf), primary key (term_id, chunk_id) including tf, so that a term's
+                       postings are read from the index alone; an index on chunk_id for deleting a chunk's
+The field lengths are on `hoidap_chunks` (`plain_len`, ...), the averages in the manifest row.
+
+Writing: a sync stages each chunk's terms and their frequencies per field as arrays (binary COPY into a
+temporary table, keyed by article and ordinal, since chunk ids are given when chunks move in), and
+`write_postings` turns them into postings in the transaction that moves the chunks: new terms get an id,
+the postings go in and the document frequencies go up. `delete_postings` does the reverse before chunks go.
+Writers take turns on the manifest row, so term ids are never assigned twice.
+
+Scoring is `bm25s`'s Lucene BM25 (`retrieval.search.lexical`): idf log1p((n - df + .5) / (df + .5)),
+k1 1.2, b .75, term score idf * tf / (tf + k1 * (1 - b + b * len / avg)). Common syllables are in most
+chunks, so reading every posting of every query term costs as much as the corpus. `search` reads the
+postings of the terms that can matter and proves the rest cannot (MaxScore): terms are ordered by their
+largest possible score (weight * max_tf / (max_tf + k1 * (1 - b)), a chunk of length 0); the chunks holding
+one of the first terms are scored fully; a chunk holding none of them scores at most the sum of the other
+terms' bounds, and when that is below the depth-th score found, no such chunk can enter the results. When
+it is not, more terms are read, up to all of them: the results are always those of scoring every chunk.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from index.text import syllable_pairs, tokenize
+
+LexicalField = Literal["plain", "folded", "pairs"]
+FIELDS: tuple[LexicalField, ...] = ("plain", "folded", "pairs")
+BM25_K1, BM25_B = 1.2, 0.75  # those of `retrieval.search.lexical.LexicalIndex.build`
+STAGED_TERMS = "pg_temp.hoidap_staged_terms"
+# The postings read before the first pruning check: the rarest terms' lists up to this many postings
+# (at least one term). At 100k chunks (bench/postgres_scale.py) queries hold 10-30 terms, a rare one in a
+# few hundred chunks, a common syllable in 30-90k; 20k keeps the first read to the rare terms, and the
+# check then passes for most queries.
+FIRST_READ_POSTINGS = 20_000
+_GROWTH = 8  # each further read takes up to this many times as many postings
+_MARGIN = 1e-9  # float8 sums in SQL against float sums here: a bound must win by more than rounding
+Rows = Callable[[str, dict], list[tuple]]  # runs one query with its parameters, returns its rows
+
+
+def lexical_fields(head: str, text: str) -> dict[LexicalField, list[str]]:
+    """The tokens of each field for a chunk, as `LexicalIndex.from_store` indexes it (title and outlet first)."""
+    document = f"{head}\n{text}"
+    plain = tokenize(document)
+    return {"plain": plain, "folded": tokenize(document, fold=True),
+            "pairs": plain + syllable_pairs(document.lower())}
+
+
+# ---------------------------------------------------------------------------- schema
+
+def table_statements() -> list[str]:
+    """The term and postings tables, without the postings indexes (`index_statements`, built after a bulk load)."""
+    statements = []
+    for f in FIELDS:
+        statements.append(f"""CREATE TABLE hoidap_terms_{f} (
+            term_id INTEGER GENERATED ALWAYS AS IDENTITY PRIMARY KEY, term TEXT NOT NULL UNIQUE,
+            df INTEGER NOT NULL DEFAULT 0, max_tf INTEGER NOT NULL DEFAULT 0)""")
+        # chunk_id first: with the 8-byte column leading, a row packs into 40 bytes without padding.
+        statements.append(f"CREATE TABLE hoidap_postings_{f} (chunk_id BIGINT NOT NULL, term_id INTEGER NOT NULL, "
+                          "tf INTEGER NOT NULL)")
+    return statements
+
+
+def index_statements() -> list[str]:
+    return [statement for f in FIELDS for statement in (
+        f"ALTER TABLE hoidap_postings_{f} ADD PRIMARY KEY (term_id, chunk_id) INCLUDE (tf)",
+        f"CREATE INDEX hoidap_postings_{f}_by_chunk ON hoidap_postings_{f} (chunk_id)")]
+
+
+def table_names() -> list[str]:
+    return [name for f in FIELDS for name in (f"hoidap_postings_{f}", f"hoidap_terms_{f}")]
+
+
+# ---------------------------------------------------------------------------- writing
+
+def create_term_staging(connection) -> None:
+    """The temporary table (of this session only) holding staged chunks' terms until they become postings."""
+    connection.execute(f"DROP TABLE IF EXISTS {STAGED_TERMS}")
+    connection.execute("CREATE TEMPORARY TABLE hoidap_staged_terms (article_id TEXT NOT NULL, "
+                       "ordinal INTEGER NOT NULL, field TEXT NOT NULL, terms TEXT[] NOT NULL, tfs INTEGER[] NOT NULL)")
+
+
+def stage_terms(connection, chunks: Iterable[tuple[str, int, dict[LexicalField, list[str]]]]) -> None:
+    """Stage the terms of chunks given as (article id, ordinal, tokens per field), by binary COPY."""
+    with connection.cursor() as cursor, cursor.copy(
+            f"COPY {STAGED_TERMS} (article_id, ordinal, field, terms, tfs) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(["text", "int4", "text", "text[]", "int4[]"])
+        for article_id, ordinal, fields in chunks:
+            for name in FIELDS:
+                counts = Counter(fields[name])
+                copy.write_row((article_id, ordinal, name, list(counts), list(counts.values())))
+
+
+def write_postings(connection, article_ids: Sequence[str] | None) -> None:
+    """The postings of the staged chunks of these articles (None: of every staged chunk), which must be in
+    `hoidap_chunks` already; new terms get an id, document frequencies and max_tf follow."""
+    staged, params = _staged_filter(article_ids)
+    for f in FIELDS:
+        connection.execute(
+            f"INSERT INTO hoidap_terms_{f} (term) SELECT DISTINCT u.term FROM {STAGED_TERMS} s, unnest(s.terms) "
+            f"AS u(term) WHERE s.field = '{f}' AND {staged} AND NOT EXISTS "
+            f"(SELECT 1 FROM hoidap_terms_{f} t WHERE t.term = u.term)", params)
+        connection.execute(
+            f"""WITH added AS (
+                    INSERT INTO hoidap_postings_{f} (chunk_id, term_id, tf)
+                    SELECT c.chunk_id, t.term_id, u.tf
+                    FROM {STAGED_TERMS} s JOIN hoidap_chunks c ON c.article_id = s.article_id AND c.ordinal = s.ordinal
+                    CROSS JOIN LATERAL unnest(s.terms, s.tfs) AS u(term, tf)
+                    JOIN hoidap_terms_{f} t ON t.term = u.term
+                    WHERE s.field = '{f}' AND {staged}
+                    RETURNING term_id, tf)
+                UPDATE hoidap_terms_{f} t SET df = t.df + a.n, max_tf = greatest(t.max_tf, a.top)
+                FROM (SELECT term_id, count(*) AS n, max(tf) AS top FROM added GROUP BY term_id) a
+                WHERE t.term_id = a.term_id""", params)
+
+
+def _staged_filter(article_ids: Sequence[str] | None) -> tuple[str, dict]:
+    if article_ids is None:
+        return "TRUE", {}
+    return "s.article_id = ANY(%(ids)s)", {"ids": list(article_ids)}
+
+
+def delete_postings(connection, article_ids: Sequence[str]) -> None:
+    """Remove the postings of these articles' chunks (before the chunks go), lowering document frequencies."""
+    for f in FIELDS:
+        connection.execute(
+            f"""WITH gone AS (
+                    DELETE FROM hoidap_postings_{f} p USING hoidap_chunks c
+                    WHERE c.article_id = ANY(%s) AND p.chunk_id = c.chunk_id RETURNING p.term_id)
+                UPDATE hoidap_terms_{f} t SET df = t.df - g.n
+                FROM (SELECT term_id, count(*) AS n FROM gone GROUP BY term_id) g WHERE t.term_id = g.term_id""",
+            (list(article_ids),))
+
+
+def postings_problems(rows: Rows) -> list[str]:
+    """Where the postings are not in step with the chunks, in words (empty when they are): every chunk's
+    term frequencies add up to its field length, no posting outlives its chunk, every df counts its postings."""
+    problems = []
+    for f in FIELDS:
+        wrong_length = [row[0] for row in rows(
+            f"SELECT c.chunk_id FROM hoidap_chunks c LEFT JOIN (SELECT chunk_id, sum(tf) AS n FROM hoidap_postings_{f} "
+            f"GROUP BY chunk_id) p USING (chunk_id) WHERE coalesce(p.n, 0) <> c.{f}_len ORDER BY 1 LIMIT 5", {})]
+        [(orphans,)] = rows(f"SELECT count(*) FROM hoidap_postings_{f} p WHERE NOT EXISTS "
+                            "(SELECT 1 FROM hoidap_chunks c WHERE c.chunk_id = p.chunk_id)", {})
+        wrong_df = [row[0] for row in rows(
+            f"SELECT t.term FROM hoidap_terms_{f} t LEFT JOIN (SELECT term_id, count(*) AS n FROM hoidap_postings_{f} "
+            f"GROUP BY term_id) p USING (term_id) WHERE t.df <> coalesce(p.n, 0) ORDER BY 1 LIMIT 5", {})]
+        if wrong_length:
+            problems.append(f"the {f} postings of chunks {wrong_length} do not add up to their length")
+        if orphans:
+            problems.append(f"{orphans} {f} postings belong to no chunk")
+        if wrong_df:
+            problems.append(f"the {f} document frequencies of {wrong_df} differ from their postings")
+    return problems
+
+
+# ---------------------------------------------------------------------------- searching
+
+@dataclass(frozen=True)
+class QueryTerm:
+    """A query term known to the field: its id, weight (query frequency times idf), score bound and df."""
+
+    term_id: int
+    weight: float
+    bound: float
+    df: int
+
+
+def idf(df: int, n_chunks: int) -> float:
+    """Lucene IDF (as `LexicalIndex.idf`); 0 for a term no chunk holds."""
+    return 0.0 if df <= 0 else math.log1p((n_chunks - df + 0.5) / (df + 0.5))
+
+
+def query_terms(known: Iterable[tuple[str, int, int, int]], tokens: Sequence[str], n_chunks: int) -> list[QueryTerm]:
+    """The weighted terms of a query from its tokens and the dictionary rows (term, term id, df, max_tf) of
+    those the field knows; terms of no weight are left out."""
+    counts = Counter(tokens)
+    terms = []
+    for term, term_id, df, max_tf in known:
+        weight = counts[term] * idf(df, n_chunks)
+        if weight > 0:
+            terms.append(QueryTerm(term_id, weight, weight * max_tf / (max_tf + BM25_K1 * (1 - BM25_B)), df))
+    return terms
+
+
+def search(rows: Rows, field: LexicalField, terms: Sequence[QueryTerm], depth: int, average: float,
+           limits: tuple[str, dict] = ("", {})) -> list[tuple[int, float]]:
+    """Up to `depth` (chunk_id, BM25 score) pairs with a positive score, best first (ties by chunk id), as
+    scoring every chunk would give them. `limits`: a condition on chunk alias `c` and its parameters."""
+    if not terms:
+        return []
+    order = sorted(terms, key=lambda t: (-t.bound, t.df, t.term_id))
+    read = _first_read(order)
+    while True:
+        essential, rest = order[:read], order[read:]
+        remainder = sum(t.bound for t in rest)
+        found = rows(_search_sql(field, limits[0]), {
+            "ids": [t.term_id for t in essential], "weights": [t.weight for t in essential],
+            "rest_ids": [t.term_id for t in rest], "rest_weights": [t.weight for t in rest],
+            "remainder": remainder * (1 + _MARGIN), "depth": depth, "a0": BM25_K1 * (1 - BM25_B),
+            "a1": BM25_K1 * BM25_B / average, **limits[1]})
+        # A chunk holding none of the terms read scores at most `remainder`: out of the results once the
+        # depth-th score found beats it.
+        if not rest or (len(found) == depth and remainder < found[-1][1] * (1 - _MARGIN)):
+            return [(int(chunk_id), float(score)) for chunk_id, score in found if score > 0]
+        read = _next_read(order, read)
+
+
+def _first_read(order: Sequence[QueryTerm]) -> int:
+    total = 0
+    for count, term in enumerate(order):
+        total += term.df
+        if total > FIRST_READ_POSTINGS and count > 0:
+            return count
+    return len(order)
+
+
+def _next_read(order: Sequence[QueryTerm], read: int) -> int:
+    budget = _GROWTH * max(sum(t.df for t in order[:read]), 1)
+    total, count = 0, 0
+    for count, term in enumerate(order, 1):
+        total += term.df
+        if total > budget and count > read:
+            return count
+    return len(order)
+
+
+def _search_sql(field: LexicalField, limits: str) -> str:
+    """Score the chunks holding an essential term: their partial score (essential terms), the depth-th best
+    partial score as a bar (final scores are at least as high), the chunks that could still reach it with
+    every other term, and those completed by looking their other terms up by (term, chunk)."""
+    where = f"AND {limits}" if limits else ""
+    return f"""
+        WITH partial AS (
+            SELECT p.chunk_id, min(c.{field}_len) AS length,
+                   sum(q.weight * p.tf / (p.tf + %(a0)s + %(a1)s * c.{field}_len)) AS score
+            FROM unnest(%(ids)s::int[], %(weights)s::float8[]) AS q(term_id, weight)
+            JOIN hoidap_postings_{field} p ON p.term_id = q.term_id
+            JOIN hoidap_chunks c ON c.chunk_id = p.chunk_id {where}
+            GROUP BY p.chunk_id),
+        bar AS (SELECT coalesce((SELECT score FROM partial ORDER BY score DESC OFFSET %(depth)s - 1 LIMIT 1), 0) AS at),
+        kept AS (SELECT partial.* FROM partial, bar WHERE partial.score + %(remainder)s >= bar.at)
+        SELECT k.chunk_id, k.score + coalesce(more.score, 0) AS score
+        FROM kept k CROSS JOIN LATERAL (
+            SELECT sum(r.weight * p.tf / (p.tf + %(a0)s + %(a1)s * k.length)) AS score
+            FROM unnest(%(rest_ids)s::int[], %(rest_weights)s::float8[]) AS r(term_id, weight)
+            JOIN hoidap_postings_{field} p ON p.term_id = r.term_id AND p.chunk_id = k.chunk_id) AS more
+        ORDER BY score DESC, k.chunk_id LIMIT %(depth)s"""
