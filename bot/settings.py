@@ -65,7 +65,7 @@ class Settings(BaseSettings):
     database_vector_type: Literal["vector", "halfvec"] = "vector"  # halfvec: half the bytes per vector
     hnsw_m: int = Field(16, ge=2, le=100, description="pgvector HNSW graph degree (index build).")
     hnsw_ef_construction: int = Field(64, ge=4, le=1000, description="pgvector HNSW build depth.")
-    hnsw_ef_search: int = Field(100, ge=1, le=1000, description="pgvector HNSW search depth (per query).")
+    hnsw_ef_search: int = Field(400, ge=1, le=1000, description="pgvector HNSW search depth (per query).")
 
     # Embedding and index
     embedding_model: str = "multilingual-e5-small"
