@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     # ONNX Runtime on 2 cores embeds ~220-word chunks fastest two at a time (bench/indexing.py: 14-18 chunks/s
     # at 1-2 against ~10 at 16, whose padding and larger activations cost more than batching saves).
     embedding_batch_size: int = Field(2, ge=1)
+    # English questions are read against the Vietnamese sentences by a stronger multilingual model
+    # (index.english_model); `none` reads them with embedding_model.
+    english_model: str = Field("embeddinggemma-300m", description="Model reading English questions: a name, a folder, or none.")
     chunk_size: int = Field(220, ge=20, description="Target words per chunk.")
     chunk_overlap: int = Field(1, ge=0, description="Sentences shared by neighbouring chunks.")
     index_type: Literal["flat", "hnsw"] = "flat"

@@ -34,6 +34,7 @@ from index.sources import ReadLimits, Source
 from index.store import IndexStore
 from index.stores import Store
 from index.stores.postgres import HnswSettings
+from retrieval.answering.crosslingual import MeaningReader
 from retrieval.answering.extractive import ExtractiveAnswerer
 from retrieval.answering.judgement import CorpusGate
 from retrieval.search.hybrid import FilteredRetriever, HybridRetriever
@@ -69,6 +70,34 @@ def build_embedder(settings: Settings) -> Embedder:
     return load_embedder(settings.embedding_model, settings.models_dir,
                          precision=settings.embedding_precision, batch_size=settings.embedding_batch_size,
                          backend=settings.embedding_backend)
+
+
+# One English reader per process and folder: ~1.2 GB, loaded at the first English question, kept across reloads.
+_ENGLISH_EMBEDDERS: dict[Path, Embedder] = {}
+_ENGLISH_LOCK = threading.Lock()
+
+
+def english_reader(settings: Settings, embedder: Embedder | None) -> MeaningReader | None:
+    """The reader of English questions (`retrieval.answering.crosslingual`): HOIDAP_ENGLISH_MODEL, or the
+    index's own model when that is `none` or the default is not provisioned (with a warning)."""
+    from index.english_model import ENGLISH_MODEL, resolve_english_model
+    from index.errors import ModelFilesMissingError
+
+    try:
+        folder = resolve_english_model(settings.english_model, settings.models_dir)
+    except ModelFilesMissingError as missing:
+        if settings.english_model != ENGLISH_MODEL:
+            raise
+        log.warning("%s English questions are read with %s meanwhile.", missing, settings.embedding_model)
+        folder = None
+    if folder is None:
+        return MeaningReader(embedder) if embedder is not None else None
+    with _ENGLISH_LOCK:
+        if folder not in _ENGLISH_EMBEDDERS:
+            # bf16: the same choices as fp32 at about three times the speed on these CPUs (MODELS.md).
+            _ENGLISH_EMBEDDERS[folder] = Embedder(folder, name=settings.english_model, precision="bf16",
+                                                  backend="torch", cache_dir=settings.models_dir)
+        return MeaningReader(_ENGLISH_EMBEDDERS[folder])
 
 
 def chunk_settings(settings: Settings) -> ChunkSettings:
@@ -294,20 +323,19 @@ class AnswererKind:
 
 def _extractive(settings: Settings, retriever: Retriever, gate: CorpusGate) -> ExtractiveAnswerer:
     return ExtractiveAnswerer(retriever, top_k=settings.top_k, gate=gate, history_turns=settings.history_turns,
-                              embedder=gate.embedder)
+                              reader=english_reader(settings, gate.embedder))
 
 
 def build_generative(settings: Settings, retriever: Retriever, gate: CorpusGate, chat_model: BaseChatModel,
                      shape: PromptShape) -> GenerativeAnswerer:
     """A generative answerer over `chat_model`, with the gate and (when configured) the extractive fallback."""
     # Imported here: LangChain comes with it, and only an LLM answerer needs it.
+    from retrieval.answering.excerpts import rank_by_evidence
     from retrieval.answering.generative import GenerativeAnswerer
 
-    from retrieval.answering.crosslingual import MeaningReader
-    from retrieval.answering.excerpts import rank_by_evidence
-
     fallback = _extractive(settings, retriever, gate).answer_from if settings.extractive_fallback else None
-    ranker = MeaningReader(gate.embedder).rank if gate.embedder is not None else rank_by_evidence
+    reader = english_reader(settings, gate.embedder)
+    ranker = reader.rank if reader is not None else rank_by_evidence
     return GenerativeAnswerer(retriever, chat_model, top_k=settings.top_k, gate=gate, shape=shape,
                               history_turns=settings.history_turns, fallback=fallback, ranker=ranker)
 

@@ -55,7 +55,7 @@ E5_TOKENIZER = PackagedFile(
 # ---------------------------------------------------------------------------- embedding model
 
 
-def _write_json(path: Path, value: object) -> None:
+def write_json(path: Path, value: object) -> None:
     path.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
@@ -135,7 +135,7 @@ def _write_sentence_transformers_folder(folder: Path, weights: bytes, tokenizer:
     tensors["pooler.dense.bias"] = np.zeros(header.hidden, dtype=np.float32)
     save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
     (folder / "tokenizer.json").write_bytes(tokenizer)
-    _write_json(
+    write_json(
         folder / "config.json",
         {
             "architectures": ["BertModel"],
@@ -167,14 +167,14 @@ def _write_sentence_transformers_folder(folder: Path, weights: bytes, tokenizer:
         "unk_token": "<unk>",
         "mask_token": "<mask>",
     }
-    _write_json(folder / "special_tokens_map.json", specials)
-    _write_json(
+    write_json(folder / "special_tokens_map.json", specials)
+    write_json(
         folder / "tokenizer_config.json",
         {"tokenizer_class": "XLMRobertaTokenizer", "model_max_length": header.max_positions, "add_prefix_space": True}
         | specials,
     )
-    _write_json(folder / "sentence_bert_config.json", {"max_seq_length": header.max_positions, "do_lower_case": False})
-    _write_json(
+    write_json(folder / "sentence_bert_config.json", {"max_seq_length": header.max_positions, "do_lower_case": False})
+    write_json(
         folder / "modules.json",
         [
             {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
@@ -183,7 +183,7 @@ def _write_sentence_transformers_folder(folder: Path, weights: bytes, tokenizer:
         ],
     )
     (folder / "1_Pooling").mkdir()
-    _write_json(
+    write_json(
         folder / "1_Pooling" / "config.json",
         {
             "word_embedding_dimension": header.hidden,
@@ -194,7 +194,7 @@ def _write_sentence_transformers_folder(folder: Path, weights: bytes, tokenizer:
         },
     )
     (folder / "2_Normalize").mkdir()
-    _write_json(
+    write_json(
         folder / "config_sentence_transformers.json",
         {"prompts": {"query": "query: ", "document": "passage: "}, "default_prompt_name": None, "similarity_fn_name": "cosine"},
     )
@@ -230,7 +230,7 @@ def fetch_embedding_model(
         _write_sentence_transformers_folder(staging, sources[E5_WEIGHTS], sources[E5_TOKENIZER])
         weights = staging / "model.safetensors"
         weights_sha256 = file_sha256(weights)
-        _write_json(
+        write_json(
             staging / MARKER,
             {
                 "name": EMBEDDING_MODEL,

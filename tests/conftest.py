@@ -21,11 +21,14 @@ def _models_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def models_dir() -> Path:
-    """The model cache with the default embedding model assembled (idempotent: fast when already there)."""
+    """The model cache with the default embedding model and English reader assembled (idempotent: fast
+    when already there)."""
+    from index.english_model import fetch_english_model
     from index.models import fetch_embedding_model
 
     directory = _models_dir()
     fetch_embedding_model(directory)
+    fetch_english_model(directory)
     return directory
 
 

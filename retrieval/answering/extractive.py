@@ -16,7 +16,6 @@ from index.text import Language, answer_language, disarm_citations, display_date
 from retrieval.answering.conversation import incoming, rewrite_question
 from retrieval.answering.crosslingual import MeaningReader, runner_up
 from retrieval.answering.grounding import is_supported
-from retrieval.answering.judgement import SentenceEmbedder
 from retrieval.answering.replies import ACCORDING_TO, DISAGREE, not_found
 from retrieval.answering.sentences import (
     Question,
@@ -49,10 +48,9 @@ class ExtractiveAnswerer(Answerer):
 
     def __init__(self, retriever: Retriever, *, top_k: int = 5, history_turns: int = 4,
                  gate: Callable[[str, Sequence[Passage]], bool] = is_supported,
-                 embedder: SentenceEmbedder | None = None) -> None:
+                 reader: MeaningReader | None = None) -> None:
         self.retriever = retriever
-        self.embedder = embedder
-        self.reader = MeaningReader(embedder) if embedder is not None else None  # English questions
+        self.reader = reader  # reads English questions by meaning; None: by their names and numbers only
         self.top_k = top_k
         self.history_turns = history_turns
         self.gate = gate  # the same gate as the generative answerer's; injectable for other embedders

