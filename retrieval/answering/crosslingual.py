@@ -2,13 +2,14 @@
 
 An English question shares no words with a Vietnamese sentence (only its names and numbers can match),
 so the lexical sentence scores of `retrieval.answering.sentences` cannot tell which sentence answers it.
-The multilingual embedding can tell what a sentence is about: each candidate sentence's dense
-similarity to the question, times `SIMILARITY_WEIGHT`, is added to its score. It tells the topic of a
-sentence more surely than which of two figures it states (`817 tổ chức cơ sở Đảng` and `74.127 đảng
-viên` sit in sentences about the same thing), so when a second sentence of the same passage states
-a value of the asked kind and reads within `TIE_MARGIN` of the best, the extractive answer quotes both
-(`runner_up`): the reader sees each figure with what it counts, instead of one guessed figure under a
-real citation.
+A multilingual embedding can: each candidate sentence's dense similarity to the question, times
+`SIMILARITY_WEIGHT`, is added to its score. The embedder is the English reader (`index.english_model`,
+EmbeddingGemma-300M by default): the index's e5-small tells the topic of a sentence but not which of two
+counts of one topic is asked for (a province's party members or its party organisations, stated in
+neighbouring sentences), which the reader tells apart more often. When a second sentence of the same
+passage states a value of the asked kind and still reads within `TIE_MARGIN` of the best, the extractive
+answer quotes both (`runner_up`): the reader sees each figure with what it counts, instead of one
+guessed figure under a real citation.
 
 Measured on XQuAD-vi's 100 hand-translated English questions (bench/xquad_en_questions.tsv) and the
 bundled English questions; the figures are in eval/README.md ("English questions").
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from retrieval.answering.excerpts import passage_spans
 from retrieval.answering.grounding import PASSAGES_CONSIDERED
 from retrieval.answering.judgement import SentenceEmbedder
 from retrieval.answering.sentences import (
@@ -68,7 +70,7 @@ class MeaningReader:
         scored = score_sentences(parsed, [passage])
         if parsed.kind == "en":
             scored = self.rescore(question, scored)
-        return sorted((s.start - passage.start, s.end - passage.start, s.score) for s in scored)
+        return passage_spans(passage, scored)
 
 
 def runner_up(question: Question, best: ScoredSentence, ranked: Sequence[ScoredSentence],

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from index.text import content_features, is_number
-from retrieval.answering.sentences import parse_question, score_sentences
+from retrieval.answering.sentences import ScoredSentence, parse_question, score_sentences
 from retrieval.types import Passage, Source
 
 
@@ -48,7 +48,11 @@ def rank_by_evidence(question: str, passage: Passage) -> list[ScoredSpan]:
     passage alike: coverage of the question, evidence of the value asked for (a count for `bao nhiêu`,
     a name for `ai`). An English question matches only by its names and numbers here;
     `retrieval.answering.crosslingual.MeaningReader.rank` reads it by meaning too."""
-    scored = score_sentences(parse_question(question), [passage])
+    return passage_spans(passage, score_sentences(parse_question(question), [passage]))
+
+
+def passage_spans(passage: Passage, scored: Sequence[ScoredSentence]) -> list[ScoredSpan]:
+    """Scored sentences of one passage as a `SentenceRanker` gives them: offsets in the passage, in order."""
     return sorted((s.start - passage.start, s.end - passage.start, s.score) for s in scored)
 
 

@@ -29,6 +29,7 @@ from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from pydantic import PrivateAttr, SecretStr
 
+from index.embedding import passive_openmp_waits
 from index.errors import ModelFilesMissingError
 from retrieval.answering.llm.errors import LLMError
 
@@ -137,11 +138,7 @@ class LlamaCppChatModel(BaseChatModel):
             path = Path(self.model_path)
             if not path.is_file():
                 raise ModelFilesMissingError(f"No GGUF file at {path}: run `hoidap models fetch --llm`.")
-            # llama.cpp's OpenMP threads spin while they wait at each barrier. When the cores are shared
-            # (the bot embeds queries, other jobs run), a spinning thread keeps its partner from being
-            # scheduled: generation of the 1.5B model fell to 2-3 tokens/s under load, against 9-17 with
-            # passive waiting. libgomp reads this when xllamacpp loads it; a user's own value wins.
-            os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+            passive_openmp_waits()  # before xllamacpp loads libgomp
             import xllamacpp
 
             params = xllamacpp.CommonParams()
