@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = 2  # 1: tsvector fields and GIN indexes; 2: postings tables
 VectorType = Literal["vector", "halfvec"]
 EF_SEARCH = 400  # the default HNSW search depth (`HnswSettings`)
-_SYNC_LOCK = 0x686F6964  # "hoid": the advisory lock taken to create, upgrade or rebuild the schema
+_SYNC_LOCK = 0x686F6964  # "hoid": the advisory lock taken to create (pgvector too), upgrade or rebuild the schema
 
 _ARTICLE_COLUMNS = ("article_id", "title", "title_inferred", "date", "date_inferred", "source", "byline", "url",
                     "path", "text", "content_hash", "n_chunks")
@@ -129,6 +129,10 @@ def _create_extensions(connection) -> None:
 
     try:
         with connection.transaction():
+            # `IF NOT EXISTS` does not make two creations at once safe: the second waits on the first's catalog
+            # row and then fails on its unique index (two `hoidap index` into a new database did). Creators
+            # take turns on the schema lock, and the one waiting finds the extension there.
+            lock_for_sync(connection)
             connection.execute("CREATE EXTENSION IF NOT EXISTS vector")
     except psycopg.Error as error:
         where = f"{connection.info.host}:{connection.info.port}/{connection.info.dbname}"

@@ -87,8 +87,8 @@ def test_two_syncs_at_once_keep_postings_in_step(postgres_cluster, models_dir: P
     processes = [subprocess.Popen([*HOIDAP, "index", str(folder)], env=cli_env(settings, HOIDAP_DATABASE_URL=url),
                                   cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                  for folder in folders]
-    for process in processes:
-        _, err = process.communicate(timeout=600)
+    outputs = [process.communicate(timeout=600) for process in processes]  # both ended, whichever failed
+    for process, (_, err) in zip(processes, outputs):
         assert process.returncode == 0, err
     assert len(PostgresStore.open(url).articles()) == 31
     in_step(url)

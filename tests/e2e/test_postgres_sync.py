@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psycopg
@@ -17,7 +18,7 @@ import pytest
 from bot.settings import BUNDLED_CORPUS
 from index.indexer import HANDED_IN
 from index.stores.postgres import _SYNC_LOCK as SCHEMA_LOCK
-from index.stores.postgres import PostgresStore
+from index.stores.postgres import PostgresStore, connect
 from tests.conftest import HOIDAP, cli_env, make_settings, run_cli
 from tests.e2e.test_cli import ARTICLE_2023, QUESTION
 from tests.e2e.test_index import XQUAD_CORPUS
@@ -126,8 +127,9 @@ def test_two_index_processes_sync_two_folders_into_one_database_at_once(postgres
     most_at_once = 0
     with psycopg.connect(url, autocommit=True) as watcher:
         while any(p.poll() is None for p in processes):
-            held = watcher.execute(  # the sources' locks, not the short one of setting up the schema
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND objid <> %s",
+            held = watcher.execute(  # the sources' locks in this database, not the short one of the schema
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND objid <> %s "
+                "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
                 (SCHEMA_LOCK,)).fetchone()[0]
             most_at_once = max(most_at_once, held)
             time.sleep(0.05)
@@ -153,6 +155,29 @@ def test_two_index_processes_sync_two_folders_into_one_database_at_once(postgres
     assert from_second["found"] and from_second["sources"][0]["article_id"] == "xquad_vi_a05_p3", from_second
     again = run_cli(["index"], settings, HOIDAP_DATABASE_URL=url)
     assert f"giữ nguyên {expected}" in again.stdout and "đã nhúng 0 đoạn" in again.stdout, again.stderr
+
+
+def test_two_connections_creating_pgvector_at_once_both_get_it(postgres_cluster) -> None:
+    """Two processes reaching a new database at once both create pgvector: the second waits for the first
+    (stopped here before its commit) and finds it, instead of failing on the catalog's unique index."""
+    url = fresh_database(postgres_cluster)
+    first = psycopg.connect(url)
+    first.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))  # as `connect` creates it
+    first.execute("CREATE EXTENSION IF NOT EXISTS vector")
+    with ThreadPoolExecutor(1) as pool, psycopg.connect(url, autocommit=True) as watcher:
+        second = pool.submit(connect, url)
+        deadline = time.monotonic() + 30
+        while not watcher.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                  "AND wait_event_type = 'Lock'").fetchone()[0]:
+            assert time.monotonic() < deadline and not second.done(), "the second never waited for the first"
+            time.sleep(0.02)
+        first.commit()
+        first.close()
+        connection = second.result(timeout=30)
+    try:
+        assert connection.execute("SELECT '[1,2]'::vector").fetchone()[0].to_list() == [1, 2]
+    finally:
+        connection.close()
 
 
 @pytest.fixture(scope="module")
