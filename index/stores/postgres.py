@@ -284,6 +284,12 @@ def has_schema(connection) -> bool:
 
 
 def drop_schema(connection) -> None:
+    """Drop the index's tables, in the caller's transaction (under `lock_for_sync`)."""
+    if has_schema(connection):
+        # A sync's write locks the manifest row first and then the other tables: taking the manifest first
+        # here too waits for a write under way, where dropping in table order would hold the postings it
+        # still needs while waiting for the manifest (a deadlock).
+        connection.execute("LOCK TABLE hoidap_manifest IN ACCESS EXCLUSIVE MODE")
     connection.execute(f"DROP TABLE IF EXISTS {', '.join(postings.table_names())}, hoidap_article_sources, "
                        "hoidap_sources, hoidap_chunks, hoidap_articles, hoidap_manifest")
 

@@ -290,3 +290,31 @@ def test_rebuild_embeds_everything_again_and_keeps_the_sources(postgres_cluster,
     assert (after["articles"], after["claims"], after["sources"]) == (before["articles"], before["claims"],
                                                                       before["sources"])
     assert after["problems"] == [] and after["chunks"] == before["chunks"]
+
+
+def test_a_rebuild_waits_for_a_sync_writing_instead_of_deadlocking(postgres_cluster, models_dir: Path,
+                                                                  tmp_path: Path) -> None:
+    """A sync's write (here by hand, stopped after it read the claims, as `_PostgresWriter._apply` does before
+    moving postings) and a rebuild's replacement of the tables at once: the rebuild waits for the write to end
+    and then replaces everything; the write never waits on a table the rebuild holds."""
+    url = fresh_database(postgres_cluster)
+    settings = make_settings(tmp_path / "data", models_dir)
+    settings.data_dir.mkdir(parents=True)
+    assert run_cli(["index", str(BUNDLED_CORPUS)], settings, HOIDAP_DATABASE_URL=url).returncode == 0
+    with psycopg.connect(url) as sync:
+        sync.execute("SET statement_timeout = '60s'")
+        sync.execute("SELECT 1 FROM hoidap_manifest FOR UPDATE")
+        sync.execute("SELECT count(*) FROM hoidap_articles a JOIN hoidap_article_sources s USING (article_id)")
+        rebuild = subprocess.Popen([*HOIDAP, "index", "--rebuild"], env=cli_env(settings, HOIDAP_DATABASE_URL=url),
+                                   cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        with psycopg.connect(url, autocommit=True) as watcher:
+            while not watcher.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                      "AND wait_event_type = 'Lock'").fetchone()[0]:  # the rebuild, writing
+                assert rebuild.poll() is None, rebuild.communicate()
+                time.sleep(0.05)
+        for f in ("plain", "folded", "pairs"):  # what the write goes on with: the postings
+            sync.execute(f"DELETE FROM hoidap_postings_{f} WHERE chunk_id < 0")
+        sync.commit()
+    out, err = rebuild.communicate(timeout=600)
+    assert rebuild.returncode == 0, err
+    assert "dựng lại toàn bộ: rebuild requested" in out and counts(url)["problems"] == []
