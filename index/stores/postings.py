@@ -238,12 +238,19 @@ def _next_read(order: Sequence[QueryTerm], read: int) -> int:
 def _search_sql(field: LexicalField, limits: str) -> str:
     """Score the chunks holding an essential term: their partial score (essential terms), the depth-th best
     partial score as a bar (final scores are at least as high), the chunks that could still reach it with
-    every other term, and those completed by looking their other terms up by (term, chunk)."""
+    every other term, and those completed by looking their other terms up by (term, chunk).
+
+    The sums go term by term in term id order: in the order the postings come in (which the plan and the
+    order syncs wrote them in decide), chunks holding the same words as many times would differ in the last
+    bits and their tie would go by rounding, not by chunk id (at 10k synthetic chunks, 4-9 of 100 top-50
+    lists differed from `bm25s`'s that way). Sorting the few postings of each chunk costs nothing measurable
+    (20k chunks, 100 questions, unordered / ordered: p50 63.5 / 66.2 ms plain, 224 / 218 folded, 64.6 / 60.9
+    pairs)."""
     where = f"AND {limits}" if limits else ""
     return f"""
         WITH partial AS (
             SELECT p.chunk_id, min(c.{field}_len) AS length,
-                   sum(q.weight * p.tf / (p.tf + %(a0)s + %(a1)s * c.{field}_len)) AS score
+                   sum(q.weight * p.tf / (p.tf + %(a0)s + %(a1)s * c.{field}_len) ORDER BY p.term_id) AS score
             FROM unnest(%(ids)s::int[], %(weights)s::float8[]) AS q(term_id, weight)
             JOIN hoidap_postings_{field} p ON p.term_id = q.term_id
             JOIN hoidap_chunks c ON c.chunk_id = p.chunk_id {where}
@@ -252,7 +259,7 @@ def _search_sql(field: LexicalField, limits: str) -> str:
         kept AS (SELECT partial.* FROM partial, bar WHERE partial.score + %(remainder)s >= bar.at)
         SELECT k.chunk_id, k.score + coalesce(more.score, 0) AS score
         FROM kept k CROSS JOIN LATERAL (
-            SELECT sum(r.weight * p.tf / (p.tf + %(a0)s + %(a1)s * k.length)) AS score
+            SELECT sum(r.weight * p.tf / (p.tf + %(a0)s + %(a1)s * k.length) ORDER BY r.term_id) AS score
             FROM unnest(%(rest_ids)s::int[], %(rest_weights)s::float8[]) AS r(term_id, weight)
             JOIN hoidap_postings_{field} p ON p.term_id = r.term_id AND p.chunk_id = k.chunk_id) AS more
         ORDER BY score DESC, k.chunk_id LIMIT %(depth)s"""

@@ -6,12 +6,14 @@ result, so it is also run with a first read so small that every query goes throu
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
+from itertools import product
 
 import numpy as np
 import pytest
 
 from bot.settings import BUNDLED_CORPUS
-from index.chunking import split_into_chunks
+from index.chunking import split_into_chunks, split_into_sentences
 from index.cleaning import clean_article
 from index.loading import load_documents
 from index.stores import postings
@@ -25,6 +27,7 @@ from index.stores.postgres import (
     create_schema,
     delete_articles,
     insert_articles,
+    lexical_fields,
     store_statistics,
     write_manifest,
 )
@@ -162,5 +165,55 @@ def test_deleted_articles_take_their_postings(postgres_cluster, corpus) -> None:
     try:
         assert store.verify() == [] and not set(gone) & {a.article_id for a in store.articles()}
         assert_same_as_embedded(store, depths=(5, 50))
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("first_read", [1, 10**9])
+def test_chunks_of_the_same_words_tie_exactly_and_go_by_chunk_id(postgres_cluster, corpus, monkeypatch,
+                                                                  first_read: int) -> None:
+    """Chunks holding the same words as many times, in other orders, have the same BM25 score, which SQL must
+    reproduce to the last bit (the sum taken term by term in one order for every chunk, not in the order their
+    postings come in) so that ties go by chunk id, as in `bm25s`; whether the terms are read over several
+    rounds or all in the first."""
+    monkeypatch.setattr(postings, "FIRST_READ_POSTINGS", first_read)
+    def short_sentences(article) -> list[str]:  # four together fit in one chunk of 160 words
+        return [t for t in (article.text[s:e] for s, e in split_into_sentences(article.text)) if len(t.split()) < 30][:4]
+
+    base = next(a for a in corpus if len(short_sentences(a)) == 4)
+    sentences = short_sentences(base)
+    rng = np.random.default_rng(0)
+    shuffled = [replace(base, article_id=f"same_words_{i}", text=" ".join(rng.permutation(sentences)))
+                for i in range(8)]
+    ids = {a.article_id for a in shuffled}
+    url = postgres_cluster.create_database(f"p_{uuid.uuid4().hex[:10]}")
+    write_corpus(url, [*corpus, *shuffled])
+    connection = connect(url)
+    with connection.transaction():  # their postings stored in a different term order each, as syncs may leave them
+        for f in FIELDS:
+            connection.execute(f"CREATE TEMPORARY TABLE moved_{f} AS SELECT p.* FROM hoidap_postings_{f} p "
+                               "JOIN hoidap_chunks c USING (chunk_id) WHERE c.article_id = ANY(%s)", (sorted(ids),))
+            connection.execute(f"DELETE FROM hoidap_postings_{f} p USING moved_{f} m WHERE p.chunk_id = m.chunk_id")
+            connection.execute(f"INSERT INTO hoidap_postings_{f} SELECT * FROM moved_{f} "
+                               "ORDER BY chunk_id, md5(term_id || ' ' || chunk_id)")
+    connection.close()
+    store = PostgresStore.open(url)
+    try:
+        chunk_of = {c.chunk_id: c for c in store.chunks()}
+        head = "\n".join(filter(None, (base.title, base.source)))
+        profile = {cid: lexical_fields(head, c.text) for cid, c in chunk_of.items() if c.article_id in ids}
+        # Both plans the server picks between by size: postings read term by term (a nested loop over the
+        # index, in the query's term order), or all at once (a hash join, in the order they were written).
+        for question, field, nested_loop in product([*sentences, " ".join(sentences[:2])], ("plain", "folded"),
+                                                    ("on", "off")):
+            store._rows("SELECT set_config('enable_nestloop', %s, false)", (nested_loop,))
+            found = store.lexical_search(query_tokens(question, field), field, 100)
+            ties = [(cid, score) for cid, score in found if chunk_of[cid].article_id in ids]
+            assert len(ties) == len(shuffled) and all(
+                sorted(profile[cid][field]) == sorted(profile[ties[0][0]][field]) for cid, _ in ties)  # one chunk each
+            assert len({score for _, score in ties}) == 1, (question, field, ties)
+            positions = [i for i, (cid, _) in enumerate(found) if chunk_of[cid].article_id in ids]
+            assert positions == list(range(positions[0], positions[0] + len(ties)))  # nothing in between
+            assert [cid for cid, _ in ties] == sorted(cid for cid, _ in ties), (question, field)
     finally:
         store.close()
