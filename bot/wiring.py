@@ -34,7 +34,7 @@ from index.sources import ReadLimits, Source
 from index.store import IndexStore
 from index.stores import Store
 from index.stores.postgres import HnswSettings
-from retrieval.answering.crosslingual import MeaningReader
+from retrieval.answering.crosslingual import INDEX_MODEL_WEIGHT, MeaningReader
 from retrieval.answering.extractive import ExtractiveAnswerer
 from retrieval.answering.judgement import CorpusGate
 from retrieval.search.hybrid import FilteredRetriever, HybridRetriever
@@ -91,7 +91,7 @@ def english_reader(settings: Settings, embedder: Embedder | None) -> MeaningRead
         log.warning("%s English questions are read with %s meanwhile.", missing, settings.embedding_model)
         folder = None
     if folder is None:
-        return MeaningReader(embedder) if embedder is not None else None
+        return MeaningReader(embedder, weight=INDEX_MODEL_WEIGHT) if embedder is not None else None
     with _ENGLISH_LOCK:
         if folder not in _ENGLISH_EMBEDDERS:
             # bf16: the same choices as fp32 at about three times the speed on these CPUs (MODELS.md).

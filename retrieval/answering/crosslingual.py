@@ -31,12 +31,17 @@ from retrieval.answering.sentences import (
 )
 from retrieval.types import Passage
 
-# Sentence choice on XQuAD-vi English without the gate (containment): 0 -> .39, 1 -> .62, 2 -> .68,
-# 4 -> .68, 8 -> .71.
-SIMILARITY_WEIGHT = 8.0
-# The candidates embedded per question (one batch): the best-scoring sentences of the passages the
-# gate considers. A sentence costs ~10-30 ms to embed on two cores, so this bounds an English answer's
-# latency.
+# The weight of the English reader's similarity (EmbeddingGemma-300M, bf16), by `hoidap eval` correct on
+# XQuAD-vi English (100) / bundled English (13), 12 candidates, 2026-12-02: 8 -> .660 / .545,
+# 16 -> .660 / .636, 32 -> .670 / .727, 64 -> .670 / .727 (citation precision .788 at 32, .779 at 64).
+SIMILARITY_WEIGHT = 32.0
+# The weight when the index's own model reads English (HOIDAP_ENGLISH_MODEL=none, multilingual-e5-small:
+# its similarities spread less): sentence choice on XQuAD-vi English without the gate 0 -> .39,
+# 1 -> .62, 2 -> .68, 4 -> .68, 8 -> .71.
+INDEX_MODEL_WEIGHT = 8.0
+# The candidates embedded per question (one batch): the best-scoring sentences of the passages the gate
+# considers. They bound an English answer's latency (EmbeddingGemma: ~0.1 s a sentence on two cores);
+# 8 instead of 12 lost the bundled English questions .727 -> .545 (weight 32).
 CANDIDATES = 12
 # A second sentence within this much dense similarity of the best one is quoted with it (see above).
 TIE_MARGIN = 0.02
@@ -72,19 +77,18 @@ class MeaningReader:
             scored = self.rescore(question, scored)
         return passage_spans(passage, scored)
 
-
-def runner_up(question: Question, best: ScoredSentence, ranked: Sequence[ScoredSentence],
-              margin: float = TIE_MARGIN, weight: float = SIMILARITY_WEIGHT) -> ScoredSentence | None:
-    """Another sentence of the best one's passage that answers as plainly and reads (nearly) as close to
-    the English question, or None: the two are quoted together."""
-    if margin <= 0:
+    def runner_up(self, question: Question, best: ScoredSentence, ranked: Sequence[ScoredSentence],
+                  margin: float = TIE_MARGIN) -> ScoredSentence | None:
+        """Another sentence of the best one's passage that answers as plainly and reads (nearly) as close
+        to the English question, or None: the two are quoted together."""
+        if margin <= 0:
+            return None
+        typed = question.asks_quantity or question.asks_time
+        for sentence in ranked:
+            if sentence is best or sentence.passage_rank != best.passage_rank:
+                continue
+            if best.score - sentence.score > self.weight * margin:
+                return None  # ranked is best first: no later sentence is closer
+            if sentence.answers_type or not typed:
+                return sentence
         return None
-    typed = question.asks_quantity or question.asks_time
-    for sentence in ranked:
-        if sentence is best or sentence.passage_rank != best.passage_rank:
-            continue
-        if best.score - sentence.score > weight * margin:
-            return None  # ranked is best first: no later sentence is closer
-        if sentence.answers_type or not typed:
-            return sentence
-    return None

@@ -14,7 +14,7 @@ from dataclasses import replace
 
 from index.text import Language, answer_language, disarm_citations, display_date
 from retrieval.answering.conversation import incoming, rewrite_question
-from retrieval.answering.crosslingual import MeaningReader, runner_up
+from retrieval.answering.crosslingual import MeaningReader
 from retrieval.answering.grounding import is_supported
 from retrieval.answering.replies import ACCORDING_TO, DISAGREE, not_found
 from retrieval.answering.sentences import (
@@ -76,7 +76,7 @@ class ExtractiveAnswerer(Answerer):
         best = _best_answer(parsed, ranked)
         if best is None:
             return _not_found(passages, language)
-        second = runner_up(parsed, best, ranked) if english else None
+        second = self.reader.runner_up(parsed, best, ranked) if english else None
         if second is not None:  # meaning alone cannot tell which of the two: both are quoted
             return _cite(sorted([best, second], key=lambda s: s.start), language)
         disagreeing = _disagreeing(parsed, [s for s in ranked if s.score <= best.score])
