@@ -232,6 +232,71 @@ def _evidence(question: Question, words: Words, text: str, anchors: list[int]) -
     return _Evidence(bonus, values, answers_type)
 
 
+def stated_values(question: Question, text: str) -> frozenset[str]:
+    """The values of the asked kind that `text` states, other than the question's own numbers: its
+    counts for `bao nhiêu`, its times for `khi nào` (any number when none reads as a time and a year is
+    not asked), digits only (`74.127` -> `74127`); empty for other questions."""
+    words = Words.of(text)
+    return frozenset(_value(words, i) for i in _value_positions(question, words, text))
+
+
+def answer_values(question: Question, text: str) -> frozenset[str]:
+    """Of the asked values a quoted sentence states, the ones it gives as the answer.
+
+    A sentence often states several counts (`đã kết nạp mới được 1.513 đồng chí, nâng tổng số đảng
+    viên toàn Đảng bộ tỉnh lên 74.127 đồng chí`): the answer is the count of the asked unit stated most
+    plainly (`counted_unit`), then the one following the question's verb (`có 3.463`), then the one
+    whose clause (the words between commas, semicolons, brackets) holds most of the question's words.
+    Ties are all kept, so that the parts of a date (`ngày 29/9/2023`) stay together.
+    """
+    words = Words.of(text)
+    positions = _value_positions(question, words, text)
+    if not positions:
+        return frozenset()
+    fold = question.kind != "vi"
+    tokens = words.folded if fold else [normalize_tone_marks(w) for w in words.lower]
+    clauses = _clauses(words, text)
+    terms = set(question.terms)
+
+    def strength(i: int) -> tuple[int, bool, int]:
+        counted = counted_unit(words, [i], question.unit) if question.asks_quantity and question.unit else 0
+        after_verb = bool(question.asks_quantity and question.verb and _number_after(words.folded, [i], question.verb))
+        start, end = clauses[i]
+        return counted, after_verb, len(terms & set(tokens[start:end]))
+
+    strengths = {i: strength(i) for i in positions}
+    best = max(strengths.values())
+    return frozenset(_value(words, i) for i, s in strengths.items() if s == best)
+
+
+_CLAUSE_BREAK = re.compile(r"[.,;:!?…](?=\s|$)|[()\[\]{}\"“”‘’\n\t|–—]|\s-\s")
+
+
+def _clauses(words: Words, text: str) -> list[tuple[int, int]]:
+    """For each word, the [start, end) word range of its clause: words not parted by clause punctuation
+    (a comma or a period before a space, a bracket, a dash; not the `/` or `-` inside a date)."""
+    breaks = [i > 0 and bool(_CLAUSE_BREAK.search(text[words.spans[i - 1][1] : start]))
+              for i, (start, _) in enumerate(words.spans)]
+    starts = [i for i, broken in enumerate(breaks) if i == 0 or broken] + [len(words)]
+    return [(a, b) for a, b in zip(starts, starts[1:]) for _ in range(a, b)]
+
+
+def _value_positions(question: Question, words: Words, text: str) -> list[int]:
+    """Positions of the values of the asked kind (as `_evidence` finds them), the question's own left out."""
+    if question.asks_quantity:
+        return count_positions(words, text, question.own_numbers)
+    if not question.asks_time:
+        return []
+    times = time_positions(words, text, question.own_numbers, years_only=question.asks_year)
+    if times or question.asks_year:
+        return times
+    return [i for i, w in enumerate(words.lower) if is_number(w) and digits(w) not in question.own_numbers]
+
+
+def _value(words: Words, i: int) -> str:
+    return digits(words.lower[i]) or words.lower[i]
+
+
 def _near(positions: list[int], anchors: list[int], window: int) -> bool:
     """True when one of the positions lies within `window` words of an anchor (a question word)."""
     return any(abs(p - a) <= window for p in positions for a in anchors)
