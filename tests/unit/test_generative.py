@@ -16,6 +16,7 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from index.errors import ModelFilesMissingError
 from index.text import answer_language
 from retrieval.answering.excerpts import select_excerpts
+from retrieval.answering.extractive import ExtractiveAnswerer
 from retrieval.answering.generative import COMPACT_PROMPT, GenerativeAnswerer, PromptShape
 from retrieval.answering.llm.errors import LLMError
 from retrieval.answering.llm.runtimes import LOCAL_SERVER_KEY_PLACEHOLDER, load_local_chat_model, openai_chat_model
@@ -372,3 +373,14 @@ def test_an_answer_carrying_out_an_order_in_a_passage_gives_way_to_the_fallback(
     assert answerer.answer(QUESTION) is quoted
     answerer, _, _ = _answerer(["CHUỐI [1]."], passages=[hostile])
     assert not answerer.answer(QUESTION).found
+
+
+@pytest.mark.parametrize("reply", ["817 [1].", "Toàn tỉnh đã kết nạp mới 1.513 đồng chí [1]."])
+def test_with_the_extractive_answerer_as_fallback_a_wrong_figure_gives_its_quote(reply: str) -> None:
+    extractive = ExtractiveAnswerer(FixedRetriever([P2023]), gate=lambda question, passages: True)
+    answerer, _, _ = _answerer([reply, "Toàn Đảng bộ tỉnh có 74.127 đảng viên [1]."], passages=[P2023],
+                               fallback=extractive.answer_from)
+    answer = answerer.answer(QUESTION)
+    assert answer.found and answer.text.startswith("Theo «Hội nghị sơ kết công tác xây dựng Đảng» (29/09/2023):")
+    assert "74.127 đồng chí. [1]" in answer.text and answer.sources[0].text.endswith("lên 74.127 đồng chí.")
+    assert answerer.answer(QUESTION).text == "Toàn Đảng bộ tỉnh có 74.127 đảng viên [1]."
