@@ -282,19 +282,28 @@ def _clauses(words: Words, text: str) -> list[tuple[int, int]]:
 
 
 def _value_positions(question: Question, words: Words, text: str) -> list[int]:
-    """Positions of the values of the asked kind (as `_evidence` finds them), the question's own left out."""
+    """Positions of the values of the asked kind (as `_evidence` finds them), the question's own left
+    out (its numbers, and numbers it spells: `ba cơ sở`)."""
     if question.asks_quantity:
-        return count_positions(words, text, question.own_numbers)
-    if not question.asks_time:
+        positions = count_positions(words, text, question.own_numbers)
+    elif not question.asks_time:
         return []
-    times = time_positions(words, text, question.own_numbers, years_only=question.asks_year)
-    if times or question.asks_year:
-        return times
-    return [i for i, w in enumerate(words.lower) if is_number(w) and digits(w) not in question.own_numbers]
+    else:
+        positions = time_positions(words, text, question.own_numbers, years_only=question.asks_year)
+        if not positions and not question.asks_year:
+            positions = [i for i, w in enumerate(words.lower) if is_number(w) and digits(w) not in question.own_numbers]
+    return [i for i in positions if is_number(words.lower[i]) or words.folded[i] not in question.words]
+
+
+# Words that change what a figure claims (`hơn 350 calo` is not `350 calo`): kept with the value.
+VALUE_QUALIFIERS = frozenset("gan hon khoang tren duoi chung".split())
 
 
 def _value(words: Words, i: int) -> str:
-    return digits(words.lower[i]) or words.lower[i]
+    """`74.127` -> `74127`, `hơn 1.500` -> `hon 1500`, `tám` -> `tám`."""
+    value = digits(words.lower[i]) or words.lower[i]
+    qualified = i > 0 and not words.break_before[i] and words.folded[i - 1] in VALUE_QUALIFIERS
+    return f"{words.folded[i - 1]} {value}" if qualified else value
 
 
 def _near(positions: list[int], anchors: list[int], window: int) -> bool:
