@@ -37,6 +37,7 @@ from retrieval.answering.answer_types import (
     Words,
     count_positions,
     counted_unit,
+    date_positions,
     digits,
     labelled_positions,
     new_name_positions,
@@ -102,6 +103,7 @@ class Question:
     words: frozenset[str]  # every folded syllable of the question: a name it already holds is no answer
     own_numbers: frozenset[str]  # numbers already in the question (a year asked about is no answer)
     predicate: tuple[str, ...] = ()  # the content words beside the question word: what is asked of the topic
+    asks_day: bool = False  # "ngày nào", "what date": a day is the answer, not a year
 
 
 @dataclass(frozen=True)
@@ -244,10 +246,13 @@ def answer_values(question: Question, text: str) -> frozenset[str]:
     """Of the asked values a quoted sentence states, the ones it gives as the answer.
 
     A sentence often states several counts (`đã kết nạp mới được 1.513 đồng chí, nâng tổng số đảng
-    viên toàn Đảng bộ tỉnh lên 74.127 đồng chí`): the answer is the count of the asked unit stated most
-    plainly (`counted_unit`), then the one following the question's verb (`có 3.463`), then the one
-    whose clause (the words between commas, semicolons, brackets) holds most of the question's words.
-    Ties are all kept, so that the parts of a date (`ngày 29/9/2023`) stay together.
+    viên toàn Đảng bộ tỉnh lên 74.127 đồng chí`). For how many, the answer is the count of the asked
+    unit stated most plainly (`counted_unit`), then one not followed by another noun (in `Đảng bộ tỉnh
+    có 817 tổ chức cơ sở Đảng, trong đó, Đảng bộ cơ sở là 301`, 817 counts organisations), then the
+    one following the question's verb (`có 3.463`), then the one whose clause (the words between
+    commas, semicolons, brackets) holds most of the question's words. For when, a day for `ngày nào`
+    (`Sáng ngày 29/10`, not `năm 2014` later in the sentence), then the clause. Ties are all kept, so
+    that the parts of a date (`ngày 29/9/2023`) stay together.
     """
     words = Words.of(text)
     positions = _value_positions(question, words, text)
@@ -257,16 +262,33 @@ def answer_values(question: Question, text: str) -> frozenset[str]:
     tokens = words.folded if fold else [normalize_tone_marks(w) for w in words.lower]
     clauses = _clauses(words, text)
     terms = set(question.terms)
+    days = date_positions(words, text) | {i for i in positions if i and words.folded[i - 1] == "ngay"}
 
-    def strength(i: int) -> tuple[int, bool, int]:
-        counted = counted_unit(words, [i], question.unit) if question.asks_quantity and question.unit else 0
-        after_verb = bool(question.asks_quantity and question.verb and _number_after(words.folded, [i], question.verb))
+    def strength(i: int) -> tuple[int, bool, bool, int]:
         start, end = clauses[i]
-        return counted, after_verb, len(terms & set(tokens[start:end]))
+        coverage = len(terms & set(tokens[start:end]))
+        if not question.asks_quantity:
+            return int(question.asks_day and i in days), False, False, coverage
+        counted = counted_unit(words, [i], question.unit) if question.unit else 0
+        other = bool(question.unit) and _counts_another_noun(words, i, question.unit)
+        after_verb = bool(question.verb and _number_after(words.folded, [i], question.verb))
+        return counted, not other, after_verb, coverage
 
     strengths = {i: strength(i) for i in positions}
     best = max(strengths.values())
     return frozenset(_value(words, i) for i, s in strengths.items() if s == best)
+
+
+def _counts_another_noun(words: Words, i: int, unit: tuple[str, ...]) -> bool:
+    """True when the count stands just before a noun other than the asked unit (`817 tổ chức` when
+    `đảng bộ` is asked), not before a function word (`250 đến 300`) or a break."""
+    j = i + 1
+    if j >= len(words) or words.break_before[j] or is_number(words.lower[j]):
+        return False
+    if tuple(words.folded[j : j + len(unit)]) == unit:
+        return False
+    word = normalize_tone_marks(words.lower[j])
+    return word not in STOPWORDS_VI and words.folded[j] not in STOPWORDS_VI_FOLDED and words.folded[j] not in _APPROXIMATORS
 
 
 _CLAUSE_BREAK = re.compile(r"[.,;:!?…](?=\s|$)|[()\[\]{}\"“”‘’\n\t|–—]|\s-\s")
@@ -425,6 +447,7 @@ def parse_question(question: str) -> Question:
         verb=verb_match.group(1) if verb_match and kind != "en" and verb_match.group(1) != "la" else None,
         own_numbers=own_numbers,
         predicate=_predicate(question, kind),
+        asks_day=any(f" {cue} " in padded for cue in ("ngay nao", "hom nao", "what date", "which day")),
     )
 
 

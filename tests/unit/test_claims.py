@@ -64,3 +64,18 @@ def test_a_qualifier_is_part_of_the_claim() -> None:
     question = parse_question("Hàm lượng calo trong một trái sầu riêng là bao nhiêu?")
     assert states_extractive_value("Một trái sầu riêng có hơn 350 calo [1].", question, quoted)
     assert not states_extractive_value("Một trái sầu riêng có 350 calo [1].", question, quoted)
+
+
+def test_a_count_followed_by_another_noun_counts_something_else() -> None:
+    question = parse_question("Năm 2023 tỉnh có bao nhiêu đảng bộ cơ sở?")
+    sentence = "Đến tháng 9 năm 2023, toàn Đảng bộ tỉnh có 817 tổ chức cơ sở Đảng, trong đó, Đảng bộ cơ sở là 301, chi bộ cơ sở là 516."
+    assert answer_values(question, sentence) == {"301"}
+    assert not states_extractive_value("Năm 2023 tỉnh có 817 tổ chức cơ sở Đảng [1].", question, _quote(sentence))
+
+
+def test_asked_which_day_the_day_is_the_answer_not_a_later_year() -> None:
+    question = parse_question("Đoàn công tác làm việc với Ban Thường vụ Đảng ủy Khối vào ngày nào?")
+    assert question.asks_day and not parse_question("Hội nghị diễn ra khi nào?").asks_day
+    sentence = "Sáng ngày 29/10, Đoàn công tác Tỉnh ủy làm việc với Ban Thường vụ Đảng ủy Khối về nhiệm vụ 9 tháng đầu năm 2014."
+    assert answer_values(question, sentence) == {"29", "10"}
+    assert not states_extractive_value("Đoàn công tác làm việc trong 9 tháng đầu năm 2014 [1].", question, _quote(sentence))
