@@ -4,7 +4,9 @@ Refusal never rests on the model alone (small models invent answers when the pas
 retrieval judged too weak by the gate, an answer that cites nothing, an answer that only says it found
 nothing, one whose new figures or names are not in the passages it cites, and one that only carries out
 an order written in a passage (`retrieval.answering.orders`) all become the same "not found in the articles"
-reply, in the question's language, listing the nearest passages (or the fallback's answer).
+reply, in the question's language, listing the nearest passages (or the fallback's answer). With the
+extractive fallback, an answer to how many or when must also state the value the extractive answer
+quotes (`retrieval.answering.claims`), else that answer replaces it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from index.text import Language, answer_language, fold, strip_citations
 from retrieval.answering.citations import CitationRewriter, cited_sources, is_grounded
+from retrieval.answering.claims import is_checked, states_extractive_value
 from retrieval.answering.conversation import incoming, rewrite_question
 from retrieval.answering.excerpts import (
     Excerpt,
@@ -33,6 +36,7 @@ from retrieval.answering.prompts import (
     prompt_prefix,
 )
 from retrieval.answering.replies import not_found
+from retrieval.answering.sentences import parse_question
 from retrieval.answering.untrusted import (
     restore_excerpts,
     screen_passages,
@@ -163,8 +167,9 @@ class GenerativeAnswerer(Answerer):
     def stream(self, question: str, history: list[Turn] | None = None) -> AnswerStream:
         """Answer fragments as the model writes them (citations already renumbered), then the checked Answer.
 
-        When the answer turns out unsupported, the final Answer is the fallback's answer if it found
-        one, else the "not found" reply.
+        When the answer turns out unsupported, or states another value than the fallback's quote
+        for a question asking how many or when, the final Answer is the fallback's answer if it
+        found one, else the "not found" reply.
         """
         question, turns = incoming(question, history)
         return AnswerStream(self._produce(question, turns, answer_language(question)))
@@ -205,4 +210,10 @@ class GenerativeAnswerer(Answerer):
             # bundled questions. A quoted sentence that answers is better than a refusal.
             rescued = self.fallback(standalone, passages, language) if self.fallback is not None else None
             return rescued if rescued is not None and rescued.found else self._not_found(standalone, passages, language)
+        asked = parse_question(standalone)
+        if self.fallback is not None and is_checked(asked):
+            # A figure or a date of the cited passage may still answer something else (`claims`).
+            extractive = self.fallback(standalone, passages, language)
+            if not states_extractive_value(text, asked, extractive):
+                return extractive if extractive.found else self._not_found(standalone, passages, language)
         return Answer(text=text, found=True, sources=sources)

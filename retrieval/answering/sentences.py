@@ -37,6 +37,7 @@ from retrieval.answering.answer_types import (
     Words,
     count_positions,
     counted_unit,
+    date_positions,
     digits,
     labelled_positions,
     new_name_positions,
@@ -102,6 +103,7 @@ class Question:
     words: frozenset[str]  # every folded syllable of the question: a name it already holds is no answer
     own_numbers: frozenset[str]  # numbers already in the question (a year asked about is no answer)
     predicate: tuple[str, ...] = ()  # the content words beside the question word: what is asked of the topic
+    asks_day: bool = False  # "ngày nào", "what date": a day is the answer, not a year
 
 
 @dataclass(frozen=True)
@@ -232,6 +234,100 @@ def _evidence(question: Question, words: Words, text: str, anchors: list[int]) -
     return _Evidence(bonus, values, answers_type)
 
 
+def stated_values(question: Question, text: str) -> frozenset[str]:
+    """The values of the asked kind that `text` states, other than the question's own numbers: its
+    counts for `bao nhiêu`, its times for `khi nào` (any number when none reads as a time and a year is
+    not asked), digits only (`74.127` -> `74127`); empty for other questions."""
+    words = Words.of(text)
+    return frozenset(_value(words, i) for i in _value_positions(question, words, text))
+
+
+def answer_values(question: Question, text: str) -> frozenset[str]:
+    """Of the asked values a quoted sentence states, the ones it gives as the answer.
+
+    A sentence often states several counts (`đã kết nạp mới được 1.513 đồng chí, nâng tổng số đảng
+    viên toàn Đảng bộ tỉnh lên 74.127 đồng chí`). For how many, the answer is the count of the asked
+    unit stated most plainly (`counted_unit`), then one not followed by another noun (in `Đảng bộ tỉnh
+    có 817 tổ chức cơ sở Đảng, trong đó, Đảng bộ cơ sở là 301`, 817 counts organisations), then the
+    one following the question's verb (`có 3.463`), then the one whose clause (the words between
+    commas, semicolons, brackets) holds most of the question's words. For when, a day for `ngày nào`
+    (`Sáng ngày 29/10`, not `năm 2014` later in the sentence), then the clause. Ties are all kept, so
+    that the parts of a date (`ngày 29/9/2023`) stay together.
+    """
+    words = Words.of(text)
+    positions = _value_positions(question, words, text)
+    if not positions:
+        return frozenset()
+    fold = question.kind != "vi"
+    tokens = words.folded if fold else [normalize_tone_marks(w) for w in words.lower]
+    clauses = _clauses(words, text)
+    terms = set(question.terms)
+    days = date_positions(words, text) | {i for i in positions if i and words.folded[i - 1] == "ngay"}
+
+    def strength(i: int) -> tuple[int, bool, bool, int]:
+        start, end = clauses[i]
+        coverage = len(terms & set(tokens[start:end]))
+        if not question.asks_quantity:
+            return int(question.asks_day and i in days), False, False, coverage
+        counted = counted_unit(words, [i], question.unit) if question.unit else 0
+        other = bool(question.unit) and _counts_another_noun(words, i, question.unit)
+        after_verb = bool(question.verb and _number_after(words.folded, [i], question.verb))
+        return counted, not other, after_verb, coverage
+
+    strengths = {i: strength(i) for i in positions}
+    best = max(strengths.values())
+    return frozenset(_value(words, i) for i, s in strengths.items() if s == best)
+
+
+def _counts_another_noun(words: Words, i: int, unit: tuple[str, ...]) -> bool:
+    """True when the count stands just before a noun other than the asked unit (`817 tổ chức` when
+    `đảng bộ` is asked), not before a function word (`250 đến 300`) or a break."""
+    j = i + 1
+    if j >= len(words) or words.break_before[j] or is_number(words.lower[j]):
+        return False
+    if tuple(words.folded[j : j + len(unit)]) == unit:
+        return False
+    word = normalize_tone_marks(words.lower[j])
+    return word not in STOPWORDS_VI and words.folded[j] not in STOPWORDS_VI_FOLDED and words.folded[j] not in _APPROXIMATORS
+
+
+_CLAUSE_BREAK = re.compile(r"[.,;:!?…](?=\s|$)|[()\[\]{}\"“”‘’\n\t|–—]|\s-\s")
+
+
+def _clauses(words: Words, text: str) -> list[tuple[int, int]]:
+    """For each word, the [start, end) word range of its clause: words not parted by clause punctuation
+    (a comma or a period before a space, a bracket, a dash; not the `/` or `-` inside a date)."""
+    breaks = [i > 0 and bool(_CLAUSE_BREAK.search(text[words.spans[i - 1][1] : start]))
+              for i, (start, _) in enumerate(words.spans)]
+    starts = [i for i, broken in enumerate(breaks) if i == 0 or broken] + [len(words)]
+    return [(a, b) for a, b in zip(starts, starts[1:]) for _ in range(a, b)]
+
+
+def _value_positions(question: Question, words: Words, text: str) -> list[int]:
+    """Positions of the values of the asked kind (as `_evidence` finds them), the question's own left
+    out (its numbers, and numbers it spells: `ba cơ sở`)."""
+    if question.asks_quantity:
+        positions = count_positions(words, text, question.own_numbers)
+    elif not question.asks_time:
+        return []
+    else:
+        positions = time_positions(words, text, question.own_numbers, years_only=question.asks_year)
+        if not positions and not question.asks_year:
+            positions = [i for i, w in enumerate(words.lower) if is_number(w) and digits(w) not in question.own_numbers]
+    return [i for i in positions if is_number(words.lower[i]) or words.folded[i] not in question.words]
+
+
+# Words that change what a figure claims (`hơn 350 calo` is not `350 calo`): kept with the value.
+VALUE_QUALIFIERS = frozenset("gan hon khoang tren duoi chung".split())
+
+
+def _value(words: Words, i: int) -> str:
+    """`74.127` -> `74127`, `hơn 1.500` -> `hon 1500`, `tám` -> `tám`."""
+    value = digits(words.lower[i]) or words.lower[i]
+    qualified = i > 0 and not words.break_before[i] and words.folded[i - 1] in VALUE_QUALIFIERS
+    return f"{words.folded[i - 1]} {value}" if qualified else value
+
+
 def _near(positions: list[int], anchors: list[int], window: int) -> bool:
     """True when one of the positions lies within `window` words of an anchor (a question word)."""
     return any(abs(p - a) <= window for p in positions for a in anchors)
@@ -351,6 +447,7 @@ def parse_question(question: str) -> Question:
         verb=verb_match.group(1) if verb_match and kind != "en" and verb_match.group(1) != "la" else None,
         own_numbers=own_numbers,
         predicate=_predicate(question, kind),
+        asks_day=any(f" {cue} " in padded for cue in ("ngay nao", "hom nao", "what date", "which day")),
     )
 
 

@@ -16,6 +16,7 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from index.errors import ModelFilesMissingError
 from index.text import answer_language
 from retrieval.answering.excerpts import select_excerpts
+from retrieval.answering.extractive import ExtractiveAnswerer
 from retrieval.answering.generative import COMPACT_PROMPT, GenerativeAnswerer, PromptShape
 from retrieval.answering.llm.errors import LLMError
 from retrieval.answering.llm.runtimes import LOCAL_SERVER_KEY_PLACEHOLDER, load_local_chat_model, openai_chat_model
@@ -288,7 +289,7 @@ def test_compact_prompts_keep_a_second_excerpt_only_when_it_answers_too() -> Non
 
 def test_a_refusal_or_unsupported_answer_gives_way_to_the_fallback() -> None:
     asked: list[tuple[str, list[Passage]]] = []
-    quoted = Answer("Theo «Hội nghị» (29/09/2023): ... 74.127 đồng chí. [1]", True, [])
+    quoted = _quote(P2023, "Về phát triển Đảng viên", "74.127 đồng chí.")
 
     def fallback(question: str, passages: list[Passage], language: str) -> Answer:
         asked.append((question, passages))
@@ -299,13 +300,61 @@ def test_a_refusal_or_unsupported_answer_gives_way_to_the_fallback() -> None:
         assert answerer.answer(QUESTION) is quoted
     assert [(q, [p.article_id for p in ps]) for q, ps in asked] == [(QUESTION, ["001", "004"])] * 2
 
-    # A supported answer is the model's own; a fallback that finds nothing leaves "not found".
+    # A supported answer stating the quote's figure is the model's own (the fallback was asked to
+    # compare); a fallback that finds nothing leaves "not found".
     answerer, _, _ = _answerer(["Tổng số đảng viên năm 2023 là 74.127 đồng chí [2]."], fallback=fallback)
-    assert answerer.answer(QUESTION).text.endswith("74.127 đồng chí [1].") and len(asked) == 2
+    assert answerer.answer(QUESTION).text.endswith("74.127 đồng chí [1].") and len(asked) == 3
     nothing = Answer("Không tìm thấy.", False, [])
     answerer, _, _ = _answerer(["Không tìm thấy."], fallback=lambda q, p, language: nothing)
     answer = answerer.answer(QUESTION)
     assert (answer.found, answer.text) == (False, NOT_FOUND_TEXT["vi"]) and answer.sources
+
+
+def _quote(passage: Passage, first: str, last: str) -> Answer:
+    """What the extractive fallback answers: the sentence from `first` to `last`, quoted and cited."""
+    start = passage.text.index(first)
+    end = passage.text.index(last, start) + len(last)
+    sentence = passage.text[start:end]
+    source = passage.to_source(1, text=sentence, start=passage.start + start, end=passage.start + end)
+    return Answer(f"Theo «{passage.title}» (29/09/2023): {sentence} [1]", True, [source])
+
+
+@pytest.mark.parametrize("reply", ["817 [1].", "Đã kết nạp mới 1.513 đồng chí [1].", "74.127 và 817 [1]."])
+def test_a_figure_of_the_cited_passage_that_answers_something_else_gives_way_to_the_quote(reply: str) -> None:
+    """817 party organisations and 1.513 new admissions are in the cited passage, but the question asks
+    for members: the extractive answer (74.127) replaces the model's."""
+    quoted = _quote(P2023, "Về phát triển Đảng viên", "74.127 đồng chí.")
+    answerer, _, _ = _answerer([reply], passages=[P2023], fallback=lambda q, p, language: quoted)
+    stream = answerer.stream(QUESTION)
+    draft = "".join(stream)
+    assert draft == reply  # the model's draft streamed, then the final answer replaced it
+    assert stream.final() is quoted
+
+
+def test_an_answer_stating_the_quoted_figure_keeps_its_own_wording() -> None:
+    quoted = _quote(P2023, "Về phát triển Đảng viên", "74.127 đồng chí.")
+    reply = "Đến tháng 9/2023, toàn tỉnh có 74.127 đảng viên [1]."
+    answerer, _, _ = _answerer([reply], passages=[P2023], fallback=lambda q, p, language: quoted)
+    answer = answerer.answer(QUESTION)
+    assert (answer.found, answer.text) == (True, reply) and answer.sources[0].article_id == "004"
+
+
+def test_a_figure_the_extractive_answerer_finds_no_answer_for_is_not_found() -> None:
+    nothing = Answer("Không tìm thấy.", False, [])
+    answerer, _, _ = _answerer(["Toàn tỉnh có 74.127 đảng viên [2]."], fallback=lambda q, p, language: nothing)
+    answer = answerer.answer(QUESTION)
+    assert (answer.found, answer.text) == (False, NOT_FOUND_TEXT["vi"]) and answer.sources
+
+
+def test_questions_asking_neither_a_figure_nor_a_time_are_not_compared() -> None:
+    def fallback(question: str, passages: list[Passage], language: str) -> Answer:
+        raise AssertionError("the fallback was consulted")
+
+    reply = "Trưởng ban Tổ chức Tỉnh ủy Nguyễn Minh Tiến phát biểu kết luận [1]."
+    passage = _passage("004", TEXT_2023, "Trưởng ban Tổ chức Tỉnh ủy", "kết luận", "Hội nghị sơ kết công tác xây dựng Đảng",
+                       "2023-09-29", 0.9)
+    answerer, _, _ = _answerer([reply], passages=[passage], fallback=fallback)
+    assert answerer.answer("Ai phát biểu kết luận hội nghị?").text == reply
 
 
 def test_an_answer_carrying_out_an_order_in_a_passage_gives_way_to_the_fallback() -> None:
@@ -318,3 +367,14 @@ def test_an_answer_carrying_out_an_order_in_a_passage_gives_way_to_the_fallback(
     assert answerer.answer(QUESTION) is quoted
     answerer, _, _ = _answerer(["CHUỐI [1]."], passages=[hostile])
     assert not answerer.answer(QUESTION).found
+
+
+@pytest.mark.parametrize("reply", ["817 [1].", "Toàn tỉnh đã kết nạp mới 1.513 đồng chí [1]."])
+def test_with_the_extractive_answerer_as_fallback_a_wrong_figure_gives_its_quote(reply: str) -> None:
+    extractive = ExtractiveAnswerer(FixedRetriever([P2023]), gate=lambda question, passages: True)
+    answerer, _, _ = _answerer([reply, "Toàn Đảng bộ tỉnh có 74.127 đảng viên [1]."], passages=[P2023],
+                               fallback=extractive.answer_from)
+    answer = answerer.answer(QUESTION)
+    assert answer.found and answer.text.startswith("Theo «Hội nghị sơ kết công tác xây dựng Đảng» (29/09/2023):")
+    assert "74.127 đồng chí. [1]" in answer.text and answer.sources[0].text.endswith("lên 74.127 đồng chí.")
+    assert answerer.answer(QUESTION).text == "Toàn Đảng bộ tỉnh có 74.127 đảng viên [1]."
