@@ -11,6 +11,7 @@ import queue
 import sys
 import threading
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 from rich.console import Console
@@ -111,8 +112,9 @@ class BackgroundAnswers:
                 if kind == self._FINAL:
                     return
         except KeyboardInterrupt:
-            cancelled.set()
             raise AnswerCancelled from None
+        finally:  # Ctrl-C here, or in the caller while it printed a fragment (the stream is closed): stop
+            cancelled.set()
 
     def _produce(self, question: str, history: list[Turn], events: queue.Queue, cancelled: threading.Event) -> None:
         try:
@@ -149,16 +151,17 @@ def _show(answers: BackgroundAnswers, question: str, history: list[Turn], consol
     streamed: list[str] = []
     final: Answer | None = None
     try:
-        for item in answers.stream(question, history):
-            if isinstance(item, Answer):
-                final = item
-            else:
-                streamed.append(item)
-                console.print(escape(item), end="", highlight=False, soft_wrap=True)
-    except AnswerCancelled:
+        with closing(answers.stream(question, history)) as stream:
+            for item in stream:
+                if isinstance(item, Answer):
+                    final = item
+                else:
+                    streamed.append(item)
+                    console.print(escape(item), end="", highlight=False, soft_wrap=True)
+    except (AnswerCancelled, KeyboardInterrupt):  # Ctrl-C while waiting for a fragment, or printing one
         if streamed:
             console.print()
-        raise
+        raise AnswerCancelled from None
     assert final is not None
     text = "".join(streamed).strip()
     if text:
