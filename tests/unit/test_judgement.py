@@ -40,7 +40,7 @@ class StubEmbedder:
     def embed_queries(self, texts: list[str]) -> np.ndarray:
         return np.ones((len(texts), 2), dtype=np.float32) / np.sqrt(2)
 
-    embed_passages = embed_queries
+    embed_sentences = embed_queries
 
 
 def test_the_shipped_model_loads_and_names_its_data() -> None:
