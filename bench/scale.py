@@ -97,8 +97,11 @@ def run_size(n_chunks: int, kinds: list[str], settings: Settings, embedder, quer
             started = time.perf_counter()
             lexical = LexicalIndex.from_store(store)
             print(f"  BM25 over {len(lexical):,} chunks built in {time.perf_counter() - started:.1f}s")
-        retriever = HybridRetriever(store, embedder, lexical)  # as bot.wiring.build_retriever builds it
-        answerer = build_answerer(settings, retriever, CorpusGate(lexical.idf, embedder), "extractive")
+        # A fresh embedder per pass: its sentence memo holds only this pass's sentences (the synthetic
+        # chunks reuse the real sentences, which an earlier pass would have embedded already).
+        reader = build_embedder(settings)
+        retriever = HybridRetriever(store, reader, lexical)  # as bot.wiring.build_retriever builds it
+        answerer = build_answerer(settings, retriever, CorpusGate(lexical.idf, reader), "extractive")
         rows = range(len(query_vectors))
         vector_ms, hits = timed(lambda i: store.search(query_vectors[i:i + 1], DEPTH)[0], list(rows))
         top10 = [{c for c, _ in h[:10]} for h in hits]
@@ -121,7 +124,7 @@ def run_size(n_chunks: int, kinds: list[str], settings: Settings, embedder, quer
                 recall = np.mean([len({c for c, _ in h} & e) / len(e) for h, e in zip(hits, exact)])
                 print(f"  {'':>9} hnsw efSearch {ef:>3}: recall@10 vs flat {recall:.3f}, vector top-10 {p(ms)}")
         store.close()
-        del store, retriever, answerer
+        del store, retriever, answerer, reader
         gc.collect()
 
 

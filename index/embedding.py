@@ -65,6 +65,13 @@ def _read_json_list(path: Path) -> list[dict]:
 # Questions whose vectors the embedder remembers: a question is embedded by the retriever, then by the
 # answer judgement (and the English sentence reading) within the same answer.
 _REMEMBERED_QUERIES = 8
+# Sentences whose vectors the embedder remembers (`embed_sentences`), the most recently used kept.
+# The answer judgement embeds each question's best sentences and the English reader its candidate
+# sentences; questions about the same articles meet the same sentences again (on the bundled set, 74 of
+# the 120 best sentences of 40 questions had been embedded for an earlier question), and with the index's
+# own model as the English reader both embed the same sentences for one question. 1,024 vectors of 384
+# floats are 1.5 MB.
+_REMEMBERED_SENTENCES = 1024
 
 
 def passive_openmp_waits() -> None:
@@ -93,7 +100,8 @@ class Embedder:
         self.batch_size = batch_size
         self.cache_dir = cache_dir
         self._queries: dict[str, np.ndarray] = {}  # the last questions' vectors, oldest first
-        self._queries_lock = threading.Lock()  # the bot answers from several worker threads
+        self._sentences: dict[str, np.ndarray] = {}  # the last sentences' vectors, least recently used first
+        self._memo_lock = threading.Lock()  # both memos: the bot answers from several worker threads
         marker = read_json(folder / MARKER)
         cache_file = cache_dir / HASH_CACHE if cache_dir else None
         if marker:  # a provisioned folder: its files must still be the ones assembled (a cached hash keeps this fast)
@@ -182,11 +190,11 @@ class Embedder:
         """
         if len(texts) != 1:
             return self._encode(texts, "query")
-        with self._queries_lock:
+        with self._memo_lock:
             remembered = self._queries.get(texts[0])
         if remembered is None:
             remembered = self._encode(texts, "query")
-            with self._queries_lock:
+            with self._memo_lock:
                 self._queries[texts[0]] = remembered
                 while len(self._queries) > _REMEMBERED_QUERIES:
                     self._queries.pop(next(iter(self._queries)))
@@ -197,6 +205,29 @@ class Embedder:
         if not texts:
             return np.zeros((0, self.identity.dim), dtype=np.float32)
         return self._encode(texts, "document")
+
+    def embed_sentences(self, texts: list[str]) -> np.ndarray:
+        """`embed_passages` for the sentences read at question time, their vectors remembered.
+
+        The last `_REMEMBERED_SENTENCES` texts are kept, the most recently used first to stay: only texts
+        not met recently are encoded, each once however often it is given. Indexing calls
+        `embed_passages`, which remembers nothing (its chunks are met once, and the indexer has its own cache).
+        """
+        if not texts:
+            return np.zeros((0, self.identity.dim), dtype=np.float32)
+        distinct = list(dict.fromkeys(texts))
+        with self._memo_lock:
+            known = {t: self._sentences.pop(t) for t in distinct if t in self._sentences}
+            self._sentences.update(known)  # moved to the recent end
+        missing = [t for t in distinct if t not in known]
+        if missing:
+            fresh = dict(zip(missing, self._encode(missing, "document")))
+            known.update(fresh)
+            with self._memo_lock:
+                self._sentences.update((t, v.copy()) for t, v in fresh.items())
+                for _ in range(len(self._sentences) - _REMEMBERED_SENTENCES):
+                    self._sentences.pop(next(iter(self._sentences)))
+        return np.stack([known[t] for t in texts])
 
 
 def resolve_model_folder(name_or_path: str, models_dir: Path) -> Path:

@@ -65,7 +65,7 @@ class MeaningReader:
         chosen = {id(s) for s in candidates}
         others = [s for s in ranked if id(s) not in chosen]
         vector = self.embedder.embed_queries([question])[0]
-        similarities = self.embedder.embed_passages([s.text for s in candidates]) @ vector
+        similarities = self.embedder.embed_sentences([s.text for s in candidates]) @ vector
         return with_similarity(candidates + others, [float(v) for v in similarities], self.weight)
 
     def rank(self, question: str, passage: Passage) -> list[tuple[int, int, float]]:

@@ -147,7 +147,9 @@ class SentenceEmbedder(Protocol):
 
     def embed_queries(self, texts: list[str]) -> np.ndarray: ...
 
-    def embed_passages(self, texts: list[str]) -> np.ndarray: ...
+    def embed_sentences(self, texts: list[str]) -> np.ndarray:
+        """Sentences as passages (the document prompt), read at question time: may be remembered."""
+        ...
 
 
 # The best sentences whose dense similarity to the question is measured (one batch per question).
@@ -156,9 +158,11 @@ SENTENCES_EMBEDDED = 3
 
 def answerability_features(question: str, passages: Sequence[Passage], *, idf: Idf | None = None,
                            embedder: SentenceEmbedder | None = None, parsed: Question | None = None,
-                           ranked: Sequence[ScoredSentence] | None = None) -> tuple[dict[str, float], Support]:
-    """Every feature a judgement model may use, measured on the question and its retrieved passages."""
-    measured = support(question, passages, idf=idf)
+                           ranked: Sequence[ScoredSentence] | None = None,
+                           measured: Support | None = None) -> tuple[dict[str, float], Support]:
+    """Every feature a judgement model may use, measured on the question and its retrieved passages
+    (`measured`: the gate's measurements of the same, when already taken)."""
+    measured = support(question, passages, idf=idf) if measured is None else measured
     parsed = parsed or parse_question(question)
     if ranked is None:
         ranked = score_sentences(parsed, passages) if passages else []
@@ -189,7 +193,7 @@ def answerability_features(question: str, passages: Sequence[Passage], *, idf: I
     similarities = [0.0]
     if embedder is not None and ranked:
         vector = embedder.embed_queries([question])[0]
-        sentences = embedder.embed_passages([r.text for r in ranked[:SENTENCES_EMBEDDED]])
+        sentences = embedder.embed_sentences([r.text for r in ranked[:SENTENCES_EMBEDDED]])
         similarities = [float(v @ vector) for v in sentences]
     values = {
         "sentence_dense_best": similarities[0], "sentence_dense_max": max(similarities),
@@ -322,13 +326,19 @@ class CorpusGate:
             raise ValueError("this judgement model reads sentence similarities: give the gate the embedder")
 
     def judge(self, question: str, passages: Sequence[Passage], *, parsed: Question | None = None,
-              ranked: Sequence[ScoredSentence] | None = None) -> Judgement:
+              ranked: Sequence[ScoredSentence] | None = None, measured: Support | None = None) -> Judgement:
         values, measured = answerability_features(question, passages, idf=self.idf, embedder=self.embedder,
-                                                  parsed=parsed, ranked=ranked)
+                                                  parsed=parsed, ranked=ranked, measured=measured)
         probability = self.model.probability(values)
         vetoed = not passages or measured.refuted
         threshold = self.model.threshold_for(measured.kind) if self.threshold is None else self.threshold
         return Judgement(not vetoed and probability >= threshold, probability, values, measured)
 
     def __call__(self, question: str, passages: Sequence[Passage]) -> bool:
-        return self.judge(question, passages).supported
+        """`judge(...).supported`, without the model when a hard rule already refuses: its features cost
+        a sentence embedding (on the bundled index with XQuAD-vi questions about other articles, 28 of
+        100 questions were refused so)."""
+        if not passages:
+            return False
+        measured = support(question, passages, idf=self.idf)
+        return not measured.refuted and self.judge(question, passages, measured=measured).supported

@@ -58,6 +58,9 @@ class HashingEmbedder:
     def embed_passages(self, texts: list[str], progress: bool = False) -> np.ndarray:
         return self.embed_queries(texts)
 
+    def embed_sentences(self, texts: list[str]) -> np.ndarray:
+        return self.embed_queries(texts)
+
 
 class FakeStore:
     """Implements the part of `IndexStore` retrieval reads, over in-memory articles and exact search."""

@@ -40,7 +40,7 @@ class StubEmbedder:
     def embed_queries(self, texts: list[str]) -> np.ndarray:
         return np.ones((len(texts), 2), dtype=np.float32) / np.sqrt(2)
 
-    embed_passages = embed_queries
+    embed_sentences = embed_queries
 
 
 def test_the_shipped_model_loads_and_names_its_data() -> None:
@@ -133,3 +133,30 @@ def test_features_measure_the_rarer_words_of_the_question() -> None:
     assert set(FEATURES) <= set(here)
     unseen, _ = answerability_features("Giá xổ số kiến thiết?", [_passage(MEMBERS_2023)], idf=lambda t: 0.0)
     assert unseen["unseen_share"] == 1.0
+
+
+class CountingStubEmbedder(StubEmbedder):
+    """StubEmbedder that counts the sentences it is asked to embed."""
+
+    def __init__(self) -> None:
+        self.sentences = 0
+
+    def embed_sentences(self, texts: list[str]) -> np.ndarray:
+        self.sentences += len(texts)
+        return self.embed_queries(texts)
+
+
+def test_the_gate_embeds_no_sentence_when_a_hard_rule_already_refuses() -> None:
+    embedder = CountingStubEmbedder()
+    gate = CorpusGate(None, embedder)  # the shipped model reads sentence similarities
+    assert DENSE_FEATURES & set(gate.model.features)
+    elsewhere = "Tổng số đảng viên của tỉnh Bình Dương là bao nhiêu?"  # its province is in no passage
+    assert gate.judge(elsewhere, [_passage(MEMBERS_2023)]).measured.refuted
+    embedder.sentences = 0
+    assert not gate(elsewhere, [_passage(MEMBERS_2023)]) and not gate(elsewhere, [])
+    assert embedder.sentences == 0
+    # Otherwise the call is the judgement, sentence similarities included.
+    asked = "Tổng số đảng viên toàn Đảng bộ tỉnh năm 2023 là bao nhiêu?"
+    judged = gate.judge(asked, [_passage(MEMBERS_2023)])
+    assert not judged.measured.refuted and embedder.sentences == 1
+    assert gate(asked, [_passage(MEMBERS_2023)]) == judged.supported and embedder.sentences == 2
