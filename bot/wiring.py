@@ -85,19 +85,18 @@ def english_reader(settings: Settings, embedder: Embedder | None) -> MeaningRead
 
     try:
         folder = resolve_english_model(settings.english_model, settings.models_dir)
-    except ModelFilesMissingError as missing:
+        if folder is not None:
+            with _ENGLISH_LOCK:
+                if folder not in _ENGLISH_EMBEDDERS:  # checks the files against their marker (damage)
+                    # bf16: the same choices as fp32 at about three times the speed on these CPUs (MODELS.md).
+                    _ENGLISH_EMBEDDERS[folder] = Embedder(folder, name=settings.english_model, precision="bf16",
+                                                          backend="torch", cache_dir=settings.models_dir)
+                return MeaningReader(_ENGLISH_EMBEDDERS[folder])
+    except ModelFilesMissingError as missing:  # also damaged: Vietnamese answers must not depend on it
         if settings.english_model != ENGLISH_MODEL:
-            raise
+            raise  # a folder the user named: say so rather than read English otherwise
         log.warning("%s English questions are read with %s meanwhile.", missing, settings.embedding_model)
-        folder = None
-    if folder is None:
-        return MeaningReader(embedder, weight=INDEX_MODEL_WEIGHT) if embedder is not None else None
-    with _ENGLISH_LOCK:
-        if folder not in _ENGLISH_EMBEDDERS:
-            # bf16: the same choices as fp32 at about three times the speed on these CPUs (MODELS.md).
-            _ENGLISH_EMBEDDERS[folder] = Embedder(folder, name=settings.english_model, precision="bf16",
-                                                  backend="torch", cache_dir=settings.models_dir)
-        return MeaningReader(_ENGLISH_EMBEDDERS[folder])
+    return MeaningReader(embedder, weight=INDEX_MODEL_WEIGHT) if embedder is not None else None
 
 
 def chunk_settings(settings: Settings) -> ChunkSettings:

@@ -471,3 +471,37 @@ def test_resolve_english_model(tmp_path: Path) -> None:
         english.resolve_english_model(str(tmp_path), tmp_path)
     (tmp_path / "config.json").write_text("{}")
     assert english.resolve_english_model(str(tmp_path), tmp_path) == tmp_path
+
+
+def test_a_missing_or_damaged_english_reader_falls_back_to_the_index_model_with_a_warning(
+    tmp_path: Path, split_reader, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.settings import Settings
+    from bot.wiring import english_reader
+    from retrieval.answering.crosslingual import INDEX_MODEL_WEIGHT
+
+    index_model = object()  # the reader only keeps it
+    settings = Settings(_env_file=None, models_dir=tmp_path)
+    reader = english_reader(settings, index_model)
+    assert reader.embedder is index_model and reader.weight == INDEX_MODEL_WEIGHT
+    assert "not provisioned" in caplog.text and "hoidap models fetch" in caplog.text
+
+    spec, index = split_reader
+    monkeypatch.setattr(english, "EMBEDDING_GEMMA", spec)
+    folder = english.fetch_english_model(tmp_path, download=index, spec=spec)
+    weights = folder / "model.safetensors"
+    weights.write_bytes(b"X" * weights.stat().st_size)  # same size, other bytes
+    os.utime(weights, (1, 1))  # and another mtime, as an edit would leave
+    caplog.clear()
+    reader = english_reader(settings, index_model)
+    assert reader.embedder is index_model
+    assert "is damaged" in caplog.text and "SHA-256 differs" in caplog.text
+
+
+def test_an_english_reader_folder_the_user_named_must_exist(tmp_path: Path) -> None:
+    from bot.settings import Settings
+    from bot.wiring import english_reader
+
+    settings = Settings(_env_file=None, models_dir=tmp_path, english_model=str(tmp_path / "nowhere"))
+    with pytest.raises(ModelFilesMissingError, match="HOIDAP_ENGLISH_MODEL"):
+        english_reader(settings, object())
