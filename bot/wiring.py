@@ -424,17 +424,21 @@ def build_components(settings: Settings, *, answerer: str | None = None, index_d
 
         store = PostgresStore.open(url, model=embedder.identity, hnsw=hnsw_settings(settings))
         lexical, idf = None, store.idf
-        retriever: Retriever = SqlHybridRetriever(store, embedder)
+        sql = SqlHybridRetriever(store, embedder)
+        retriever: Retriever = sql
+        restorer = sql.restorer
         if filters:
             retriever = FilteredRetriever(retriever, filters)
     else:
         store = IndexStore.open(index_dir or settings.index_dir, model=embedder.identity)
         lexical = open_lexical_index(store)
         retriever, idf = build_retriever(store, embedder, lexical, filters), lexical.idf
+        restorer = lexical.restorer
     if wrap_retriever is not None:
         retriever = wrap_retriever(retriever)
     name = (answerer or choose_answerer(settings)).strip().lower()
-    built = build_answerer(settings, retriever, CorpusGate(idf, embedder), name)
+    gate = CorpusGate(idf, embedder, known_pair=restorer.has_pair if restorer is not None else None)
+    built = build_answerer(settings, retriever, gate, name)
     return Components(settings, embedder, store, lexical, retriever, built, name)
 
 

@@ -234,6 +234,21 @@ def content_tokens(text: str, *, fold: bool) -> list[str]:
     return [t for t in tokenize(text, fold=fold, number_variants=False) if t not in dropped]
 
 
+def content_pairs(text: str, *, fold: bool) -> list[tuple[str, str]]:
+    """Adjacent content syllables of `text` within punctuation-free runs, returned accent-folded: the
+    word-like pairs a question is about (`thủ đô` and `nước pháp` in "Thủ đô của nước Pháp là gì?";
+    `của` and `là gì` pair with nothing). Function words are told apart as `content_tokens` does: with
+    `fold` (text typed without accents) by their folded spelling, so `do` is one, as in `do đâu`.
+    Numbers are left out (names and numbers have their own checks)."""
+    dropped = STOPWORDS_VI_FOLDED | QUESTION_WORDS_FOLDED if fold else STOPWORDS_VI | QUESTION_WORDS_VI | QUESTION_WORDS_FOLDED
+    pairs: list[tuple[str, str]] = []
+    for piece in _RUN_BREAK_RE.split(text):
+        run = tokenize(piece, fold=fold, number_variants=False)
+        pairs.extend((fold_diacritics(a), fold_diacritics(b)) for a, b in zip(run, run[1:])
+                     if a not in dropped and b not in dropped and not is_number(a) and not is_number(b))
+    return pairs
+
+
 # Function words of both languages once folded, for telling what an answer adds to its question.
 _FUNCTION_WORDS_FOLDED = STOPWORDS_VI_FOLDED | QUESTION_WORDS_FOLDED
 

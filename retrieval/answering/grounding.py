@@ -16,12 +16,19 @@ that `tỉnh`, `năm` or `kết quả`, found in almost every chunk, say little,
 which the corpus never uses, weigh the most (a word unknown to the corpus cannot be supported by it).
 Without corpus statistics every word weighs the same.
 
-Three further rules refuse what coverage alone lets through:
+Four further rules refuse what coverage alone lets through:
 - names and numbers of the question must be in the passage that answers (its title, outlet and date
   count as part of it: `Quảng Ngãi` is only in one article's outlet, `2023` only in another's date);
   each one missing costs support, and most of them missing from every passage refutes it;
 - the question's *focus*, its rarest content word that the corpus uses, must be in the passage for a
   high dense similarity to make up for a low lexical share;
+- a Vietnamese question none of whose word-like pairs (`index.text.content_pairs`, at least
+  `MIN_UNHEARD_PAIRS` of them) the corpus ever has side by side is not about these articles, whatever
+  single syllables it shares with them: typed in lower case, "thủ đô của nước pháp là gì" names
+  nothing, and its syllables are all in party news (thủ trưởng, đô thị, Nhà nước, pháp luật), but
+  `thủ đô` and `nước pháp` nowhere. (Without accents, `do` may be the function word `do`, so "thu do
+  cua nuoc phap la gi" has one sure pair, too few: one refutes answerable questions naming a single
+  unknown name.)
 - a question about the reader's present (`hôm nay`, `hiện nay`, `bây giờ`, `today`, `current`) cannot be
   answered by dated articles unless the passage itself speaks of the present.
 
@@ -43,6 +50,7 @@ from index.text import (
     STOPWORDS_EN,
     STOPWORDS_VI,
     QueryKind,
+    content_pairs,
     content_tokens,
     detect_query_kind,
     fold_diacritics,
@@ -54,6 +62,8 @@ from retrieval.types import Passage
 
 Idf = Callable[[str], float]
 """Inverse document frequency of a folded token in the indexed corpus; 0 for a token it never uses."""
+KnownPair = Callable[[str, str], bool]
+"""Whether the indexed corpus has two (folded) syllables side by side (`DiacriticRestorer.has_pair`)."""
 
 LEXICAL_THRESHOLDS: dict[QueryKind, float] = {"vi": 0.4, "vi_plain": 0.45}
 DENSE_THRESHOLD = 0.75
@@ -73,6 +83,12 @@ MISSING_FOCUS_PENALTY = 0.0
 # Tuning set (`unanswerable/`, held out): 0.25 refuses 0.5 % more answerable questions (0 % without
 # diacritics) and 0.3-2 points more off-topic ones; 0.3 costs 1.2 % of the answerable.
 MIN_LEXICAL = 0.25
+# A question with at least this many word-like pairs, none of which the corpus ever has, is refuted.
+# Measured (`eval/README.md`): 2 refutes no answerable question of the tuning set (ViNewsQA dev: 2,497
+# accented, 2,488 typed without accents, 409 of `unanswerable/`), 1 of XQuAD-vi's 300 (a paraphrase) and
+# 50 of 60 general-knowledge questions over the bundled articles (20, each accented, in lower case and
+# without accents); 1 refutes 16 + 9 answerable ones (a lone unknown name: `người Hijras`).
+MIN_UNHEARD_PAIRS = 2
 
 # Words that place a question at the reader's present (folded; the English ones as typed).
 _PRESENT_VI = ("hom nay", "hien nay", "hien tai", "bay gio", "hom qua", "ngay mai", "tuan nay", "thang nay", "nam nay")
@@ -95,7 +111,8 @@ class Support:
     supported: bool
     missing_focus: bool = False  # the best passage lacks the question's rarest content word
     present_time: bool = False  # the question asks about the present and no passage speaks of it
-    refuted: bool = False  # no passages, most names and numbers found nowhere, or the present asked for
+    unheard: bool = False  # none of the question's word-like pairs is ever said in the corpus
+    refuted: bool = False  # no passages, most names and numbers found nowhere, the present asked for, or unheard
 
 
 def question_terms(question: str, *, fold: bool) -> list[str]:
@@ -175,14 +192,15 @@ def _common_word(token: str) -> bool:
     )
 
 
-def support(question: str, passages: Sequence[Passage], *, idf: Idf | None = None,
+def support(question: str, passages: Sequence[Passage], *, idf: Idf | None = None, known_pair: KnownPair | None = None,
             dense_threshold: float = DENSE_THRESHOLD, corroborating_dense: float = CORROBORATING_DENSE) -> Support:
     """Measure the support the first few passages give the question, and decide.
 
     Lexical coverage is that of the best single passage, weighted by `idf` when given, less a penalty
     for each name or number of the question that passage lacks; the names of a question comparing two
     years may still be spread over two passages, but most of them missing from all refutes it.
-    `dense_threshold` and `corroborating_dense` are specific to the embedding model (the defaults are
+    `known_pair` (the corpus's side-by-side syllables) refutes a question none of whose pairs it has;
+    without it that rule is off. `dense_threshold` and `corroborating_dense` are specific to the embedding model (the defaults are
     multilingual-e5-small's).
     """
     kind = detect_query_kind(question)
@@ -218,7 +236,8 @@ def support(question: str, passages: Sequence[Passage], *, idf: Idf | None = Non
     dense = max(dense_values) if dense_values else None
     present_time = asks_present(question) and not any(speaks_of_present(p.text) for p in considered)
     scattered = kind != "en" and max(lexical, 0.0) < MIN_LEXICAL
-    refuted = not passages or 2 * len(missing) > len(required) or present_time or scattered
+    unheard = kind != "en" and known_pair is not None and _unheard(question, known_pair, fold=fold)
+    refuted = not passages or 2 * len(missing) > len(required) or present_time or scattered or unheard
     if refuted:
         supported = False
     elif kind == "en":
@@ -227,13 +246,19 @@ def support(question: str, passages: Sequence[Passage], *, idf: Idf | None = Non
         corroborated = not absent_from_best and not missing_focus and dense is not None and dense >= corroborating_dense
         supported = lexical >= LEXICAL_THRESHOLDS[kind] or (corroborated and lexical >= CORROBORATED_LEXICAL)
     return Support(kind, coverage, pair_coverage, max(lexical, 0.0), dense, missing, supported,
-                   missing_focus, present_time, refuted)
+                   missing_focus, present_time, unheard, refuted)
+
+
+def _unheard(question: str, known_pair: KnownPair, *, fold: bool) -> bool:
+    pairs = list(dict.fromkeys(content_pairs(question, fold=fold)))
+    return len(pairs) >= MIN_UNHEARD_PAIRS and not any(known_pair(a, b) for a, b in pairs)
 
 
 def is_supported(question: str, passages: Sequence[Passage], *, idf: Idf | None = None,
-                 dense_threshold: float = DENSE_THRESHOLD, corroborating_dense: float = CORROBORATING_DENSE) -> bool:
+                 known_pair: KnownPair | None = None, dense_threshold: float = DENSE_THRESHOLD,
+                 corroborating_dense: float = CORROBORATING_DENSE) -> bool:
     """True when the passages are strong enough to answer `question` from (the answerers' gate)."""
-    return support(question, passages, idf=idf, dense_threshold=dense_threshold,
+    return support(question, passages, idf=idf, known_pair=known_pair, dense_threshold=dense_threshold,
                    corroborating_dense=corroborating_dense).supported
 
 

@@ -7,9 +7,11 @@ and the question is answered when that probability reaches the operating point s
 The model is JSON (`judgement.json` beside this module: feature names, standardisation, weights, the
 threshold and the data it was fitted on), written by `bench/judgement.py --write`; nothing is unpickled.
 
-Two rules stay outside the model because no tuning set can teach them and they hold for any corpus:
-a question whose names and numbers are mostly found in no passage is not about these articles, and a
-question about the reader's present cannot be answered by dated articles that do not speak of it.
+Three rules stay outside the model because no tuning set can teach them and they hold for any corpus:
+a question whose names and numbers are mostly found in no passage is not about these articles, nor is
+one none of whose word-like pairs the corpus ever says (the tuning set's questions are all about its own
+topic, so they cannot show it), and a question about the reader's present cannot be answered by dated
+articles that do not speak of it.
 
 The features that separate a question about an article not in the index from one about an article that
 is (measured on the tuning set, where both are about the same health topics) are those that look at
@@ -34,6 +36,7 @@ from index.text import fold_diacritics, is_number, tokenize
 from retrieval.answering.grounding import (
     PASSAGES_CONSIDERED,
     Idf,
+    KnownPair,
     Support,
     question_terms_for,
     support,
@@ -157,12 +160,13 @@ SENTENCES_EMBEDDED = 3
 
 
 def answerability_features(question: str, passages: Sequence[Passage], *, idf: Idf | None = None,
-                           embedder: SentenceEmbedder | None = None, parsed: Question | None = None,
+                           embedder: SentenceEmbedder | None = None, known_pair: KnownPair | None = None,
+                           parsed: Question | None = None,
                            ranked: Sequence[ScoredSentence] | None = None,
                            measured: Support | None = None) -> tuple[dict[str, float], Support]:
     """Every feature a judgement model may use, measured on the question and its retrieved passages
     (`measured`: the gate's measurements of the same, when already taken)."""
-    measured = support(question, passages, idf=idf) if measured is None else measured
+    measured = support(question, passages, idf=idf, known_pair=known_pair) if measured is None else measured
     parsed = parsed or parse_question(question)
     if ranked is None:
         ranked = score_sentences(parsed, passages) if passages else []
@@ -317,9 +321,11 @@ class CorpusGate:
     """The answerers' gate over one indexed corpus: the fitted model, at its operating point."""
 
     def __init__(self, idf: Idf | None, embedder: SentenceEmbedder | None = None, *,
-                 model: JudgementModel | None = None, threshold: float | None = None) -> None:
+                 known_pair: KnownPair | None = None, model: JudgementModel | None = None,
+                 threshold: float | None = None) -> None:
         self.idf = idf
         self.embedder = embedder
+        self.known_pair = known_pair  # the corpus's side-by-side syllables (its diacritic model); None: rule off
         self.model = model or JudgementModel.load()
         self.threshold = threshold  # None: the model's own operating points
         if embedder is None and DENSE_FEATURES & set(self.model.features):
@@ -328,7 +334,8 @@ class CorpusGate:
     def judge(self, question: str, passages: Sequence[Passage], *, parsed: Question | None = None,
               ranked: Sequence[ScoredSentence] | None = None, measured: Support | None = None) -> Judgement:
         values, measured = answerability_features(question, passages, idf=self.idf, embedder=self.embedder,
-                                                  parsed=parsed, ranked=ranked, measured=measured)
+                                                  known_pair=self.known_pair, parsed=parsed, ranked=ranked,
+                                                  measured=measured)
         probability = self.model.probability(values)
         vetoed = not passages or measured.refuted
         threshold = self.model.threshold_for(measured.kind) if self.threshold is None else self.threshold
@@ -340,5 +347,5 @@ class CorpusGate:
         100 questions were refused so)."""
         if not passages:
             return False
-        measured = support(question, passages, idf=self.idf)
+        measured = support(question, passages, idf=self.idf, known_pair=self.known_pair)
         return not measured.refuted and self.judge(question, passages, measured=measured).supported

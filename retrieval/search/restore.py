@@ -51,6 +51,7 @@ QUESTION_PHRASES: tuple[str, ...] = (
     "có phải", "hay không", "không", "chưa", "những gì", "bằng cách nào", "nhằm mục đích gì",
 )
 BOS, EOS, NUM = "<s>", "</s>", "<num>"
+_VOWELS = frozenset("aeiouy")  # of folded syllables
 
 
 @dataclass(frozen=True)
@@ -144,6 +145,20 @@ class DiacriticRestorer:
     def candidates(self, syllable: str) -> list[str]:
         """Accented forms the corpus has for a syllable typed without accents, most frequent first."""
         return list(self._candidates.get(fold_diacritics(syllable.lower()), ()))
+
+    def has_pair(self, first: str, second: str) -> bool:
+        """Whether the corpus has the two syllables side by side in a sentence, in any accented forms
+        (`thu`, `do` asks for thủ đô, thư đó, thu đồ...) and either spelling of a final i/y (`tỉ lệ` is
+        `tỷ lệ`, `đăng kí` is `đăng ký`): a few dictionary lookups, no table of its own."""
+        return any((a, b) in self.bigrams for a in self._spellings(first) for b in self._spellings(second))
+
+    def _spellings(self, syllable: str) -> list[str]:
+        folded = fold_diacritics(syllable.lower())
+        forms = self.candidates(folded)
+        # A consonant onset then a lone i or y: Vietnamese writes both (kí/ký, lí/lý, mĩ/mỹ, tỉ/tỷ).
+        if len(folded) > 1 and folded[-1] in "iy" and not any(c in _VOWELS for c in folded[:-1]):
+            forms += self.candidates(folded[:-1] + ("y" if folded[-1] == "i" else "i"))
+        return forms
 
     def _log_unigram(self, form: str) -> float:
         # Add-one smoothing, so that a form kept as typed (never seen) still has a probability.

@@ -21,11 +21,15 @@ pytestmark = pytest.mark.e2e
 
 ARTICLE_2023 = "004_8775d9b0c7bf92f4"
 # Questions whose answer no bundled article holds, however their words scatter over them: "thu do phap"
-# matches "thủ trưởng ... pháp luật" syllable by syllable once accents and capitals are gone. (Known miss,
-# not listed: "thu do cua nuoc phap la gi?" still passes the fitted gate, probability ~0.7.)
+# matches "thủ trưởng ... pháp luật" syllable by syllable once accents and capitals are gone; in lower case
+# "thủ đô của nước pháp" names nothing, and only its pairs (`thủ đô`, `nước pháp`), which no article says,
+# tell it apart. (Known miss, not listed: "thu do cua nuoc phap la gi?" still passes the fitted gate,
+# probability ~0.7, and without accents `do` may be a function word, leaving one pair to go by.)
 GENERAL_KNOWLEDGE = [
     "thu do phap la gi",
     "Thủ đô của nước Pháp là gì?",
+    "thủ đô của nước pháp là gì?",
+    "dan so trung quoc la bao nhieu",
     "What is the capital of France?",
     "Ai là tổng thống Mỹ?",
     "Nước sôi ở bao nhiêu độ?",
@@ -70,8 +74,8 @@ def test_general_knowledge_is_refused_by_the_extractive_answerer(built_index_set
 @pytest.mark.parametrize("question", GENERAL_KNOWLEDGE)
 def test_general_knowledge_is_refused_by_the_generative_answerer(built_index_settings, components, question: str) -> None:
     chat_model = ConfidentChatModel()
-    answerer = build_generative(built_index_settings, components.retriever,
-                                CorpusGate(components.lexical.idf, components.embedder), chat_model, COMPACT_PROMPT)
+    answerer = build_generative(built_index_settings, components.retriever, components.answerer.gate, chat_model,
+                                COMPACT_PROMPT)  # the gate `build_components` wires for every answerer
     answer = answerer.answer(question)
     assert not answer.found, answer.text
     assert not chat_model.calls  # refused before any generation, so no fallback can answer either

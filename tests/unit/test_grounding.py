@@ -11,7 +11,9 @@ from retrieval.answering.grounding import (
     support,
     term_weights,
 )
+from index.text import content_pairs
 from retrieval.search.lexical import LexicalIndex
+from retrieval.search.restore import DiacriticRestorer
 from retrieval.types import Passage
 from tests.unit.retrieval_fakes import FakeStore, HashingEmbedder, bundled_articles
 
@@ -151,3 +153,30 @@ def test_english_capitals_beside_a_found_number_do_not_refute_but_alone_they_do(
     assert _english_names_vouched(required, ("party", "party committee")) == ([("2023",)], ())
     assert _english_names_vouched(required, ("party", "2023", "party committee")) == (required, ("party", "2023", "party committee"))
     assert _english_names_vouched([("france",)], ("france",)) == ([("france",)], ("france",))
+
+
+def test_a_question_none_of_whose_word_pairs_the_corpus_says_is_refuted(idf) -> None:
+    """Every syllable of these is in the party news, but no article says `thủ đô` or `nước pháp`, `tổng
+    thống mỹ` or `giá xăng`: their pairs are unheard (`MIN_UNHEARD_PAIRS` of them at least)."""
+    restorer = DiacriticRestorer.build(f"{a.title}\n{a.text}" for a in bundled_articles())
+    law = _passage("Công tác tuyên truyền chính sách, pháp luật của Nhà nước được thủ trưởng các cơ quan quan tâm.")
+    for question in ("thủ đô của nước pháp là gì?", "tổng thống mỹ là ai", "giá xăng dầu tháng này tăng bao nhiêu?"):
+        measured = support(question, [law], idf=idf, known_pair=restorer.has_pair)
+        assert measured.unheard and measured.refuted, question
+        assert not support(question, [law], idf=idf).unheard  # without the corpus's pairs, the rule is off
+    # One pair of the articles' own words is enough to be heard, accented or not.
+    for question in ("Tổng số đảng viên toàn Đảng bộ tỉnh năm 2023 là bao nhiêu?",
+                     "tong so dang vien toan dang bo tinh nam 2023 la bao nhieu"):
+        measured = support(question, [_passage(MEMBERS_2023, date="2023-09-29")], idf=idf, known_pair=restorer.has_pair)
+        assert not measured.unheard and not measured.refuted, question
+    # A single unknown pair is too little to go by (a name the question alone spells out, `người Hijras`).
+    assert not support("Ông Brandt là ai?", [law], idf=idf, known_pair=restorer.has_pair).unheard
+
+
+def test_content_pairs_leave_out_function_words_numbers_and_punctuation() -> None:
+    assert content_pairs("Thủ đô của nước Pháp là gì?", fold=False) == [("thu", "do"), ("nuoc", "phap")]
+    # Without accents `do` is read as the function word (do = because), as `content_tokens` reads it.
+    assert content_pairs("thu do cua nuoc phap la gi", fold=True) == [("nuoc", "phap")]
+    # `năm 2023` is a number's pair, the comma breaks the run, `mới` (new, also "only just") is a function word.
+    assert content_pairs("Năm 2023, tỉnh kết nạp đảng viên mới", fold=False) == [
+        ("tinh", "ket"), ("ket", "nap"), ("nap", "dang"), ("dang", "vien")]

@@ -136,3 +136,12 @@ def test_question_phrases_weight_question_words(small: DiacriticRestorer) -> Non
     weighted = DiacriticRestorer.build(SMALL_CORPUS, question_weight=5)
     assert weighted.restore("nam 2023 co bao nhieu dang vien moi") == "năm 2023 có bao nhiêu đảng viên mới"
     assert weighted.forms["nhiêu"] >= 5
+
+
+def test_has_pair_knows_side_by_side_syllables_in_any_accents_and_either_final_i_or_y() -> None:
+    model = DiacriticRestorer.build(["Tỷ lệ đăng ký mới tăng. Kỹ thuật mới được áp dụng."])
+    assert model.has_pair("tỷ", "lệ") and model.has_pair("ty", "le")
+    assert model.has_pair("tỉ", "lệ") and model.has_pair("đăng", "kí") and model.has_pair("ki", "thuat")
+    assert not model.has_pair("lệ", "tỷ")  # order counts
+    assert not model.has_pair("tăng", "kỹ")  # a sentence break between them
+    assert not model.has_pair("tai", "le")  # only a lone i/y after the onset has two spellings (tai is not ty)
