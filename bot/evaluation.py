@@ -86,12 +86,14 @@ def load_questions(path: Path) -> list[EvalQuestion]:
 
 
 def eval_index_dir(settings: Settings, corpus: Path) -> Path:
-    """The default index directory of an evaluation corpus: keyed by its content and the embedding model.
+    """The default index directory of an evaluation corpus: keyed by its content and the embedding model and precision.
 
     `corpus` is a JSON-lines file, or a folder of articles (every file, by relative path and bytes).
     """
     digest = hashlib.sha256()
     digest.update(settings.embedding_model.encode("utf-8") + b"\0")
+    if settings.embedding_precision != "fp32":  # the keys of fp32 indexes stay what they were before precisions
+        digest.update(settings.embedding_precision.encode("utf-8") + b"\0")
     files = sorted(p for p in corpus.rglob("*") if p.is_file()) if corpus.is_dir() else [corpus]
     try:
         for path in files:

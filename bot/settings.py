@@ -69,7 +69,10 @@ class Settings(BaseSettings):
 
     # Embedding and index
     embedding_model: str = "multilingual-e5-small"
-    embedding_precision: Literal["fp32", "bf16"] = "fp32"
+    # int8: the ONNX graph with int8 weight matrices, made once from the fp32 export (index.onnx_encoder.quantize_onnx);
+    # it indexes 1.5-2.5x as fast as fp32 with the same tuning-set R@5 (bench/README.md). An index records the
+    # precision that embedded it, and questions are embedded in the same one.
+    embedding_precision: Literal["fp32", "int8", "bf16"] = "int8"
     embedding_backend: Literal["onnx", "torch"] = "onnx"
     # ONNX Runtime on 2 cores embeds ~220-word chunks fastest two at a time (bench/indexing.py: 14-18 chunks/s
     # at 1-2 against ~10 at 16, whose padding and larger activations cost more than batching saves).
