@@ -135,24 +135,27 @@ class Embedder:
                 # ".embeds": the graph takes token embeddings, its table memory-mapped beside it (index.onnx_encoder).
                 target = (self.cache_dir or self.folder) / "onnx" / f"{self.identity.weights_sha256[:24]}.embeds.onnx"
                 graph = target.with_suffix(".int8.onnx") if self.precision == "int8" else target
-                if not target.is_file():
-                    log.warning("exporting %s to ONNX once (%s)", self.identity.name, target)
-                    export_onnx(self.folder, target)
-                    # The export of earlier versions (the whole model in one graph) is not read any more.
-                    target.with_name(f"{self.identity.weights_sha256[:24]}.onnx").unlink(missing_ok=True)
-                if not graph.is_file():
-                    log.warning("quantising %s to int8 once (%s)", self.identity.name, graph)
-                    quantize_onnx(target, graph)
                 try:
-                    self._onnx = OnnxEncoder(self.folder, graph, export=target)
+                    self._onnx = self._made_encoder(target, graph)
                 except OnnxLoadError as error:  # the export is a cache: a damaged one is made again
                     log.warning("exporting %s to ONNX again: %s", self.identity.name, error)
-                    export_onnx(self.folder, target)
-                    if graph != target:
-                        quantize_onnx(target, graph)
-                    self._onnx = OnnxEncoder(self.folder, graph, export=target)
+                    target.unlink(missing_ok=True)
+                    graph.unlink(missing_ok=True)
+                    self._onnx = self._made_encoder(target, graph)
                 self._prompts = prompts(self.folder)
             return self._onnx
+
+    def _made_encoder(self, target: Path, graph: Path) -> OnnxEncoder:
+        """The encoder of `graph`, exporting `target` and quantising it to `graph` first when they are missing."""
+        if not target.is_file():
+            log.warning("exporting %s to ONNX once (%s)", self.identity.name, target)
+            export_onnx(self.folder, target)
+            # The export of earlier versions (the whole model in one graph) is not read any more.
+            target.with_name(f"{self.identity.weights_sha256[:24]}.onnx").unlink(missing_ok=True)
+        if not graph.is_file():
+            log.warning("quantising %s to int8 once (%s)", self.identity.name, graph)
+            quantize_onnx(target, graph)
+        return OnnxEncoder(self.folder, graph, export=target)
 
     def prepare(self) -> None:
         """Do the one-time work now (ONNX export, loading) rather than on the first question."""

@@ -84,23 +84,36 @@ def quantize_onnx(source: Path, target: Path) -> None:
     """Write `source` (an `export_onnx` graph) with its weight matrices in int8, atomically; the embedding
     table and tokenizer stay the source's.
 
-    Dynamic quantisation: the weights of every MatMul with a constant matrix (the 72 of the 12 layers'
-    query/key/value, attention output and feed-forward matrices) are int8 per output channel, and the
-    activations are quantised per batch at run time, so no calibration data is needed. On 182 XQuAD-vi
-    chunks at batch 2 it embeds 1.5-2.5x as fast as fp32 with vectors at cosine >= 0.99 to fp32's; dense
-    and hybrid R@5 on the tuning set are unchanged to within 0.005 (bench/README.md, eval/README.md).
-    ONNX Runtime's transformer fusions (onnxruntime.transformers.optimizer) were measured before it and
-    add nothing: with embeddings as the graph input and the exporter's attention they fuse only
-    SkipLayerNormalization and BiasGelu, which the session's own optimisation already does.
+    Dynamic quantisation: the weights are int8 per output channel and the activations are quantised per
+    batch at run time, so no calibration data is needed. The feed-forward down-projections stay fp32: their
+    input is the GELU output, whose long tail int8 renders worst. Measured on the tuning set (eval/README.md):
+    with them in int8 too the graph embeds faster still (2.4x fp32 against 1.6x on 182 XQuAD-vi chunks,
+    batch 2) but dense R@5 drops by .007 (diacritics) and .013 (none), past the .005 allowed; without them
+    dense and hybrid R@5 stay within .005 of fp32 and the vectors within cosine 0.998 of fp32's. ONNX
+    Runtime's transformer fusions (onnxruntime.transformers.optimizer) add nothing before it: with token
+    embeddings as input and the exporter's attention they fuse only SkipLayerNormalization and BiasGelu,
+    which the session's own optimisation already does, and an export with eager attention, which does fuse
+    Attention, ran half as fast (bench/README.md).
     """
+    import onnx
+    from google.protobuf.message import DecodeError
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    try:
+        graph = onnx.load(str(source))
+    except (OSError, DecodeError) as error:
+        raise OnnxLoadError(f"The ONNX export {source} cannot be read ({error}): it is exported again.") from error
+    widths = {t.name: tuple(t.dims) for t in graph.graph.initializer if len(t.dims) == 2}
+    # A down-projection reads a wider vector than it writes (1536 -> 384 in multilingual-e5-small).
+    down = [n.name for n in graph.graph.node if n.op_type == "MatMul"
+            and (dims := widths.get(n.input[1])) and dims[0] > dims[1]]
+    del graph
     partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
     advice = _DropRecords("consider to run pre-processing")  # static quantisation's advice, logged on the root logger
     logging.getLogger().addFilter(advice)
     try:
         quantize_dynamic(str(source), str(partial), per_channel=True, op_types_to_quantize=["MatMul"],
-                         weight_type=QuantType.QInt8)
+                         nodes_to_exclude=down, weight_type=QuantType.QInt8)
         os.replace(partial, target)
     finally:
         logging.getLogger().removeFilter(advice)

@@ -108,3 +108,18 @@ def test_int8_vectors_agree_with_fp32_on_the_bundled_articles(models_dir) -> Non
     assert passages.max() < 0.99999  # the int8 graph is the one that ran, not the fp32 one again
     assert int8.backend == "onnx" and any((models_dir / "onnx").glob("*.embeds.int8.onnx"))
     assert int8.identity != fp32.identity and replace(int8.identity, precision="fp32") == fp32.identity
+
+
+def test_a_cut_short_int8_graph_is_made_again(models_dir, tmp_path) -> None:
+    """The int8 graph is a cache beside the fp32 export: damaged, it is exported and quantised again."""
+    cache = tmp_path / "models"
+    (cache / "onnx").mkdir(parents=True)
+    (cache / "multilingual-e5-small").symlink_to(models_dir / "multilingual-e5-small")
+    fresh = load_embedder("multilingual-e5-small", cache, precision="int8")
+    fresh.prepare()  # exported and quantised into the empty cache
+    graph = next((cache / "onnx").glob("*.embeds.int8.onnx"))
+    expected = fresh.embed_passages(TEXTS[:1])
+    graph.write_bytes(graph.read_bytes()[: graph.stat().st_size // 2])
+    again = load_embedder("multilingual-e5-small", cache, precision="int8")
+    assert np.allclose(again.embed_passages(TEXTS[:1]), expected, atol=1e-5)
+    assert graph.stat().st_size > 10_000_000
