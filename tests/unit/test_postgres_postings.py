@@ -18,6 +18,7 @@ from index.cleaning import clean_article
 from index.loading import load_documents
 from index.stores import postings
 from index.stores.postgres import (
+    SCHEMA_VERSION,
     ArticleLimits,
     HnswSettings,
     PostgresStore,
@@ -60,7 +61,7 @@ def write_corpus(url: str, corpus) -> None:
     rng = np.random.default_rng(0)
     with connection.transaction():
         create_schema(connection, DIM, "vector", HnswSettings())
-        write_manifest(connection, Manifest(schema_version=2, embedding_model="test", embedding_weights_sha256="0",
+        write_manifest(connection, Manifest(schema_version=SCHEMA_VERSION, embedding_model="test", embedding_weights_sha256="0",
                                             dim=DIM, chunk_size=160, chunk_overlap=1, index_type="vector-hnsw",
                                             n_articles=0, n_chunks=0, pipeline_version="test"))
         chunks = {a.article_id: split_into_chunks(a, size_words=160, overlap_sentences=1) for a in corpus}
@@ -189,13 +190,15 @@ def test_chunks_of_the_same_words_tie_exactly_and_go_by_chunk_id(postgres_cluste
     url = postgres_cluster.create_database(f"p_{uuid.uuid4().hex[:10]}")
     write_corpus(url, [*corpus, *shuffled])
     connection = connect(url)
-    with connection.transaction():  # their postings stored in a different term order each, as syncs may leave them
+    with connection.transaction():  # the blocks holding them stored in a shuffled term order, as syncs may leave them
         for f in FIELDS:
             connection.execute(f"CREATE TEMPORARY TABLE moved_{f} AS SELECT p.* FROM hoidap_postings_{f} p "
-                               "JOIN hoidap_chunks c USING (chunk_id) WHERE c.article_id = ANY(%s)", (sorted(ids),))
-            connection.execute(f"DELETE FROM hoidap_postings_{f} p USING moved_{f} m WHERE p.chunk_id = m.chunk_id")
+                               f"WHERE p.block IN (SELECT chunk_id >> {postings.BLOCK_BITS} FROM hoidap_chunks "
+                               "WHERE article_id = ANY(%s))", (sorted(ids),))
+            connection.execute(f"DELETE FROM hoidap_postings_{f} p USING moved_{f} m "
+                               "WHERE p.term_id = m.term_id AND p.block = m.block")
             connection.execute(f"INSERT INTO hoidap_postings_{f} SELECT * FROM moved_{f} "
-                               "ORDER BY chunk_id, md5(term_id || ' ' || chunk_id)")
+                               "ORDER BY block, md5(term_id || ' ' || block)")
     connection.close()
     store = PostgresStore.open(url)
     try:
