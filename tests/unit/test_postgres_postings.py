@@ -22,6 +22,7 @@ from index.stores.postgres import (
     ArticleLimits,
     HnswSettings,
     PostgresStore,
+    SchemaVersionError,
     article_row,
     connect,
     copy_chunks,
@@ -218,5 +219,43 @@ def test_chunks_of_the_same_words_tie_exactly_and_go_by_chunk_id(postgres_cluste
             positions = [i for i, (cid, _) in enumerate(found) if chunk_of[cid].article_id in ids]
             assert positions == list(range(positions[0], positions[0] + len(ties)))  # nothing in between
             assert [cid for cid, _ in ties] == sorted(cid for cid, _ in ties), (question, field)
+    finally:
+        store.close()
+
+
+def as_layout_2(url: str) -> None:
+    """Turn an index back into layout 2, as hoidap wrote it: one postings row per (term, chunk), no term lists."""
+    connection = connect(url)
+    with connection.transaction():
+        for f in FIELDS:
+            connection.execute(f"ALTER TABLE hoidap_postings_{f} RENAME TO blocks_{f}")
+            connection.execute(f"DROP TABLE hoidap_chunk_terms_{f}")
+            connection.execute(f"CREATE TABLE hoidap_postings_{f} (chunk_id BIGINT NOT NULL, term_id INTEGER NOT NULL, "
+                               "tf INTEGER NOT NULL)")
+            connection.execute(f"INSERT INTO hoidap_postings_{f} SELECT b.block::bigint * {postings.BLOCK} + u.at, "
+                               f"b.term_id, u.tf FROM blocks_{f} b, unnest(b.offsets, b.tfs) AS u(at, tf)")
+            connection.execute(f"DROP TABLE blocks_{f}")
+            connection.execute(f"ALTER TABLE hoidap_postings_{f} ADD PRIMARY KEY (term_id, chunk_id) INCLUDE (tf)")
+            connection.execute(f"CREATE INDEX hoidap_postings_{f}_by_chunk ON hoidap_postings_{f} (chunk_id)")
+        connection.execute("UPDATE hoidap_manifest SET schema_version = 2")
+    connection.close()
+
+
+def test_a_layout_2_index_is_regrouped_into_blocks_in_place(postgres_cluster, corpus) -> None:
+    """A reader that may not upgrade is told what to run; the owner's store regroups the rows into blocks, and
+    BM25 ranks as before."""
+    url = postgres_cluster.create_database(f"p_{uuid.uuid4().hex[:10]}")
+    write_corpus(url, corpus)
+    as_layout_2(url)
+    with pytest.raises(SchemaVersionError, match="has layout 2, this hoidap reads layout 3: run `hoidap index`"):
+        PostgresStore.open(url, upgrade=False)
+    store = PostgresStore.open(url)
+    try:
+        assert store.manifest.schema_version == SCHEMA_VERSION == 3
+        [(columns,)] = store._rows("SELECT array_agg(column_name::text ORDER BY ordinal_position) "
+                                   "FROM information_schema.columns WHERE table_name = 'hoidap_postings_plain'")
+        assert columns == ["term_id", "block", "block_max_tf", "offsets", "tfs"]
+        assert store.verify() == []
+        assert_same_as_embedded(store, depths=(5, 50))
     finally:
         store.close()
