@@ -51,6 +51,7 @@ def rows_module(commit: str) -> types.ModuleType:
     source = subprocess.run(["git", "-C", str(ROOT), "show", f"{commit}:index/stores/postings.py"], check=True,
                             capture_output=True, text=True).stdout
     module = types.ModuleType("postings_rows")
+    sys.modules[module.__name__] = module  # its dataclass looks its module up
     exec(compile(source, f"{commit}:index/stores/postings.py", "exec"), module.__dict__)  # noqa: S102 - our own code
     return module
 
