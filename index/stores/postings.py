@@ -329,8 +329,9 @@ def _search_sql(field: LexicalField, limits: str) -> str:
     every other term, and those completed with their other terms: each block of those terms holding a kept chunk
     read once and unnested, joined to the kept chunks by a hash. (Looking each (term, kept chunk) up in its
     block instead made one index probe and heap fetch per pair: with 11k chunks kept and 16 other terms, 183k
-    of them, 590 of a question's 627 ms. At 20k chunks, 100 questions, the same block tables, probes / blocks
-    read once: p50 249 / 78 ms folded, 41 / 40 plain, 41 / 37 pairs; p95 572 / 253 folded.)
+    of them, 590 of a question's 627 ms. At 20k chunks, 100 questions, the same block tables, interleaved,
+    probes / blocks read once: p50 201 / 69 ms folded, 35 / 41 plain, 40 / 46 pairs; p95 537 / 212 folded,
+    327 / 119 plain, 365 / 111 pairs: a little slower when few chunks are kept, much faster when many are.)
 
     The sums go term by term in term id order: in the order the postings come in (which the plan and the
     order syncs wrote them in decide), chunks holding the same words as many times would differ in the last
