@@ -14,8 +14,8 @@ embedded by the real model. Prints, per size, warm p50/p95 in ms:
 
 and HNSW recall@10 of pgvector against the exact flat search at several ef_search, for `vector` and for a
 `halfvec` copy of the column with its own graph; the build time (migrate: rows and staged terms,
-postings, HNSW and postings indexes); the database size (chunk table, HNSW, postings tables with their
-indexes, term dictionaries, total) and bytes per chunk; memory (this process's RSS, the server's RSS).
+postings, HNSW and postings indexes); the database size (chunk table, HNSW, block postings tables with their
+keys, chunk term lists, term dictionaries, total) and bytes per chunk; memory (this process's RSS, the server's RSS).
 
     .venv/bin/python bench/postgres_scale.py [--sizes 10000,100000] [--queries 100] [--work-dir DIR]
 """
@@ -66,18 +66,21 @@ def server_rss_mb(cluster) -> float:
 
 
 def sizes(url: str) -> dict[str, int]:
-    """Bytes on disk: the chunk table (with TOAST), its HNSW index, the postings (tables and indexes), the
-    term dictionaries, the whole database."""
-    postings = " + ".join(f"pg_total_relation_size('hoidap_postings_{f}')" for f in FIELDS)
-    terms = " + ".join(f"pg_total_relation_size('hoidap_terms_{f}')" for f in FIELDS)
-    postings_rows = " + ".join(f"(SELECT count(*) FROM hoidap_postings_{f})" for f in FIELDS)
+    """Bytes on disk: the chunk table (with TOAST), its HNSW index, the postings (block tables and their keys),
+    the chunk term lists, the term dictionaries, the whole database; how many postings and blocks."""
+    def total(table: str) -> str:
+        return " + ".join(f"pg_total_relation_size('hoidap_{table}_{f}')" for f in FIELDS)
+
+    postings_rows = " + ".join(f"(SELECT sum(cardinality(offsets)) FROM hoidap_postings_{f})" for f in FIELDS)
+    blocks = " + ".join(f"(SELECT count(*) FROM hoidap_postings_{f})" for f in FIELDS)
     with psycopg.connect(url) as connection:
         row = connection.execute(
-            f"SELECT pg_table_size('hoidap_chunks'), pg_relation_size('hoidap_chunks_hnsw'), {postings}, {terms}, "
-            f"pg_database_size(current_database()), {postings_rows}, "
-            "(SELECT sum(pg_column_size(text)) FROM hoidap_chunks), "
+            f"SELECT pg_table_size('hoidap_chunks'), pg_relation_size('hoidap_chunks_hnsw'), {total('postings')}, "
+            f"{total('chunk_terms')}, {total('terms')}, pg_database_size(current_database()), {postings_rows}, "
+            f"{blocks}, (SELECT sum(pg_column_size(text)) FROM hoidap_chunks), "
             "(SELECT sum(pg_column_size(embedding)) FROM hoidap_chunks)").fetchone()
-    return dict(zip(("table", "hnsw", "postings", "terms", "database", "postings_rows", "text", "vector"), row))
+    return dict(zip(("table", "hnsw", "postings", "chunk_terms", "terms", "database", "postings_rows", "blocks",
+                     "text", "vector"), row))
 
 
 def halfvec_copy(url: str, dim: int) -> dict[str, int]:
@@ -134,8 +137,9 @@ def run_size(n_chunks: int, settings: Settings, embedder, queries: list[str], ve
     print(f"{n_chunks:,} chunks: migrated (rows, BM25 postings, HNSW m=16 ef_construction=64) in {build_s:.0f}s; "
           f"database {size['database'] / 2**20:.0f} MB = {per['database']:.0f} B/chunk: chunk table "
           f"{per['table']:.0f} (text {per['text']:.0f}, vector {per['vector']:.0f}), HNSW {per['hnsw']:.0f}, "
-          f"postings {per['postings']:.0f} ({per['postings_rows']:.0f} postings/chunk, "
-          f"{size['postings'] / max(size['postings_rows'], 1):.0f} B each), term dictionaries {per['terms']:.0f}")
+          f"postings {per['postings']:.0f} ({per['postings_rows']:.0f} postings/chunk in {per['blocks']:.1f} blocks, "
+          f"{size['postings'] / max(size['postings_rows'], 1):.1f} B each), chunk term lists {per['chunk_terms']:.0f}, "
+          f"term dictionaries {per['terms']:.0f}")
     half = halfvec_copy(url, store.manifest.dim)
     print(f"  halfvec copy: column {half['column'] / n_chunks:.0f} B/chunk, HNSW {half['hnsw'] / n_chunks:.0f} "
           f"B/chunk, built in {half['build_s']:.0f}s")

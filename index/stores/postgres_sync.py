@@ -390,9 +390,10 @@ def migrate_embedded(store: IndexStore, url: str, *, vector_type: VectorType = "
             create_bulk_indexes(connection, vector_type, hnsw)
             log.info("migrate: HNSW and postings indexes built in %.1f s", time.perf_counter() - started)
             store_statistics(connection, derive_restorer(lexical_texts(connection)) if derive_restorer else None)
-        # Index-only scans of the postings need the visibility map that VACUUM sets.
+        # Index-only scans need the visibility map that VACUUM sets; the planner, the blocks' statistics.
         connection.autocommit = True
-        connection.execute(f"VACUUM ANALYZE hoidap_chunks, {', '.join(f'hoidap_postings_{f}' for f in FIELDS)}")
+        postings_tables = [f"hoidap_{table}_{f}" for f in FIELDS for table in ("postings", "chunk_terms")]
+        connection.execute(f"VACUUM ANALYZE hoidap_chunks, {', '.join(postings_tables)}")
     finally:
         connection.close()
     return len(articles), len(chunks)

@@ -161,17 +161,22 @@ def person_positions(words: Words, question_words: set[str]) -> list[int]:
     """Positions of personal names absent from the question: a Vietnamese family name followed by
     one to three capitalised syllables (`Trương Quang Tưởng`), or any name after a title (`ông`,
     `bà`, `đồng chí`: `ông Trần Thế Ngọc`, `ông Hobson`)."""
-    positions = []
+    return [start for start, _ in person_spans(words, question_words)]
+
+
+def person_spans(words: Words, question_words: set[str]) -> list[tuple[int, int]]:
+    """`(start, end)` word ranges of the personal names of `person_positions`."""
+    spans = []
     for start, end in name_runs(words):
         titled = start > 0 and words.folded[start - 1] in _PERSON_TITLES
         if titled and _is_new(words, start, end, question_words):
-            positions.append(start)
+            spans.append((start, end))
             continue
         for i in range(start, end - 1):
             if words.folded[i] in FAMILY_NAMES and _is_new(words, i, min(end, i + 4), question_words):
-                positions.append(i)
+                spans.append((i, min(end, i + 4)))
                 break
-    return positions
+    return spans
 
 
 def new_name_positions(words: Words, question_words: set[str]) -> list[int]:

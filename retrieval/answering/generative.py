@@ -5,8 +5,9 @@ retrieval judged too weak by the gate, an answer that cites nothing, an answer t
 nothing, one whose new figures or names are not in the passages it cites, and one that only carries out
 an order written in a passage (`retrieval.answering.orders`) all become the same "not found in the articles"
 reply, in the question's language, listing the nearest passages (or the fallback's answer). With the
-extractive fallback, an answer to how many or when must also state the value the extractive answer
-quotes (`retrieval.answering.claims`), else that answer replaces it.
+extractive fallback, an answer must also say what the extractive answer quotes, read from one cited
+sentence (the value for how many and when, the person for who; `retrieval.answering.claims`), else
+that answer replaces it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from index.text import Language, answer_language, fold, strip_citations
 from retrieval.answering.citations import CitationRewriter, cited_sources, is_grounded
-from retrieval.answering.claims import is_checked, states_extractive_value
+from retrieval.answering.claims import claim_holds, claim_sentence, with_evidence
 from retrieval.answering.conversation import incoming, rewrite_question
 from retrieval.answering.excerpts import (
     Excerpt,
@@ -167,8 +168,8 @@ class GenerativeAnswerer(Answerer):
     def stream(self, question: str, history: list[Turn] | None = None) -> AnswerStream:
         """Answer fragments as the model writes them (citations already renumbered), then the checked Answer.
 
-        When the answer turns out unsupported, or states another value than the fallback's quote
-        for a question asking how many or when, the final Answer is the fallback's answer if it
+        When the answer turns out unsupported, or says another thing than the fallback's quote
+        (`retrieval.answering.claims.claim_holds`), the final Answer is the fallback's answer if it
         found one, else the "not found" reply.
         """
         question, turns = incoming(question, history)
@@ -210,10 +211,13 @@ class GenerativeAnswerer(Answerer):
             # bundled questions. A quoted sentence that answers is better than a refusal.
             rescued = self.fallback(standalone, passages, language) if self.fallback is not None else None
             return rescued if rescued is not None and rescued.found else self._not_found(standalone, passages, language)
-        asked = parse_question(standalone)
-        if self.fallback is not None and is_checked(asked):
-            # A figure or a date of the cited passage may still answer something else (`claims`).
+        if self.fallback is not None:
+            # A figure, a date or a name of the cited passage may still answer something else (`claims`).
             extractive = self.fallback(standalone, passages, language)
-            if not states_extractive_value(text, asked, extractive):
+            evidence = claim_sentence(text, standalone, checked)
+            if evidence is None or not claim_holds(text, parse_question(standalone), extractive):
                 return extractive if extractive.found else self._not_found(standalone, passages, language)
+            if quoted := with_evidence(text, evidence):
+                yield quoted
+                text += quoted
         return Answer(text=text, found=True, sources=sources)

@@ -313,7 +313,7 @@ def test_a_rebuild_waits_for_a_sync_writing_instead_of_deadlocking(postgres_clus
                 assert rebuild.poll() is None, rebuild.communicate()
                 time.sleep(0.05)
         for f in ("plain", "folded", "pairs"):  # what the write goes on with: the postings
-            sync.execute(f"DELETE FROM hoidap_postings_{f} WHERE chunk_id < 0")
+            sync.execute(f"DELETE FROM hoidap_postings_{f} WHERE block < 0")
         sync.commit()
     out, err = rebuild.communicate(timeout=600)
     assert rebuild.returncode == 0, err

@@ -1,10 +1,20 @@
-"""The claim check: the values an answer states against the ones the extractive quote gives as the answer."""
+"""The claim check: the values, persons and names an answer states against the ones the extractive quote
+gives as the answer, and the one sentence each answer must be read from."""
 
 from __future__ import annotations
 
 import pytest
 
-from retrieval.answering.claims import is_checked, states_extractive_value
+from retrieval.answering.claims import (
+    Evidence,
+    claim_holds,
+    claim_sentence,
+    is_checked,
+    names_extractive_answer,
+    singles_out_value,
+    states_extractive_value,
+    with_evidence,
+)
 from retrieval.answering.sentences import answer_values, parse_question, stated_values
 from retrieval.types import Answer, Source
 
@@ -79,3 +89,62 @@ def test_asked_which_day_the_day_is_the_answer_not_a_later_year() -> None:
     sentence = "Sáng ngày 29/10, Đoàn công tác Tỉnh ủy làm việc với Ban Thường vụ Đảng ủy Khối về nhiệm vụ 9 tháng đầu năm 2014."
     assert answer_values(question, sentence) == {"29", "10"}
     assert not states_extractive_value("Đoàn công tác làm việc trong 9 tháng đầu năm 2014 [1].", question, _quote(sentence))
+
+
+# Sentences written for these tests: a district's citizen reception day and a school merger.
+RECEPTION = ("Sáng 15/5, ông Lê Văn Hòa, Chủ tịch UBND huyện, chủ trì buổi tiếp công dân định kỳ. "
+             "Phó Chủ tịch Trần Thị Mai báo cáo kết quả giải quyết 12 đơn kiến nghị của người dân.")
+MERGER = "Theo đề án, Trường Tiểu học Tân Phú sẽ sáp nhập với Trường Tiểu học Phú Mỹ từ năm học tới."
+WHO = parse_question("Ai chủ trì buổi tiếp công dân tháng 5?")
+
+
+def _source(text: str, n: int = 1) -> Source:
+    return Source(n, "a", "Bài", "2024-05-15", None, text, 0, len(text), 1.0)
+
+
+def test_an_answer_is_read_from_the_one_sentence_holding_its_words() -> None:
+    evidence = claim_sentence("Ông Lê Văn Hòa chủ trì [2].", WHO.text, [_source(MERGER), _source(RECEPTION, 2)])
+    assert evidence == Evidence(2, RECEPTION.split(". ")[0] + ".")
+    # The chair of one sentence with the report of the other: a statement neither makes.
+    assert claim_sentence("Ông Lê Văn Hòa báo cáo 12 đơn kiến nghị [1].", WHO.text, [_source(RECEPTION)]) is None
+    # "có" is a function word when the answer is accented (folded, it would be "cỏ" or "cô" as well).
+    assert claim_sentence("Có ông Lê Văn Hòa [1].", WHO.text, [_source(RECEPTION)]) is not None
+
+
+def test_the_evidence_line_quotes_the_sentence_unless_the_answer_says_it_all() -> None:
+    sentence = "Ông Hòa [chủ tịch] chủ trì buổi tiếp công dân."
+    assert with_evidence("Ông Hòa [1].", Evidence(1, sentence)) == "\n«Ông Hòa (chủ tịch) chủ trì buổi tiếp công dân.» [1]"
+    assert with_evidence("Ông Hòa, chủ tịch, chủ trì buổi tiếp công dân [1].", Evidence(1, sentence)) == ""
+
+
+@pytest.mark.parametrize(
+    ("reply", "agrees"),
+    [
+        ("Ông Lê Văn Hòa [1].", True),
+        ("Chủ tịch UBND huyện Lê Văn Hòa chủ trì [1].", True),
+        ("Phó Chủ tịch Trần Thị Mai chủ trì [1].", False),  # another person of the same passage
+        ("Chủ tịch UBND huyện chủ trì [1].", False),  # a title where the quote names the person
+    ],
+)
+def test_asked_who_the_answer_names_the_person_the_quote_names(reply: str, agrees: bool) -> None:
+    quote = _quote(RECEPTION.split(". ")[0] + ".")
+    assert names_extractive_answer(reply, WHO, quote) is agrees
+    assert claim_holds(reply, WHO, quote) is agrees
+
+
+def test_asked_which_the_words_after_the_noun_follow_it_in_the_quote() -> None:
+    which = parse_question("Trường Tiểu học Tân Phú sẽ sáp nhập với trường nào?")
+    quote = _quote(MERGER)
+    assert names_extractive_answer("Trường Tiểu học Tân Phú sáp nhập với Trường Tiểu học Phú Mỹ [1].", which, quote)
+    # A name cut short, and one from elsewhere; the question's own "Trường Tiểu học Tân Phú" is an echo.
+    assert not names_extractive_answer("Trường Tân Phú sáp nhập với Trường Phú Mỹ [1].", which, quote)
+    assert not names_extractive_answer("Trường Tiểu học Tân Phú sáp nhập với Trường THCS Phú Mỹ [1].", which, quote)
+    assert names_extractive_answer("Sáp nhập với Trường Tiểu học Phú Mỹ [1].", which, Answer("", False, []))
+
+
+def test_an_english_question_needs_a_quote_that_singles_out_one_value() -> None:
+    question = parse_question("How many petitions were settled at the May reception?")
+    one = _quote("Đã giải quyết 12 đơn kiến nghị.")
+    assert singles_out_value(question, one) and claim_holds("12 petitions [1].", question, one)
+    two = _quote("Huyện nhận 30 đơn, đã giải quyết 12 đơn kiến nghị.")
+    assert not singles_out_value(question, two) and not claim_holds("12 petitions [1].", question, two)

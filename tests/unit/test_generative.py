@@ -301,9 +301,11 @@ def test_a_refusal_or_unsupported_answer_gives_way_to_the_fallback() -> None:
     assert [(q, [p.article_id for p in ps]) for q, ps in asked] == [(QUESTION, ["001", "004"])] * 2
 
     # A supported answer stating the quote's figure is the model's own (the fallback was asked to
-    # compare); a fallback that finds nothing leaves "not found".
+    # compare), followed by the sentence it was read from; a fallback that finds nothing leaves "not found".
     answerer, _, _ = _answerer(["Tổng số đảng viên năm 2023 là 74.127 đồng chí [2]."], fallback=fallback)
-    assert answerer.answer(QUESTION).text.endswith("74.127 đồng chí [1].") and len(asked) == 3
+    own, evidence = answerer.answer(QUESTION).text.split("\n")
+    assert own == "Tổng số đảng viên năm 2023 là 74.127 đồng chí [1]." and len(asked) == 3
+    assert evidence.startswith("«Về phát triển Đảng viên") and evidence.endswith("lên 74.127 đồng chí.» [1]")
     nothing = Answer("Không tìm thấy.", False, [])
     answerer, _, _ = _answerer(["Không tìm thấy."], fallback=lambda q, p, language: nothing)
     answer = answerer.answer(QUESTION)
@@ -333,10 +335,22 @@ def test_a_figure_of_the_cited_passage_that_answers_something_else_gives_way_to_
 
 def test_an_answer_stating_the_quoted_figure_keeps_its_own_wording() -> None:
     quoted = _quote(P2023, "Về phát triển Đảng viên", "74.127 đồng chí.")
+    reply = "Toàn Đảng bộ tỉnh có 74.127 đồng chí [1]."
+    answerer, _, _ = _answerer([reply], passages=[P2023], fallback=lambda q, p, language: quoted)
+    stream = answerer.stream(QUESTION)
+    fragments = list(stream)
+    answer = stream.final()
+    assert answer.found and answer.text.startswith(reply + "\n«Về phát triển") and answer.sources[0].article_id == "004"
+    assert "".join(fragments) == answer.text  # the evidence line streams too: nothing is replaced
+
+
+def test_an_answer_joining_two_sentences_gives_way_to_the_quote() -> None:
+    """The month of one sentence ("Đến tháng 9 năm 2023, ... 817 tổ chức cơ sở Đảng") with the figure of
+    another: no sentence of the passage says it, so the quote of the one that does answers instead."""
+    quoted = _quote(P2023, "Về phát triển Đảng viên", "74.127 đồng chí.")
     reply = "Đến tháng 9/2023, toàn tỉnh có 74.127 đảng viên [1]."
     answerer, _, _ = _answerer([reply], passages=[P2023], fallback=lambda q, p, language: quoted)
-    answer = answerer.answer(QUESTION)
-    assert (answer.found, answer.text) == (True, reply) and answer.sources[0].article_id == "004"
+    assert answerer.answer(QUESTION) is quoted
 
 
 def test_a_figure_the_extractive_answerer_finds_no_answer_for_is_not_found() -> None:
@@ -346,15 +360,17 @@ def test_a_figure_the_extractive_answerer_finds_no_answer_for_is_not_found() -> 
     assert (answer.found, answer.text) == (False, NOT_FOUND_TEXT["vi"]) and answer.sources
 
 
-def test_questions_asking_neither_a_figure_nor_a_time_are_not_compared() -> None:
-    def fallback(question: str, passages: list[Passage], language: str) -> Answer:
-        raise AssertionError("the fallback was consulted")
-
-    reply = "Trưởng ban Tổ chức Tỉnh ủy Nguyễn Minh Tiến phát biểu kết luận [1]."
-    passage = _passage("004", TEXT_2023, "Trưởng ban Tổ chức Tỉnh ủy", "kết luận", "Hội nghị sơ kết công tác xây dựng Đảng",
-                       "2023-09-29", 0.9)
-    answerer, _, _ = _answerer([reply], passages=[passage], fallback=fallback)
-    assert answerer.answer("Ai phát biểu kết luận hội nghị?").text == reply
+@pytest.mark.parametrize(("named", "kept"), [("Trưởng ban Tổ chức Tỉnh ủy Nguyễn Minh Tiến", True),
+                                              ("Phó Trưởng ban Nguyễn Văn Tuệ", False)])
+def test_asked_who_the_model_must_name_the_person_the_quote_names(named: str, kept: bool) -> None:
+    # Both captions are in the passage, so both names pass the citation checks; the quote is the first.
+    passage = _passage("004", TEXT_2023, "Trưởng ban Tổ chức Tỉnh ủy", "điều hành thảo luận",
+                       "Hội nghị sơ kết công tác xây dựng Đảng", "2023-09-29", 0.9)
+    quoted = _quote(passage, "Trưởng ban Tổ chức Tỉnh ủy", "kết luận")
+    reply = f"{named} phát biểu kết luận [1]."
+    answerer, _, _ = _answerer([reply], passages=[passage], fallback=lambda q, p, language: quoted)
+    answer = answerer.answer("Ai phát biểu kết luận hội nghị?")
+    assert answer.text.startswith(reply) if kept else answer is quoted
 
 
 def test_an_answer_carrying_out_an_order_in_a_passage_gives_way_to_the_fallback() -> None:
@@ -377,4 +393,4 @@ def test_with_the_extractive_answerer_as_fallback_a_wrong_figure_gives_its_quote
     answer = answerer.answer(QUESTION)
     assert answer.found and answer.text.startswith("Theo «Hội nghị sơ kết công tác xây dựng Đảng» (29/09/2023):")
     assert "74.127 đồng chí. [1]" in answer.text and answer.sources[0].text.endswith("lên 74.127 đồng chí.")
-    assert answerer.answer(QUESTION).text == "Toàn Đảng bộ tỉnh có 74.127 đảng viên [1]."
+    assert answerer.answer(QUESTION).text.startswith("Toàn Đảng bộ tỉnh có 74.127 đảng viên [1].\n«")

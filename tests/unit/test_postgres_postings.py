@@ -18,9 +18,11 @@ from index.cleaning import clean_article
 from index.loading import load_documents
 from index.stores import postings
 from index.stores.postgres import (
+    SCHEMA_VERSION,
     ArticleLimits,
     HnswSettings,
     PostgresStore,
+    SchemaVersionError,
     article_row,
     connect,
     copy_chunks,
@@ -60,7 +62,7 @@ def write_corpus(url: str, corpus) -> None:
     rng = np.random.default_rng(0)
     with connection.transaction():
         create_schema(connection, DIM, "vector", HnswSettings())
-        write_manifest(connection, Manifest(schema_version=2, embedding_model="test", embedding_weights_sha256="0",
+        write_manifest(connection, Manifest(schema_version=SCHEMA_VERSION, embedding_model="test", embedding_weights_sha256="0",
                                             dim=DIM, chunk_size=160, chunk_overlap=1, index_type="vector-hnsw",
                                             n_articles=0, n_chunks=0, pipeline_version="test"))
         chunks = {a.article_id: split_into_chunks(a, size_words=160, overlap_sentences=1) for a in corpus}
@@ -189,13 +191,15 @@ def test_chunks_of_the_same_words_tie_exactly_and_go_by_chunk_id(postgres_cluste
     url = postgres_cluster.create_database(f"p_{uuid.uuid4().hex[:10]}")
     write_corpus(url, [*corpus, *shuffled])
     connection = connect(url)
-    with connection.transaction():  # their postings stored in a different term order each, as syncs may leave them
+    with connection.transaction():  # the blocks holding them stored in a shuffled term order, as syncs may leave them
         for f in FIELDS:
             connection.execute(f"CREATE TEMPORARY TABLE moved_{f} AS SELECT p.* FROM hoidap_postings_{f} p "
-                               "JOIN hoidap_chunks c USING (chunk_id) WHERE c.article_id = ANY(%s)", (sorted(ids),))
-            connection.execute(f"DELETE FROM hoidap_postings_{f} p USING moved_{f} m WHERE p.chunk_id = m.chunk_id")
+                               f"WHERE p.block IN (SELECT chunk_id >> {postings.BLOCK_BITS} FROM hoidap_chunks "
+                               "WHERE article_id = ANY(%s))", (sorted(ids),))
+            connection.execute(f"DELETE FROM hoidap_postings_{f} p USING moved_{f} m "
+                               "WHERE p.term_id = m.term_id AND p.block = m.block")
             connection.execute(f"INSERT INTO hoidap_postings_{f} SELECT * FROM moved_{f} "
-                               "ORDER BY chunk_id, md5(term_id || ' ' || chunk_id)")
+                               "ORDER BY block, md5(term_id || ' ' || block)")
     connection.close()
     store = PostgresStore.open(url)
     try:
@@ -215,5 +219,43 @@ def test_chunks_of_the_same_words_tie_exactly_and_go_by_chunk_id(postgres_cluste
             positions = [i for i, (cid, _) in enumerate(found) if chunk_of[cid].article_id in ids]
             assert positions == list(range(positions[0], positions[0] + len(ties)))  # nothing in between
             assert [cid for cid, _ in ties] == sorted(cid for cid, _ in ties), (question, field)
+    finally:
+        store.close()
+
+
+def as_layout_2(url: str) -> None:
+    """Turn an index back into layout 2, as hoidap wrote it: one postings row per (term, chunk), no term lists."""
+    connection = connect(url)
+    with connection.transaction():
+        for f in FIELDS:
+            connection.execute(f"ALTER TABLE hoidap_postings_{f} RENAME TO blocks_{f}")
+            connection.execute(f"DROP TABLE hoidap_chunk_terms_{f}")
+            connection.execute(f"CREATE TABLE hoidap_postings_{f} (chunk_id BIGINT NOT NULL, term_id INTEGER NOT NULL, "
+                               "tf INTEGER NOT NULL)")
+            connection.execute(f"INSERT INTO hoidap_postings_{f} SELECT b.block::bigint * {postings.BLOCK} + u.at, "
+                               f"b.term_id, u.tf FROM blocks_{f} b, unnest(b.offsets, b.tfs) AS u(at, tf)")
+            connection.execute(f"DROP TABLE blocks_{f}")
+            connection.execute(f"ALTER TABLE hoidap_postings_{f} ADD PRIMARY KEY (term_id, chunk_id) INCLUDE (tf)")
+            connection.execute(f"CREATE INDEX hoidap_postings_{f}_by_chunk ON hoidap_postings_{f} (chunk_id)")
+        connection.execute("UPDATE hoidap_manifest SET schema_version = 2")
+    connection.close()
+
+
+def test_a_layout_2_index_is_regrouped_into_blocks_in_place(postgres_cluster, corpus) -> None:
+    """A reader that may not upgrade is told what to run; the owner's store regroups the rows into blocks, and
+    BM25 ranks as before."""
+    url = postgres_cluster.create_database(f"p_{uuid.uuid4().hex[:10]}")
+    write_corpus(url, corpus)
+    as_layout_2(url)
+    with pytest.raises(SchemaVersionError, match="has layout 2, this hoidap reads layout 3: run `hoidap index`"):
+        PostgresStore.open(url, upgrade=False)
+    store = PostgresStore.open(url)
+    try:
+        assert store.manifest.schema_version == SCHEMA_VERSION == 3
+        [(columns,)] = store._rows("SELECT array_agg(column_name::text ORDER BY ordinal_position) "
+                                   "FROM information_schema.columns WHERE table_name = 'hoidap_postings_plain'")
+        assert columns == ["term_id", "block", "block_max_tf", "offsets", "tfs"]
+        assert store.verify() == []
+        assert_same_as_embedded(store, depths=(5, 50))
     finally:
         store.close()
