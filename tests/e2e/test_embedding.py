@@ -123,3 +123,16 @@ def test_a_cut_short_int8_graph_is_made_again(models_dir, tmp_path) -> None:
     again = load_embedder("multilingual-e5-small", cache, precision="int8")
     assert np.allclose(again.embed_passages(TEXTS[:1]), expected, atol=1e-5)
     assert graph.stat().st_size > 10_000_000
+
+
+def test_batches_run_side_by_side_give_the_vectors_of_one_at_a_time(models_dir) -> None:
+    from index.onnx_encoder import OnnxEncoder
+
+    int8 = load_embedder("multilingual-e5-small", models_dir, precision="int8")
+    int8.prepare()
+    graph, export = int8._onnx.onnx_file, next((models_dir / "onnx").glob("*.embeds.onnx"))
+    texts = [f"passage: {text} {n}" for n in range(4) for text in TEXTS]
+    serial = OnnxEncoder(models_dir / "multilingual-e5-small", graph, export=export, threads=1).encode(texts, 2)
+    parallel = OnnxEncoder(models_dir / "multilingual-e5-small", graph, export=export, threads=2).encode(texts, 2)
+    assert np.allclose(serial, parallel, atol=1e-5)
+    assert (serial[:3] * serial[3:6]).sum(axis=1).max() < 0.9999  # different texts, different vectors
