@@ -154,7 +154,7 @@ class Embedder:
             target.with_name(f"{self.identity.weights_sha256[:24]}.onnx").unlink(missing_ok=True)
         if not graph.is_file():
             log.warning("quantising %s to int8 once (%s)", self.identity.name, graph)
-            quantize_onnx(target, graph)
+            quantize_onnx(self.folder, target, graph)
         return OnnxEncoder(self.folder, graph, export=target)
 
     def prepare(self) -> None:

@@ -33,6 +33,9 @@ from index.tokenizing import (
 SUPPORTED_POOLING = ("mean", "cls")
 
 
+log = logging.getLogger(__name__)
+
+
 class OnnxUnsupportedError(HoidapError):
     """The model folder has modules the ONNX path does not implement; use the PyTorch backend."""
 
@@ -82,20 +85,29 @@ def sentencepiece_path(onnx_file: Path) -> Path:
     return onnx_file.with_suffix(".sentencepiece.model")
 
 
-def quantize_onnx(source: Path, target: Path) -> None:
-    """Write `source` (an `export_onnx` graph) with its weight matrices in int8, atomically; the embedding
-    table and tokenizer stay the source's.
+# Calibration text for `quantize_onnx`: the bundled news articles, in windows of about one chunk.
+CALIBRATION_CORPUS = Path(__file__).resolve().parent / "corpus"
+CALIBRATION_CHARS = 1500
+CALIBRATION_TEXTS = 16
+# A MatMul whose input int8 renders with noise above this share of the input's root mean square keeps its
+# fp32 weights. The noise of per-batch uint8 quantisation is (range / 255) / sqrt(12) per element; over the
+# calibration text it is .01-.08 for every MatMul of multilingual-e5-small except the feed-forward
+# down-projections of layers 0, 4, 5 (.19-.29) and 1 (.11), whose GELU inputs carry a few outliers that
+# stretch the range. Measured on the tuning set (bench/README.md, "int8 embedding"): keeping those of
+# 0, 4 and 5 in fp32 holds dense and hybrid R@5 to fp32's, all in int8 loses .007-.013 dense R@5.
+NOISE_LIMIT = 0.15
+
+
+def quantize_onnx(folder: Path, source: Path, target: Path) -> list[str]:
+    """Write `source` (an `export_onnx` graph of `folder`'s model) with its weight matrices in int8,
+    atomically; the embedding table and tokenizer stay the source's. Returns the MatMuls kept in fp32.
 
     Dynamic quantisation: the weights are int8 per output channel and the activations are quantised per
-    batch at run time, so no calibration data is needed. The feed-forward down-projections stay fp32: their
-    input is the GELU output, whose long tail int8 renders worst. Measured on the tuning set (eval/README.md):
-    with them in int8 too the graph embeds faster still (2.4x fp32 against 1.6x on 182 XQuAD-vi chunks,
-    batch 2) but dense R@5 drops by .007 (diacritics) and .013 (none), past the .005 allowed; without them
-    dense and hybrid R@5 stay within .005 of fp32 and the vectors within cosine 0.998 of fp32's. ONNX
-    Runtime's transformer fusions (onnxruntime.transformers.optimizer) add nothing before it: with token
-    embeddings as input and the exporter's attention they fuse only SkipLayerNormalization and BiasGelu,
-    which the session's own optimisation already does, and an export with eager attention, which does fuse
-    Attention, ran half as fast (bench/README.md).
+    batch at run time. The MatMuls whose inputs int8 renders worst on the calibration text keep fp32
+    weights (`NOISE_LIMIT`). ONNX Runtime's transformer fusions (onnxruntime.transformers.optimizer) add
+    nothing before it: with token embeddings as input and the exporter's attention they fuse only
+    SkipLayerNormalization and BiasGelu, which the session's own optimisation already does, and an export
+    with eager attention, which does fuse Attention, ran half as fast (bench/README.md).
     """
     import onnx
     from google.protobuf.message import DecodeError
@@ -105,21 +117,68 @@ def quantize_onnx(source: Path, target: Path) -> None:
         graph = onnx.load(str(source))
     except (OSError, DecodeError) as error:
         raise OnnxLoadError(f"The ONNX export {source} cannot be read ({error}): it is exported again.") from error
-    widths = {t.name: tuple(t.dims) for t in graph.graph.initializer if len(t.dims) == 2}
-    # A down-projection reads a wider vector than it writes (1536 -> 384 in multilingual-e5-small).
-    down = [n.name for n in graph.graph.node if n.op_type == "MatMul"
-            and (dims := widths.get(n.input[1])) and dims[0] > dims[1]]
+    noise = input_noise(folder, source, graph, calibration_texts())
     del graph
+    kept = [name for name, share in noise.items() if share > NOISE_LIMIT]
+    log.info("int8: %d of %d MatMuls keep fp32 weights (input noise > %.2f): %s", len(kept), len(noise),
+             NOISE_LIMIT, ", ".join(kept))
     partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
     advice = _DropRecords("consider to run pre-processing")  # static quantisation's advice, logged on the root logger
     logging.getLogger().addFilter(advice)
     try:
         quantize_dynamic(str(source), str(partial), per_channel=True, op_types_to_quantize=["MatMul"],
-                         nodes_to_exclude=down, weight_type=QuantType.QInt8)
+                         nodes_to_exclude=kept, weight_type=QuantType.QInt8)
         os.replace(partial, target)
     finally:
         logging.getLogger().removeFilter(advice)
         partial.unlink(missing_ok=True)
+    return kept
+
+
+def calibration_texts() -> list[str]:
+    """Windows of about one chunk from the bundled articles, paragraphs kept whole."""
+    texts: list[str] = []
+    for path in sorted(CALIBRATION_CORPUS.glob("*.txt")):
+        window = ""
+        for paragraph in (line.strip() for line in path.read_text(encoding="utf-8").splitlines()):
+            if paragraph:
+                window = f"{window}\n{paragraph}" if window else paragraph
+            if len(window) >= CALIBRATION_CHARS:
+                texts.append(window[:CALIBRATION_CHARS])
+                window = ""
+        if window:
+            texts.append(window)
+    # Spread over the articles rather than the first ones only.
+    step = max(1, len(texts) // CALIBRATION_TEXTS)
+    return texts[::step][:CALIBRATION_TEXTS]
+
+
+def input_noise(folder: Path, source: Path, graph, texts: list[str]) -> dict[str, float]:
+    """For each MatMul of `graph` with a weight matrix: the noise of quantising its input per batch to uint8,
+    as a share of the input's root mean square, averaged over `texts` embedded two at a time."""
+    import onnx
+    import onnxruntime
+
+    matrices = {t.name for t in graph.graph.initializer if len(t.dims) == 2}
+    nodes = [n for n in graph.graph.node if n.op_type == "MatMul" and n.input[1] in matrices]
+    probe = onnx.ModelProto()
+    probe.CopyFrom(graph)
+    inputs = list(dict.fromkeys(n.input[0] for n in nodes))
+    probe.graph.output.extend(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None) for name in inputs)
+    session = onnxruntime.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+    del probe
+    _, _, max_tokens = describe(folder)
+    tokens = load_token_ids(folder, sentencepiece_path(source), max_tokens)
+    table = np.load(embedding_table_path(source), mmap_mode="r", allow_pickle=False)
+    shares: dict[str, list[float]] = {name: [] for name in inputs}
+    for begin in range(0, len(texts), 2):
+        ids, mask = tokens.encode(texts[begin:begin + 2])
+        real = mask.astype(bool)
+        for name, values in zip(inputs, session.run(inputs, {"inputs_embeds": table[ids], "attention_mask": mask})):
+            values = values[real]
+            spread = float(values.max() - min(float(values.min()), 0.0))
+            shares[name].append(spread / 255 / np.sqrt(12) / max(float(np.sqrt((values ** 2).mean())), 1e-12))
+    return {n.name: float(np.mean(shares[n.input[0]])) for n in nodes}
 
 
 class _DropRecords(logging.Filter):
