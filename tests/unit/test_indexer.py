@@ -131,6 +131,20 @@ def test_a_manifest_written_before_precisions_were_recorded_reads_as_fp32(tmp_pa
         IndexStore.open(tmp_path / "index", model=HashEmbedder(precision="int8").identity)
 
 
+def test_an_unset_precision_follows_the_index_and_a_new_index_is_int8(tmp_path: Path, corpus: Path) -> None:
+    from bot.settings import Settings
+    from bot.wiring import embedding_precision
+
+    unset = Settings(_env_file=None, data_dir=tmp_path / "data")
+    assert unset.embedding_precision is None
+    assert embedding_precision(unset, tmp_path / "index") == "int8"  # nothing there yet
+    sync_index([corpus], tmp_path / "index", HashEmbedder(), SETTINGS)  # an fp32 index (an upgrade's)
+    assert embedding_precision(unset, tmp_path / "index") == "fp32"
+    assert embedding_precision(Settings(_env_file=None, embedding_precision="int8"), tmp_path / "index") == "int8"
+    (tmp_path / "index" / indexer.MANIFEST).write_text("{", encoding="utf-8")  # damaged: the store's open says so
+    assert embedding_precision(unset, tmp_path / "index") == "int8"
+
+
 def test_changed_chunk_settings_redo_everything(tmp_path: Path, corpus: Path) -> None:
     sync_index([corpus], tmp_path / "index", HashEmbedder(), SETTINGS)
     summary = sync_index([corpus], tmp_path / "index", HashEmbedder(), ChunkSettings(60, 0))
