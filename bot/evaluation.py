@@ -33,7 +33,7 @@ from rich.progress import (
 from rich.table import Table
 
 from bot.cli.app import tr
-from bot.settings import Settings
+from bot.settings import NEW_INDEX_PRECISION, Settings
 from index.errors import HoidapError, UnreadableFileError
 from retrieval.evaluation import (
     K_MAX,
@@ -86,12 +86,15 @@ def load_questions(path: Path) -> list[EvalQuestion]:
 
 
 def eval_index_dir(settings: Settings, corpus: Path) -> Path:
-    """The default index directory of an evaluation corpus: keyed by its content and the embedding model.
+    """The default index directory of an evaluation corpus: keyed by its content and the embedding model and precision.
 
     `corpus` is a JSON-lines file, or a folder of articles (every file, by relative path and bytes).
     """
     digest = hashlib.sha256()
     digest.update(settings.embedding_model.encode("utf-8") + b"\0")
+    precision = settings.embedding_precision or NEW_INDEX_PRECISION
+    if precision != "fp32":  # the keys of fp32 indexes stay what they were before precisions
+        digest.update(precision.encode("utf-8") + b"\0")
     files = sorted(p for p in corpus.rglob("*") if p.is_file()) if corpus.is_dir() else [corpus]
     try:
         for path in files:
@@ -130,7 +133,7 @@ def run_eval(settings: Settings, questions: Path, corpus: Path | None = None, an
     index_dir = index_dir or settings.index_dir
     name = answerer_name or choose_answerer(settings)
 
-    embedder = build_embedder(settings)
+    embedder = build_embedder(settings, index_dir)
     if corpus is not None:
         _index_corpus(settings, embedder, corpus, index_dir, status)
     components = build_components(settings, answerer=name, index_dir=index_dir, embedder=embedder)

@@ -28,6 +28,8 @@ from pydantic_settings import SettingsError as PydanticSettingsError
 from index.errors import HoidapError
 
 BUNDLED_CORPUS = Path(__file__).resolve().parent.parent / "index" / "corpus"
+# What a new index is embedded in when HOIDAP_EMBEDDING_PRECISION is unset (bench/README.md, "int8 embedding").
+NEW_INDEX_PRECISION = "int8"
 PREFIX = "HOIDAP_"
 ENV_FILE = Path(".env")
 
@@ -69,7 +71,11 @@ class Settings(BaseSettings):
 
     # Embedding and index
     embedding_model: str = "multilingual-e5-small"
-    embedding_precision: Literal["fp32", "bf16"] = "fp32"
+    # int8: the ONNX graph with int8 weight matrices, made once from the fp32 export (index.onnx_encoder.quantize_onnx);
+    # its encoder is 1.7x as fast as fp32's, with tuning-set R@5 within .002 (bench/README.md). An index records the
+    # precision that embedded it, and questions are embedded in the same one. Unset: the existing index's precision
+    # (an index built before precisions were recorded is fp32), int8 for a new one; set, a sync re-embeds to it.
+    embedding_precision: Literal["fp32", "int8", "bf16"] | None = None
     embedding_backend: Literal["onnx", "torch"] = "onnx"
     # ONNX Runtime on 2 cores embeds ~220-word chunks fastest two at a time (bench/indexing.py: 14-18 chunks/s
     # at 1-2 against ~10 at 16, whose padding and larger activations cost more than batching saves).
@@ -131,7 +137,12 @@ class Settings(BaseSettings):
         """`EXTRACTIVE` or ` Extractive ` means extractive; a value that matches no choice is left as written."""
         if not isinstance(value, str):
             return value
-        choices = typing.get_args(cls.model_fields[str(info.field_name)].annotation)
+        annotation = cls.model_fields[str(info.field_name)].annotation
+        members = [annotation] if typing.get_origin(annotation) is Literal else typing.get_args(annotation)
+        choices = [choice for member in members if typing.get_origin(member) is Literal
+                   for choice in typing.get_args(member)]
+        if not value.strip() and type(None) in typing.get_args(annotation):
+            return None  # `HOIDAP_EMBEDDING_PRECISION=` is unset
         return next((choice for choice in choices if choice.casefold() == value.strip().casefold()), value)
 
     @field_validator("data_dir", "models_dir", mode="after")

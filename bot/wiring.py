@@ -10,14 +10,15 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import typing
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bot.settings import Settings
-from index.embedding import Embedder, load_embedder
+from bot.settings import NEW_INDEX_PRECISION, Settings
+from index.embedding import Embedder, Precision, load_embedder
 from index.errors import HoidapError, IndexMissingError
 from index.indexer import (
     ChunkSettings,
@@ -31,7 +32,7 @@ from index.indexer import (
     sync_index,
 )
 from index.sources import ReadLimits, Source
-from index.store import IndexStore
+from index.store import MANIFEST, IndexStore, Manifest
 from index.stores import Store
 from index.stores.postgres import HnswSettings
 from retrieval.answering.crosslingual import INDEX_MODEL_WEIGHT, MeaningReader
@@ -65,11 +66,35 @@ def offline_environment() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def build_embedder(settings: Settings) -> Embedder:
+def build_embedder(settings: Settings, index_dir: Path | None = None) -> Embedder:
+    """The embedding model in the precision of `embedding_precision(settings, index_dir)`."""
     offline_environment()
     return load_embedder(settings.embedding_model, settings.models_dir,
-                         precision=settings.embedding_precision, batch_size=settings.embedding_batch_size,
+                         precision=embedding_precision(settings, index_dir), batch_size=settings.embedding_batch_size,
                          backend=settings.embedding_backend)
+
+
+def embedding_precision(settings: Settings, index_dir: Path | None = None) -> Precision:
+    """The configured precision; unset, the configured store's (so an upgrade neither re-embeds an index nor
+    refuses its questions), or `NEW_INDEX_PRECISION` when there is no index yet."""
+    if settings.embedding_precision is not None:
+        return settings.embedding_precision
+    if database_url(settings) is None:
+        path = (index_dir or settings.index_dir).resolve() / MANIFEST
+        if not path.is_file():
+            return NEW_INDEX_PRECISION
+        try:
+            return typing.cast(Precision, Manifest.read(path).embedding_precision)
+        except HoidapError:  # opening the store reports the damage
+            return NEW_INDEX_PRECISION
+    try:
+        store = open_any_store(settings)
+    except HoidapError:  # no index yet, or a fault the store's own open reports
+        return NEW_INDEX_PRECISION
+    try:
+        return typing.cast(Precision, store.manifest.embedding_precision)
+    finally:
+        store.close()
 
 
 # One English reader per process and folder: ~1.2 GB, loaded at the first English question, kept across reloads.
@@ -117,7 +142,7 @@ def sync(settings: Settings, paths: list[Path] | None = None, *, rebuild: bool =
         listed = ", ".join(missing)
         raise HoidapError(f"No such file or folder: {listed}. Nothing was changed.",
                           vi=f"Không có tệp hay thư mục: {listed}. Chưa thay đổi gì.")
-    embedder = embedder or build_embedder(settings)
+    embedder = embedder or build_embedder(settings, index_dir)
     target = index_target(settings, index_dir)
     summary = sync_index(paths or None, target, embedder, chunk_settings(settings), default=settings.corpus,
                          rebuild=rebuild, prune=prune, progress=progress, confirm=confirm, limits=read_limits(settings))
@@ -416,7 +441,7 @@ def build_components(settings: Settings, *, answerer: str | None = None, index_d
 
     `wrap_retriever` puts a layer around the retriever the answerer uses (the bot's timing, for metrics).
     """
-    embedder = embedder or build_embedder(settings)
+    embedder = embedder or build_embedder(settings, index_dir)
     url = read_url(settings)
     if url is not None:
         from index.stores.postgres import PostgresStore

@@ -22,6 +22,7 @@ from index.onnx_encoder import (
     describe,
     export_onnx,
     prompts,
+    quantize_onnx,
 )
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,10 @@ log = logging.getLogger(__name__)
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
-Precision = Literal["fp32", "bf16"]
+# int8: the ONNX graph with int8 weight matrices (index.onnx_encoder.quantize_onnx), for passages and questions
+# alike; bf16: PyTorch in bfloat16. Vectors of two precisions are close but not equal, so the precision is
+# part of the model's identity: an index records it and is not mixed with another's vectors.
+Precision = Literal["fp32", "int8", "bf16"]
 Backend = Literal["onnx", "torch"]
 
 
@@ -40,6 +44,7 @@ class ModelIdentity:
     name: str
     weights_sha256: str
     dim: int
+    precision: str = "fp32"
 
 
 def _model_dim(folder: Path) -> int:
@@ -108,8 +113,17 @@ class Embedder:
 
             check_embedding_folder(folder, cache_file)
         digest = marker.get("model_sha256") or weights_digest(folder, cache_file)
-        self.identity = ModelIdentity(name=name, weights_sha256=digest, dim=_model_dim(folder))
-        self.backend = backend if precision == "fp32" else "torch"  # bf16 runs through PyTorch
+        self.backend: Backend = "torch" if precision == "bf16" else backend  # bf16 runs through PyTorch
+        if self.backend == "onnx":
+            try:
+                describe(folder)
+            except OnnxUnsupportedError as reason:
+                log.info("embedding with PyTorch: %s", reason)
+                self.backend = "torch"
+        if precision == "int8" and self.backend == "torch":
+            log.info("int8 embedding needs the ONNX path: %s is embedded in fp32 with PyTorch", name)
+            self.precision = precision = "fp32"
+        self.identity = ModelIdentity(name=name, weights_sha256=digest, dim=_model_dim(folder), precision=precision)
         self._model: SentenceTransformer | None = None
         self._onnx: OnnxEncoder | None = None
         self._lock = threading.Lock()
@@ -118,27 +132,30 @@ class Embedder:
         """The ONNX Runtime path when the folder allows it (exported once per model), else None."""
         with self._lock:
             if self._onnx is None and self.backend == "onnx":
-                try:
-                    describe(self.folder)
-                except OnnxUnsupportedError as reason:
-                    log.info("embedding with PyTorch: %s", reason)
-                    self.backend = "torch"
-                    return None
                 # ".embeds": the graph takes token embeddings, its table memory-mapped beside it (index.onnx_encoder).
                 target = (self.cache_dir or self.folder) / "onnx" / f"{self.identity.weights_sha256[:24]}.embeds.onnx"
-                if not target.is_file():
-                    log.warning("exporting %s to ONNX once (%s)", self.identity.name, target)
-                    export_onnx(self.folder, target)
-                    # The export of earlier versions (the whole model in one graph) is not read any more.
-                    target.with_name(f"{self.identity.weights_sha256[:24]}.onnx").unlink(missing_ok=True)
+                graph = target.with_suffix(".int8.onnx") if self.precision == "int8" else target
                 try:
-                    self._onnx = OnnxEncoder(self.folder, target)
+                    self._onnx = self._made_encoder(target, graph)
                 except OnnxLoadError as error:  # the export is a cache: a damaged one is made again
                     log.warning("exporting %s to ONNX again: %s", self.identity.name, error)
-                    export_onnx(self.folder, target)
-                    self._onnx = OnnxEncoder(self.folder, target)
+                    target.unlink(missing_ok=True)
+                    graph.unlink(missing_ok=True)
+                    self._onnx = self._made_encoder(target, graph)
                 self._prompts = prompts(self.folder)
             return self._onnx
+
+    def _made_encoder(self, target: Path, graph: Path) -> OnnxEncoder:
+        """The encoder of `graph`, exporting `target` and quantising it to `graph` first when they are missing."""
+        if not target.is_file():
+            log.warning("exporting %s to ONNX once (%s)", self.identity.name, target)
+            export_onnx(self.folder, target)
+            # The export of earlier versions (the whole model in one graph) is not read any more.
+            target.with_name(f"{self.identity.weights_sha256[:24]}.onnx").unlink(missing_ok=True)
+        if not graph.is_file():
+            log.warning("quantising %s to int8 once (%s)", self.identity.name, graph)
+            quantize_onnx(self.folder, target, graph)
+        return OnnxEncoder(self.folder, graph, export=target)
 
     def prepare(self) -> None:
         """Do the one-time work now (ONNX export, loading) rather than on the first question."""

@@ -25,7 +25,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
@@ -418,7 +418,10 @@ def duplicate(where: str, article_id: str, other: str | None) -> Skipped:
 
 def reuse_blocker(manifest: Manifest, embedder: Embedder, settings: ChunkSettings) -> str | None:
     """Why the stored vectors cannot be carried over, or None when they can (another model raises)."""
-    manifest.check_model(embedder.identity)
+    # Another model raises; the same model in another precision embeds every article again.
+    manifest.check_model(replace(embedder.identity, precision=manifest.embedding_precision))
+    if manifest.embedding_precision != embedder.identity.precision:
+        return f"embedding precision changed ({manifest.embedding_precision} -> {embedder.identity.precision})"
     if (manifest.chunk_size, manifest.chunk_overlap) != (settings.size_words, settings.overlap_sentences):
         return "chunk settings changed"
     if manifest.index_type != settings.index_type:
@@ -646,7 +649,7 @@ class _GenerationWriter:
         self.current = current
         self.identity = identity or {
             "embedding_model": embedder.identity.name, "embedding_weights_sha256": embedder.identity.weights_sha256,
-            "dim": embedder.identity.dim,
+            "dim": embedder.identity.dim, "embedding_precision": embedder.identity.precision,
         }
         self.database = sqlite3.connect(generation / DATABASE)
         self.database.executescript(SCHEMA)
@@ -660,7 +663,8 @@ class _GenerationWriter:
         manifest = current.manifest
         settings = ChunkSettings(manifest.chunk_size, manifest.chunk_overlap, manifest.index_type)
         identity = {"embedding_model": manifest.embedding_model,
-                    "embedding_weights_sha256": manifest.embedding_weights_sha256, "dim": manifest.dim}
+                    "embedding_weights_sha256": manifest.embedding_weights_sha256, "dim": manifest.dim,
+                    "embedding_precision": manifest.embedding_precision}
         return cls(index_dir, generation, None, settings, current=current, identity=identity)
 
     def keep(self, article_ids: list[str]) -> None:
@@ -714,6 +718,7 @@ class _GenerationWriter:
             n_articles=summary.n_articles,
             n_chunks=summary.n_chunks,
             pipeline_version=PIPELINE_VERSION,
+            embedding_precision=self.identity["embedding_precision"],
         ).write(self.generation / MANIFEST)
         _fsync_tree(self.generation)
         complete = self.generation.with_suffix("")

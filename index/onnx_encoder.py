@@ -14,8 +14,11 @@ vectors are the same: the rows are looked up in numpy instead of inside the grap
 from __future__ import annotations
 
 import json
+import logging
 import os
+import threading
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +31,9 @@ from index.tokenizing import (
 )
 
 SUPPORTED_POOLING = ("mean", "cls")
+
+
+log = logging.getLogger(__name__)
 
 
 class OnnxUnsupportedError(HoidapError):
@@ -79,6 +85,114 @@ def sentencepiece_path(onnx_file: Path) -> Path:
     return onnx_file.with_suffix(".sentencepiece.model")
 
 
+# Calibration text for `quantize_onnx`: the bundled news articles, in windows of about one chunk.
+CALIBRATION_CORPUS = Path(__file__).resolve().parent / "corpus"
+CALIBRATION_CHARS = 1500
+CALIBRATION_TEXTS = 16
+# A MatMul whose input int8 renders with noise above this share of the input's root mean square keeps its
+# fp32 weights. The noise of per-batch uint8 quantisation is (range / 255) / sqrt(12) per element. Over the
+# calibration text (11 windows) it is at most .093 for 69 of multilingual-e5-small's 72 MatMuls, and .23-.34
+# for the feed-forward down-projections of layers 0, 4 and 5, whose GELU inputs carry a few outliers that
+# stretch the range (layer 1's: .11). Measured on the tuning set (bench/README.md, "int8 embedding"): with
+# those three in fp32, dense and hybrid R@5 are within .002 of fp32 and the encoder 1.7x as fast; with all
+# twelve down-projections in fp32 1.4x; with none, dense R@5 drops .007 (diacritics) and .013 (none).
+NOISE_LIMIT = 0.15
+
+
+def quantize_onnx(folder: Path, source: Path, target: Path) -> list[str]:
+    """Write `source` (an `export_onnx` graph of `folder`'s model) with its weight matrices in int8,
+    atomically; the embedding table and tokenizer stay the source's. Returns the MatMuls kept in fp32.
+
+    Dynamic quantisation: the weights are int8 per output channel and the activations are quantised per
+    batch at run time. The MatMuls whose inputs int8 renders worst on the calibration text keep fp32
+    weights (`NOISE_LIMIT`). ONNX Runtime's transformer fusions (onnxruntime.transformers.optimizer) add
+    nothing before it: with token embeddings as input and the exporter's attention they fuse only
+    SkipLayerNormalization and BiasGelu, which the session's own optimisation already does, and an export
+    with eager attention, which does fuse Attention, ran half as fast (bench/README.md).
+    """
+    import onnx
+    from google.protobuf.message import DecodeError
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    try:
+        graph = onnx.load(str(source))
+    except (OSError, DecodeError) as error:
+        raise OnnxLoadError(f"The ONNX export {source} cannot be read ({error}): it is exported again.") from error
+    noise = input_noise(folder, source, graph, calibration_texts())
+    del graph
+    kept = [name for name, share in noise.items() if share > NOISE_LIMIT]
+    log.info("int8: %d of %d MatMuls keep fp32 weights (input noise > %.2f): %s", len(kept), len(noise),
+             NOISE_LIMIT, ", ".join(kept))
+    partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
+    advice = _DropRecords("consider to run pre-processing")  # static quantisation's advice, logged on the root logger
+    logging.getLogger().addFilter(advice)
+    try:
+        quantize_dynamic(str(source), str(partial), per_channel=True, op_types_to_quantize=["MatMul"],
+                         nodes_to_exclude=kept, weight_type=QuantType.QInt8)
+        os.replace(partial, target)
+    finally:
+        logging.getLogger().removeFilter(advice)
+        partial.unlink(missing_ok=True)
+    return kept
+
+
+def calibration_texts() -> list[str]:
+    """Windows of about one chunk from the bundled articles, paragraphs kept whole."""
+    texts: list[str] = []
+    for path in sorted(CALIBRATION_CORPUS.glob("*.txt")):
+        window = ""
+        for paragraph in (line.strip() for line in path.read_text(encoding="utf-8").splitlines()):
+            if paragraph:
+                window = f"{window}\n{paragraph}" if window else paragraph
+            if len(window) >= CALIBRATION_CHARS:
+                texts.append(window[:CALIBRATION_CHARS])
+                window = ""
+        if window:
+            texts.append(window)
+    # Spread over the articles rather than the first ones only.
+    step = max(1, len(texts) // CALIBRATION_TEXTS)
+    return texts[::step][:CALIBRATION_TEXTS]
+
+
+def input_noise(folder: Path, source: Path, graph, texts: list[str]) -> dict[str, float]:
+    """For each MatMul of `graph` with a weight matrix: the noise of quantising its input per batch to uint8,
+    as a share of the input's root mean square, averaged over `texts` embedded two at a time."""
+    import onnx
+    import onnxruntime
+
+    matrices = {t.name for t in graph.graph.initializer if len(t.dims) == 2}
+    nodes = [n for n in graph.graph.node if n.op_type == "MatMul" and n.input[1] in matrices]
+    probe = onnx.ModelProto()
+    probe.CopyFrom(graph)
+    inputs = list(dict.fromkeys(n.input[0] for n in nodes))
+    probe.graph.output.extend(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None) for name in inputs)
+    session = onnxruntime.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+    del probe
+    _, _, max_tokens = describe(folder)
+    tokens = load_token_ids(folder, sentencepiece_path(source), max_tokens)
+    table = np.load(embedding_table_path(source), mmap_mode="r", allow_pickle=False)
+    shares: dict[str, list[float]] = {name: [] for name in inputs}
+    for begin in range(0, len(texts), 2):
+        ids, mask = tokens.encode(texts[begin:begin + 2])
+        real = mask.astype(bool)
+        for name, values in zip(inputs, session.run(inputs, {"inputs_embeds": table[ids], "attention_mask": mask})):
+            values = values[real]
+            spread = float(values.max() - min(float(values.min()), 0.0))
+            shares[name].append(spread / 255 / np.sqrt(12) / max(float(np.sqrt((values ** 2).mean())), 1e-12))
+    return {n.name: float(np.mean(shares[n.input[0]])) for n in nodes}
+
+
+class _DropRecords(logging.Filter):
+    """Drops the log records whose message holds `text`."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.text not in record.getMessage()
+
+
 def export_onnx(folder: Path, target: Path) -> None:
     """Export the folder's transformer to ONNX (token embeddings in, last hidden state out) and its
     word-embedding table to a `.npy` beside it, atomically; needs torch once."""
@@ -127,8 +241,9 @@ def export_onnx(folder: Path, target: Path) -> None:
 class OnnxEncoder:
     """Tokenise with the folder's tokenizer.json, run ONNX Runtime, pool and normalise like sentence-transformers."""
 
-    def __init__(self, folder: Path, onnx_file: Path, *, threads: int | None = None) -> None:
-        import onnxruntime
+    def __init__(self, folder: Path, onnx_file: Path, *, export: Path | None = None, threads: int | None = None) -> None:
+        """`onnx_file` is the graph run; `export` the `export_onnx` graph whose embedding table and
+        tokenizer sit beside it (the same file by default; a quantised graph shares its source's)."""
         from onnxruntime.capi.onnxruntime_pybind11_state import (
             Fail,
             InvalidArgument,
@@ -139,18 +254,17 @@ class OnnxEncoder:
 
         self.pooling, self.normalize, max_tokens = describe(folder)
         try:
-            self.tokens = load_token_ids(folder, sentencepiece_path(onnx_file), max_tokens)
+            self.tokens = load_token_ids(folder, sentencepiece_path(export or onnx_file), max_tokens)
         except TokenizerCacheError as error:
             raise OnnxLoadError(f"{error}: it is converted again with the ONNX export.") from error
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads or os.cpu_count() or 1
-        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # Spinning worker threads burn the other core between short queries (25-36 ms -> 13 ms per query here).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.threads = threads or os.cpu_count() or 1
+        self.onnx_file = onnx_file
+        self._bulk: object | None = None  # the one-thread session of `encode`'s parallel batches, made on first use
+        self._bulk_lock = threading.Lock()
         try:
-            self.session = onnxruntime.InferenceSession(str(onnx_file), options, providers=["CPUExecutionProvider"])
+            self.session = _session(onnx_file, self.threads)
             # Memory-mapped: only the pages holding the rows of the tokens met are ever read.
-            self.table = np.load(embedding_table_path(onnx_file), mmap_mode="r", allow_pickle=False)
+            self.table = np.load(embedding_table_path(export or onnx_file), mmap_mode="r", allow_pickle=False)
         except (InvalidProtobuf, InvalidArgument, InvalidGraph, Fail, NoSuchFile, OSError, ValueError) as error:
             raise OnnxLoadError(
                 f"The ONNX export {onnx_file} cannot be loaded ({error}). Delete it: it is exported again at the next start."
@@ -161,22 +275,52 @@ class OnnxEncoder:
                                 f"(>= {self.tokens.vocab_size}, {width}): it is exported again.")
 
     def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
-        """Vectors for `texts` in their order; batches of similar length waste little on padding."""
+        """Vectors for `texts` in their order; batches of similar length waste little on padding.
+
+        More batches than one run side by side, one core each, in a session of one thread: at batch 2 a
+        session spreading one batch over both cores waits at every operator for the slower core, and two
+        batches at once embed ~1.3x as many chunks per second here (bench/README.md). The batches are the
+        same either way, so are the vectors (int8 quantises activations per batch).
+        """
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-        vectors: list[np.ndarray] = []
-        for begin in range(0, len(order), batch_size):
-            batch = [texts[i] for i in order[begin:begin + batch_size]]
-            ids, mask = self.tokens.encode(batch)
-            hidden = self.session.run(None, {"inputs_embeds": self.table[ids], "attention_mask": mask})[0]
-            if self.pooling == "cls":
-                pooled = hidden[:, 0]
-            else:
-                weights = mask[..., None].astype(np.float32)
-                pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
-            if self.normalize:
-                pooled = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
-            vectors.append(pooled.astype(np.float32))
+        batches = [[texts[i] for i in order[begin:begin + batch_size]] for begin in range(0, len(order), batch_size)]
+        if len(batches) > 1 and self.threads > 1:
+            session = self._bulk_session()
+            with ThreadPoolExecutor(self.threads, thread_name_prefix="hoidap-embed") as pool:
+                vectors = list(pool.map(lambda batch: self._pooled(session, batch), batches))
+        else:
+            vectors = [self._pooled(self.session, batch) for batch in batches]
         result = np.empty((len(texts), vectors[0].shape[1] if vectors else 0), dtype=np.float32)
         if vectors:
             result[order] = np.concatenate(vectors)
         return result
+
+    def _bulk_session(self):
+        """One session of one thread run from several threads at once (ONNX Runtime allows concurrent runs)."""
+        with self._bulk_lock:
+            if self._bulk is None:
+                self._bulk = _session(self.onnx_file, 1)
+            return self._bulk
+
+    def _pooled(self, session, batch: list[str]) -> np.ndarray:
+        ids, mask = self.tokens.encode(batch)
+        hidden = session.run(None, {"inputs_embeds": self.table[ids], "attention_mask": mask})[0]
+        if self.pooling == "cls":
+            pooled = hidden[:, 0]
+        else:
+            weights = mask[..., None].astype(np.float32)
+            pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
+        if self.normalize:
+            pooled = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+        return pooled.astype(np.float32)
+
+
+def _session(onnx_file: Path, threads: int):
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # Spinning worker threads burn the other core between short queries (25-36 ms -> 13 ms per query here).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return onnxruntime.InferenceSession(str(onnx_file), options, providers=["CPUExecutionProvider"])

@@ -15,7 +15,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
 import faiss
@@ -82,12 +82,15 @@ class Manifest:
     n_articles: int
     n_chunks: int
     pipeline_version: str
+    # What encoded the vectors (ModelIdentity.precision); indexes written before it was recorded are fp32.
+    embedding_precision: str = "fp32"
 
     @classmethod
     def read(cls, path: Path) -> Manifest:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-            return cls(**{f.name: data[f.name] for f in fields(cls)})
+            return cls(**{f.name: data[f.name] if f.default is MISSING else data.get(f.name, f.default)
+                          for f in fields(cls)})
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise IndexCorruptError(
                 f"The index manifest {path} is unreadable ({error}). Run `hoidap index --rebuild`."
@@ -97,7 +100,15 @@ class Manifest:
         path.write_text(json.dumps(asdict(self), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
 
     def check_model(self, model: ModelIdentity) -> None:
-        """Refuse to mix vectors of two different embedding models."""
+        """Refuse to mix vectors of two different embedding models, or of one model in two precisions."""
+        if (model.weights_sha256, model.dim) == (self.embedding_weights_sha256, self.dim) \
+                and model.precision != self.embedding_precision:
+            raise ModelMismatchError(
+                f"The index was embedded by {self.embedding_model!r} in {self.embedding_precision}, but the "
+                f"configured precision is {model.precision}: vectors of two precisions are not mixed. Run "
+                f"`hoidap index` (it embeds the articles again in {model.precision}), or set "
+                f"HOIDAP_EMBEDDING_PRECISION={self.embedding_precision}."
+            )
         if model.weights_sha256 != self.embedding_weights_sha256 or model.dim != self.dim:
             raise ModelMismatchError(
                 f"The index was built with embedding model {self.embedding_model!r} "

@@ -337,10 +337,25 @@ def read_manifest(connection) -> Manifest | None:
         "FROM hoidap_manifest").fetchone()
     if row is None:
         return None
-    (schema_version, model, sha, dim, size, overlap, index_type, pipeline, n_articles, n_chunks) = row
+    (schema_version, model, weights, dim, size, overlap, index_type, pipeline, n_articles, n_chunks) = row
+    sha, precision = _read_weights(weights)
     return Manifest(schema_version=schema_version, embedding_model=model, embedding_weights_sha256=sha, dim=dim,
                     chunk_size=size, chunk_overlap=overlap, index_type=index_type, n_articles=n_articles,
-                    n_chunks=n_chunks, pipeline_version=pipeline)
+                    n_chunks=n_chunks, pipeline_version=pipeline, embedding_precision=precision)
+
+
+def _stored_weights(manifest: Manifest) -> str:
+    """The weights column: the digest, with `:<precision>` after it unless fp32 (no layout change needed,
+    and the rows of indexes written before the precision was recorded read as fp32)."""
+    if manifest.embedding_precision == "fp32":
+        return manifest.embedding_weights_sha256
+    return f"{manifest.embedding_weights_sha256}:{manifest.embedding_precision}"
+
+
+def _read_weights(column: str) -> tuple[str, str]:
+    """(digest, precision) of a weights column written by `_stored_weights`."""
+    sha, _, precision = column.partition(":")
+    return sha, precision or "fp32"
 
 
 def write_manifest(connection, manifest: Manifest) -> None:
@@ -351,7 +366,7 @@ def write_manifest(connection, manifest: Manifest) -> None:
         "embedding_model = EXCLUDED.embedding_model, embedding_weights_sha256 = EXCLUDED.embedding_weights_sha256, "
         "dim = EXCLUDED.dim, chunk_size = EXCLUDED.chunk_size, chunk_overlap = EXCLUDED.chunk_overlap, "
         "index_type = EXCLUDED.index_type, pipeline_version = EXCLUDED.pipeline_version",
-        (manifest.schema_version, manifest.embedding_model, manifest.embedding_weights_sha256, manifest.dim,
+        (manifest.schema_version, manifest.embedding_model, _stored_weights(manifest), manifest.dim,
          manifest.chunk_size, manifest.chunk_overlap, manifest.index_type, manifest.pipeline_version))
 
 
@@ -429,10 +444,11 @@ def lock_manifest(connection) -> Manifest | None:
         "index_type, pipeline_version FROM hoidap_manifest FOR UPDATE").fetchone()
     if row is None:
         return None
-    (schema_version, model, sha, dim, size, overlap, index_type, pipeline) = row
+    (schema_version, model, weights, dim, size, overlap, index_type, pipeline) = row
+    sha, precision = _read_weights(weights)
     return Manifest(schema_version=schema_version, embedding_model=model, embedding_weights_sha256=sha, dim=dim,
                     chunk_size=size, chunk_overlap=overlap, index_type=index_type, n_articles=0, n_chunks=0,
-                    pipeline_version=pipeline)
+                    pipeline_version=pipeline, embedding_precision=precision)
 
 
 def delete_articles(connection, article_ids: Sequence[str]) -> None:

@@ -329,8 +329,8 @@ def _columns(claims: list[tuple[str, Source]]) -> tuple[list[str], list[str], li
 
 
 def _identity(manifest: Manifest) -> tuple:
-    return (manifest.embedding_weights_sha256, manifest.dim, manifest.chunk_size, manifest.chunk_overlap,
-            manifest.index_type, manifest.pipeline_version)
+    return (manifest.embedding_weights_sha256, manifest.embedding_precision, manifest.dim, manifest.chunk_size,
+            manifest.chunk_overlap, manifest.index_type, manifest.pipeline_version)
 
 
 def _manifest(embedder: Embedder, settings: ChunkSettings) -> Manifest:
@@ -338,7 +338,8 @@ def _manifest(embedder: Embedder, settings: ChunkSettings) -> Manifest:
     return Manifest(schema_version=SCHEMA_VERSION, embedding_model=identity.name,
                     embedding_weights_sha256=identity.weights_sha256, dim=identity.dim,
                     chunk_size=settings.size_words, chunk_overlap=settings.overlap_sentences,
-                    index_type=settings.index_type, n_articles=0, n_chunks=0, pipeline_version=PIPELINE_VERSION)
+                    index_type=settings.index_type, n_articles=0, n_chunks=0, pipeline_version=PIPELINE_VERSION,
+                    embedding_precision=identity.precision)
 
 
 def migrate_embedded(store: IndexStore, url: str, *, vector_type: VectorType = "vector",

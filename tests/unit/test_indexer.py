@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 from pathlib import Path
 
@@ -22,8 +23,8 @@ SETTINGS = ChunkSettings(size_words=120, overlap_sentences=1)
 class HashEmbedder:
     """Same text, same unit vector; counts what it embeds."""
 
-    def __init__(self, weights: str = "a" * 64, dim: int = 16) -> None:
-        self.identity = ModelIdentity("fake", weights, dim)
+    def __init__(self, weights: str = "a" * 64, dim: int = 16, precision: str = "fp32") -> None:
+        self.identity = ModelIdentity("fake", weights, dim, precision)
         self.embedded = 0
 
     def embed_passages(self, texts: list[str]) -> np.ndarray:
@@ -99,6 +100,49 @@ def test_other_model_is_refused_and_rebuild_replaces(tmp_path: Path, corpus: Pat
     summary = sync_index([corpus], tmp_path / "index", other, SETTINGS, rebuild=True)
     assert summary.rebuilt_reason and len(summary.added) == 5
     assert IndexStore.open(tmp_path / "index", model=other.identity).manifest.embedding_weights_sha256 == "b" * 64
+
+
+def test_the_precision_is_recorded_and_another_one_embeds_everything_again(tmp_path: Path, corpus: Path) -> None:
+    sync_index([corpus], tmp_path / "index", HashEmbedder(), SETTINGS)
+    fp32, int8 = HashEmbedder().identity, HashEmbedder(precision="int8").identity
+    assert IndexStore.open(tmp_path / "index", model=fp32).manifest.embedding_precision == "fp32"
+    with pytest.raises(ModelMismatchError, match="HOIDAP_EMBEDDING_PRECISION=fp32"):
+        IndexStore.open(tmp_path / "index", model=int8)  # questions are not embedded in another precision
+    embedder = HashEmbedder(precision="int8")
+    summary = sync_index([corpus], tmp_path / "index", embedder, SETTINGS)  # no --rebuild needed
+    store = IndexStore.open(tmp_path / "index", model=int8)
+    assert summary.rebuilt_reason == "embedding precision changed (fp32 -> int8)"
+    assert embedder.embedded == summary.chunks_embedded == store.manifest.n_chunks > 0
+    assert store.manifest.embedding_precision == "int8"
+    with pytest.raises(ModelMismatchError, match="in int8"):
+        IndexStore.open(tmp_path / "index", model=fp32)
+    with pytest.raises(ModelMismatchError, match="--rebuild"):  # another model in another precision: still refused
+        sync_index([corpus], tmp_path / "index", HashEmbedder(weights="b" * 64), SETTINGS)
+
+
+def test_a_manifest_written_before_precisions_were_recorded_reads_as_fp32(tmp_path: Path, corpus: Path) -> None:
+    sync_index([corpus], tmp_path / "index", HashEmbedder(), SETTINGS)
+    path = tmp_path / "index" / indexer.MANIFEST
+    data = json.loads(path.read_text(encoding="utf-8"))
+    del data["embedding_precision"]
+    path.write_text(json.dumps(data), encoding="utf-8")
+    assert IndexStore.open(tmp_path / "index", model=HashEmbedder().identity).manifest.embedding_precision == "fp32"
+    with pytest.raises(ModelMismatchError):
+        IndexStore.open(tmp_path / "index", model=HashEmbedder(precision="int8").identity)
+
+
+def test_an_unset_precision_follows_the_index_and_a_new_index_is_int8(tmp_path: Path, corpus: Path) -> None:
+    from bot.settings import Settings
+    from bot.wiring import embedding_precision
+
+    unset = Settings(_env_file=None, data_dir=tmp_path / "data")
+    assert unset.embedding_precision is None
+    assert embedding_precision(unset, tmp_path / "index") == "int8"  # nothing there yet
+    sync_index([corpus], tmp_path / "index", HashEmbedder(), SETTINGS)  # an fp32 index (an upgrade's)
+    assert embedding_precision(unset, tmp_path / "index") == "fp32"
+    assert embedding_precision(Settings(_env_file=None, embedding_precision="int8"), tmp_path / "index") == "int8"
+    (tmp_path / "index" / indexer.MANIFEST).write_text("{", encoding="utf-8")  # damaged: the store's open says so
+    assert embedding_precision(unset, tmp_path / "index") == "int8"
 
 
 def test_changed_chunk_settings_redo_everything(tmp_path: Path, corpus: Path) -> None:
