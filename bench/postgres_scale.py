@@ -46,6 +46,7 @@ from bot.settings import Settings  # noqa: E402
 from bot.wiring import build_answerer, build_embedder, restorer_json  # noqa: E402
 from index.store import IndexStore  # noqa: E402
 from index.stores.postgres import HnswSettings, PostgresStore  # noqa: E402
+from index.stores import postgres_sync  # noqa: E402
 from index.stores.postgres_sync import migrate_embedded  # noqa: E402
 from index.stores.postings import FIELDS  # noqa: E402
 from retrieval.answering.judgement import CorpusGate  # noqa: E402
@@ -86,7 +87,7 @@ def sizes(url: str) -> dict[str, int]:
 def halfvec_copy(url: str, dim: int) -> dict[str, int]:
     """A `halfvec` copy of the vectors with its own HNSW graph (m 16, ef_construction 64), for its size and recall."""
     with psycopg.connect(url, autocommit=True) as connection:
-        connection.execute("SET maintenance_work_mem = '1GB'")
+        connection.execute(f"SET maintenance_work_mem = '{postgres_sync.BUILD_MEMORY}'")
         started = time.perf_counter()
         connection.execute(f"CREATE TABLE bench_halfvec AS SELECT chunk_id, embedding::halfvec({dim}) AS embedding "
                            "FROM hoidap_chunks")
@@ -184,14 +185,19 @@ def main() -> None:
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--work-dir", type=Path, default=Path(tempfile.gettempdir()) / "hoidap-bench-scale")
+    parser.add_argument("--build-memory", default=postgres_sync.BUILD_MEMORY,
+                        help="maintenance_work_mem for the HNSW builds (pgvector builds slower once the graph outgrows "
+                             "it: ~1.8 kB a 384-d vector, so 1M chunks want ~2 GB)")
     args = parser.parse_args()
+    postgres_sync.BUILD_MEMORY = args.build_memory
     logging.basicConfig(level=logging.WARNING, format="  %(message)s")
     logging.getLogger("index.stores.postgres_sync").setLevel(logging.INFO)
     settings = Settings(_env_file=None, answerer="extractive")
     embedder = build_embedder(settings)
     queries = questions(args.queries)
     vectors = embedder.embed_queries(queries)
-    print(f"{len(queries)} real questions; {os.cpu_count()} CPUs")
+    print(f"{len(queries)} real questions; {os.cpu_count()} CPUs; HNSW build memory {postgres_sync.BUILD_MEMORY}; "
+          f"embedding {embedder.identity.precision}")
     with private_folder() as folder:
         cluster = start_cluster(folder / "pgdata")
         try:
