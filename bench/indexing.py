@@ -36,7 +36,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
     settings = Settings()
-    embedder = build_embedder(settings)
+    embedder = build_embedder(settings, new_index=True)
     embedder.prepare()
     documents, _ = load_documents(args.corpus)
     texts = []

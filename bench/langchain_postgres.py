@@ -209,7 +209,7 @@ def main() -> None:
             name, paths = item.split("=", 1)
             corpus, question_file = paths.split(",")
             chosen[name] = (Path(corpus), Path(question_file))
-    embedder = build_embedder(Settings(_env_file=None))
+    embedder = build_embedder(Settings(_env_file=None), new_index=True)
     with private_folder() as folder, tempfile.TemporaryDirectory() as work:
         cluster = start_cluster(folder / "pgdata")
         try:

@@ -113,7 +113,7 @@ def synthetic_data_dir(work: Path, n_chunks: int) -> Path:
     from bot.settings import Settings
     from bot.wiring import build_embedder
 
-    dirs = build_synthetic_index(work, n_chunks, build_embedder(Settings()), hnsw=False, report=print)
+    dirs = build_synthetic_index(work, n_chunks, build_embedder(Settings(), new_index=True), hnsw=False, report=print)
     data_dir = work / f"data-synthetic-{n_chunks}"
     data_dir.mkdir(parents=True, exist_ok=True)
     link = data_dir / "index"

@@ -193,7 +193,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="  %(message)s")
     logging.getLogger("index.stores.postgres_sync").setLevel(logging.INFO)
     settings = Settings(_env_file=None, answerer="extractive")
-    embedder = build_embedder(settings)
+    embedder = build_embedder(settings, new_index=True)
     queries = questions(args.queries)
     vectors = embedder.embed_queries(queries)
     print(f"{len(queries)} real questions; {os.cpu_count()} CPUs; HNSW build memory {postgres_sync.BUILD_MEMORY}; "

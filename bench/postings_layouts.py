@@ -86,7 +86,7 @@ def main() -> None:
     parser.add_argument("--rows-commit", default=ROWS_COMMIT)
     parser.add_argument("--work-dir", type=Path, default=Path(tempfile.gettempdir()) / "hoidap-bench-scale")
     args = parser.parse_args()
-    embedder = build_embedder(Settings(_env_file=None))
+    embedder = build_embedder(Settings(_env_file=None), new_index=True)
     queries = questions(args.queries)
     old = rows_module(args.rows_commit)
     store = IndexStore.open(build_synthetic_index(args.work_dir, args.size, embedder, hnsw=False, report=print)["flat"])

@@ -155,7 +155,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="indexing runs per method (the fastest counts)")
     args = parser.parse_args()
     settings = Settings()
-    embedder = build_embedder(settings)
+    embedder = build_embedder(settings, new_index=True)
     print(f"model {settings.embedding_model} ({embedder.folder}), chunks of {settings.chunk_size} words, "
           f"{os.cpu_count()} CPUs")
     with tempfile.TemporaryDirectory(prefix="hoidap-compare-") as temporary:

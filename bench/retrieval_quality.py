@@ -819,7 +819,7 @@ def main() -> None:
         parser.error("give at least one --set or --corpus/--questions pair")
 
     settings = Settings()
-    embedder = build_embedder(settings)
+    embedder = build_embedder(settings, new_index=True)
     vectors = VectorCache(embedder, args.work_dir)
     segmenters = {"words": Segmenter("pyvi", args.work_dir / "segment-pyvi.json")}
     if not args.no_underthesea:

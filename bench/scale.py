@@ -99,7 +99,7 @@ def run_size(n_chunks: int, kinds: list[str], settings: Settings, embedder, quer
             print(f"  BM25 over {len(lexical):,} chunks built in {time.perf_counter() - started:.1f}s")
         # A fresh embedder per pass: its sentence memo holds only this pass's sentences (the synthetic
         # chunks reuse the real sentences, which an earlier pass would have embedded already).
-        reader = build_embedder(settings)
+        reader = build_embedder(settings, new_index=True)
         retriever = HybridRetriever(store, reader, lexical)  # as bot.wiring.build_retriever builds it
         answerer = build_answerer(settings, retriever, CorpusGate(lexical.idf, reader), "extractive")
         rows = range(len(query_vectors))
@@ -156,7 +156,7 @@ def main() -> None:
                         help="synthetic indexes are cached here (1M chunks take ~6 GB)")
     args = parser.parse_args()
     settings = Settings()
-    embedder = build_embedder(settings)
+    embedder = build_embedder(settings, new_index=True)
     queries = questions(args.queries)
     embed_ms, vectors = timed(lambda q: embedder.embed_queries([q]), queries)
     query_vectors = np.concatenate(vectors)

@@ -66,12 +66,14 @@ def offline_environment() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def build_embedder(settings: Settings, index_dir: Path | None = None) -> Embedder:
-    """The embedding model in the precision of `embedding_precision(settings, index_dir)`."""
+def build_embedder(settings: Settings, index_dir: Path | None = None, *, new_index: bool = False) -> Embedder:
+    """The embedding model in the precision of `embedding_precision(settings, index_dir)`, or, for a caller that
+    builds indexes of its own (`new_index`, the benchmarks), the precision a new index gets."""
     offline_environment()
-    return load_embedder(settings.embedding_model, settings.models_dir,
-                         precision=embedding_precision(settings, index_dir), batch_size=settings.embedding_batch_size,
-                         backend=settings.embedding_backend)
+    precision = (settings.embedding_precision or NEW_INDEX_PRECISION) if new_index \
+        else embedding_precision(settings, index_dir)
+    return load_embedder(settings.embedding_model, settings.models_dir, precision=precision,
+                         batch_size=settings.embedding_batch_size, backend=settings.embedding_backend)
 
 
 def embedding_precision(settings: Settings, index_dir: Path | None = None) -> Precision:
