@@ -222,17 +222,22 @@ def test_models_fetch_repairs_changed_weights(index_with_private_models: Setting
     _assert_answers(settings)
 
 
-@pytest.mark.parametrize("part", ["graph", "embedding table", "tokenizer"])
+@pytest.mark.parametrize("part", ["graph", "int8 graph", "embedding table", "tokenizer"])
 def test_a_cut_short_onnx_export_is_made_again(index_with_private_models: Settings, part: str) -> None:
-    exports = list((index_with_private_models.models_dir / "onnx").glob("*.embeds.onnx"))
-    assert exports
+    onnx_dir = index_with_private_models.models_dir / "onnx"
+    exports, int8_graphs = list(onnx_dir.glob("*.embeds.onnx")), list(onnx_dir.glob("*.embeds.int8.onnx"))
+    assert exports and int8_graphs  # the index is int8 (a new index's default), made from the fp32 export
     companion = {"graph": lambda export: export, "embedding table": embedding_table_path, "tokenizer": sentencepiece_path}
-    damaged = [companion[part](export) for export in exports]
+    damaged = int8_graphs if part == "int8 graph" else [companion[part](export) for export in exports]
     sizes = [path.stat().st_size for path in damaged]
     for path in damaged:
         _truncate(path)
+    if part == "graph":  # the export is read again only to quantise it: a damaged one is found then
+        for graph in int8_graphs:
+            graph.unlink()
     _assert_answers(index_with_private_models)
     assert [path.stat().st_size for path in damaged] == sizes  # exported again, whole
+    assert all(graph.is_file() for graph in int8_graphs)
 
 
 def test_a_truncated_llm_names_the_fetch_command(tmp_path: Path, index_with_private_models: Settings) -> None:
