@@ -70,29 +70,42 @@ def build_embedder(settings: Settings, index_dir: Path | None = None, *, new_ind
     """The embedding model in the precision of `embedding_precision(settings, index_dir)`, or, for a caller that
     builds indexes of its own (`new_index`, the benchmarks), the precision a new index gets."""
     offline_environment()
-    precision = (settings.embedding_precision or NEW_INDEX_PRECISION) if new_index \
+    precision = (settings.embedding_precision or _new_index_precision(settings)) if new_index \
         else embedding_precision(settings, index_dir)
+    if precision == "int8" and settings.embedding_backend == "torch":
+        raise HoidapError(
+            "int8 embedding runs through ONNX Runtime, but HOIDAP_EMBEDDING_BACKEND is torch. Unset it (onnx is "
+            "the default), or embed in fp32: HOIDAP_EMBEDDING_PRECISION=fp32 and `hoidap index` (an int8 index "
+            "is then embedded again).",
+            vi="Nhúng int8 chạy bằng ONNX Runtime, nhưng HOIDAP_EMBEDDING_BACKEND là torch. Hãy bỏ thiết lập đó "
+               "(mặc định là onnx), hoặc nhúng fp32: HOIDAP_EMBEDDING_PRECISION=fp32 rồi `hoidap index` (chỉ mục "
+               "int8 sẽ được nhúng lại).")
     return load_embedder(settings.embedding_model, settings.models_dir, precision=precision,
                          batch_size=settings.embedding_batch_size, backend=settings.embedding_backend)
 
 
+def _new_index_precision(settings: Settings) -> Precision:
+    """int8 where it can run (the ONNX backend), else fp32."""
+    return NEW_INDEX_PRECISION if settings.embedding_backend == "onnx" else "fp32"
+
+
 def embedding_precision(settings: Settings, index_dir: Path | None = None) -> Precision:
     """The configured precision; unset, the configured store's (so an upgrade neither re-embeds an index nor
-    refuses its questions), or `NEW_INDEX_PRECISION` when there is no index yet."""
+    refuses its questions), or a new index's (`_new_index_precision`) when there is no index yet."""
     if settings.embedding_precision is not None:
         return settings.embedding_precision
     if database_url(settings) is None:
         path = (index_dir or settings.index_dir).resolve() / MANIFEST
         if not path.is_file():
-            return NEW_INDEX_PRECISION
+            return _new_index_precision(settings)
         try:
             return typing.cast(Precision, Manifest.read(path).embedding_precision)
         except HoidapError:  # opening the store reports the damage
-            return NEW_INDEX_PRECISION
+            return _new_index_precision(settings)
     try:
         store = open_any_store(settings)
     except HoidapError:  # no index yet, or a fault the store's own open reports
-        return NEW_INDEX_PRECISION
+        return _new_index_precision(settings)
     try:
         return typing.cast(Precision, store.manifest.embedding_precision)
     finally:

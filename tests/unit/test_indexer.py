@@ -143,6 +143,18 @@ def test_an_unset_precision_follows_the_index_and_a_new_index_is_int8(tmp_path: 
     assert embedding_precision(Settings(_env_file=None, embedding_precision="int8"), tmp_path / "index") == "int8"
     (tmp_path / "index" / indexer.MANIFEST).write_text("{", encoding="utf-8")  # damaged: the store's open says so
     assert embedding_precision(unset, tmp_path / "index") == "int8"
+    torch = Settings(_env_file=None, data_dir=tmp_path / "data", embedding_backend="torch")
+    assert embedding_precision(torch, tmp_path / "nothing") == "fp32"  # int8 needs ONNX Runtime
+
+
+def test_int8_with_the_torch_backend_is_one_clear_error(tmp_path: Path) -> None:
+    from bot.settings import Settings
+    from bot.wiring import build_embedder
+    from index.errors import HoidapError
+
+    settings = Settings(_env_file=None, data_dir=tmp_path, embedding_precision="int8", embedding_backend="torch")
+    with pytest.raises(HoidapError, match="HOIDAP_EMBEDDING_BACKEND is torch"):
+        build_embedder(settings)
 
 
 def test_changed_chunk_settings_redo_everything(tmp_path: Path, corpus: Path) -> None:
