@@ -398,7 +398,8 @@ class VectorCache:
 
     def __init__(self, embedder, work_dir: Path) -> None:
         self.embedder = embedder
-        stem = work_dir / f"query-vectors-{embedder.identity.weights_sha256[:12]}"
+        precision = "" if embedder.identity.precision == "fp32" else f"-{embedder.identity.precision}"
+        stem = work_dir / f"query-vectors-{embedder.identity.weights_sha256[:12]}{precision}"
         self.npy, self.texts_path = stem.with_suffix(".npy"), stem.with_suffix(".json")
         self.vectors: dict[str, np.ndarray] = {}
         if self.npy.is_file() and self.texts_path.is_file():

@@ -61,7 +61,7 @@ class RealPassages:
 
 def real_passages(embedder: Embedder, work_dir: Path) -> RealPassages:
     """Chunk and embed the real texts once (the real cleaning, chunking and passage prompt); cached."""
-    cache = work_dir / f"real-{embedder.identity.weights_sha256[:12]}"
+    cache = work_dir / f"real-{model_tag(embedder)}"
     if (cache / "vectors.npy").is_file():
         return RealPassages(json.loads((cache / "sentences.json").read_text(encoding="utf-8")),
                             np.load(cache / "vectors.npy"))
@@ -105,6 +105,12 @@ def synthetic_chunk(real: RealPassages, base: int, rng: np.random.Generator) -> 
     return _random_numbers(" ".join(kept), rng)
 
 
+def model_tag(embedder: Embedder) -> str:
+    """The cache name of what embedded the vectors: the weights' digest, and the precision unless fp32."""
+    tag = embedder.identity.weights_sha256[:12]
+    return tag if embedder.identity.precision == "fp32" else f"{tag}-{embedder.identity.precision}"
+
+
 def _normalised(vectors: np.ndarray) -> np.ndarray:
     return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
 
@@ -134,7 +140,7 @@ def build_synthetic_index(work_dir: Path, n_chunks: int, embedder: Embedder, *, 
                           vectors: VectorModel = "copies", seed: int = 0, report=print) -> dict[str, Path]:
     """`{"flat": dir, "hnsw": dir}` for a synthetic index of `n_chunks` chunks (built once, then reused)."""
     real = real_passages(embedder, work_dir)
-    root = work_dir / f"synthetic-{n_chunks}-{vectors}-{embedder.identity.weights_sha256[:12]}"
+    root = work_dir / f"synthetic-{n_chunks}-{vectors}-{model_tag(embedder)}"
     kinds = ["flat", "hnsw"] if hnsw else ["flat"]
     dirs = {kind: root / kind for kind in kinds}
     if all((d / MANIFEST).is_file() for d in dirs.values()):
@@ -166,7 +172,8 @@ def build_synthetic_index(work_dir: Path, n_chunks: int, embedder: Embedder, *, 
         Manifest(schema_version=SCHEMA_VERSION, embedding_model=embedder.identity.name,
                  embedding_weights_sha256=embedder.identity.weights_sha256, dim=embedder.identity.dim,
                  chunk_size=CHUNK_SIZE, chunk_overlap=CHUNK_OVERLAP, index_type=kind, n_articles=n_articles,
-                 n_chunks=n_chunks, pipeline_version=PIPELINE_VERSION).write(directory / MANIFEST)
+                 n_chunks=n_chunks, pipeline_version=PIPELINE_VERSION,
+                 embedding_precision=embedder.identity.precision).write(directory / MANIFEST)
         report(f"  {kind} index of {n_chunks:,} vectors built in {time.perf_counter() - started:.0f}s")
         del index
     return dirs
