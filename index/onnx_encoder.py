@@ -95,7 +95,8 @@ CALIBRATION_TEXTS = 16
 # for the feed-forward down-projections of layers 0, 4 and 5, whose GELU inputs carry a few outliers that
 # stretch the range (layer 1's: .11). Measured on the tuning set (bench/README.md, "int8 embedding"): with
 # those three in fp32, dense and hybrid R@5 are within .002 of fp32 and the encoder 1.7x as fast; with all
-# twelve down-projections in fp32 1.4x; with none, dense R@5 drops .007 (diacritics) and .013 (none).
+# twelve down-projections in fp32 1.4x; with every MatMul in int8, dense R@5 drops .007 (questions with
+# diacritics) and .013 (without).
 NOISE_LIMIT = 0.15
 
 
