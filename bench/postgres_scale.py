@@ -191,7 +191,8 @@ def main() -> None:
     args = parser.parse_args()
     postgres_sync.BUILD_MEMORY = args.build_memory
     logging.basicConfig(level=logging.WARNING, format="  %(message)s")
-    logging.getLogger("index.stores.postgres_sync").setLevel(logging.INFO)
+    for name in ("index.stores.postgres_sync", "index.stores.postgres"):
+        logging.getLogger(name).setLevel(logging.INFO)
     settings = Settings(_env_file=None, answerer="extractive")
     embedder = build_embedder(settings, new_index=True)
     queries = questions(args.queries)

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -59,6 +60,8 @@ _ARTICLE_COLUMNS = ("article_id", "title", "title_inferred", "date", "date_infer
 _CHUNK_COLUMNS = ("chunk_id", "article_id", "ordinal", "start", "end", "text")
 _CHUNK_FIELDS = 'article_id, ordinal, start, "end", text, embedding, plain_len, folded_len, pairs_len'
 _UPGRADE_BATCH = 5000  # chunks tokenized per round when postings are built from stored texts
+_COPY_BATCH = 5000  # chunks tokenized and copied at a time in a bulk load
+BULK_ROUND = 256 * postings.BLOCK  # chunk ids per round of a bulk load: 32,768
 STAGED_ARTICLES = "pg_temp.hoidap_staged_articles"
 STAGED_CHUNKS = "pg_temp.hoidap_staged_chunks"
 
@@ -230,7 +233,7 @@ def _postings_from_texts(connection) -> None:
     postings.write_postings(connection, None)
     for statement in postings.index_statements():
         connection.execute(statement)
-    connection.execute(f"DROP TABLE {STAGED_TERMS}")
+    postings.drop_term_staging(connection)
     connection.execute(f"DROP INDEX IF EXISTS {', '.join(f'hoidap_chunks_{f}' for f in FIELDS)}")
     connection.execute(f"ALTER TABLE hoidap_chunks {', '.join(f'DROP COLUMN IF EXISTS {f}' for f in FIELDS)}")
 
@@ -391,18 +394,51 @@ def insert_articles(connection, rows: Iterable[tuple], table: str = "hoidap_arti
 
 
 def copy_chunks(connection, chunks: Sequence[Chunk | ChunkRecord], heads: dict[str, str], vectors: np.ndarray,
-                vector_type: VectorType, table: str = "hoidap_chunks") -> None:
+                vector_type: VectorType, table: str = "hoidap_chunks", *, first_id: int | None = None) -> None:
     """Write chunks with their vectors and field lengths into `table`, and stage their terms (`heads`: article
     id -> title and outlet), by binary COPY; `postings.write_postings` makes the terms postings once the chunks
-    are in `hoidap_chunks`."""
+    are in `hoidap_chunks`. `first_id`: the chunks get ids first_id, first_id + 1, ... (a bulk load into an
+    empty table) instead of the table's next ones."""
     fields = [lexical_fields(heads.get(chunk.article_id, ""), chunk.text) for chunk in chunks]
-    with connection.cursor() as cursor, cursor.copy(
-            f"COPY {table} ({_CHUNK_FIELDS}) FROM STDIN (FORMAT BINARY)") as copy:
-        copy.set_types(["text", "int4", "int4", "int4", "text", vector_type, "int4", "int4", "int4"])
-        for chunk, vector, tokens in zip(chunks, vectors, fields, strict=True):
-            copy.write_row((chunk.article_id, chunk.ordinal, chunk.start, chunk.end, chunk.text,
-                            np.asarray(vector, dtype=np.float32), *(len(tokens[name]) for name in FIELDS)))
+    columns, types = _CHUNK_FIELDS, ["text", "int4", "int4", "int4", "text", vector_type, "int4", "int4", "int4"]
+    if first_id is not None:
+        columns, types = f"chunk_id, {columns}", ["int8", *types]
+    with connection.cursor() as cursor, cursor.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(types)
+        for at, (chunk, vector, tokens) in enumerate(zip(chunks, vectors, fields, strict=True)):
+            row = (chunk.article_id, chunk.ordinal, chunk.start, chunk.end, chunk.text,
+                   np.asarray(vector, dtype=np.float32), *(len(tokens[name]) for name in FIELDS))
+            copy.write_row(row if first_id is None else (first_id + at, *row))
     postings.stage_terms(connection, ((c.article_id, c.ordinal, f) for c, f in zip(chunks, fields, strict=True)))
+
+
+def bulk_load_chunks(connection, chunks: Sequence[Chunk | ChunkRecord], heads: dict[str, str],
+                     vectors_of: Callable[[Sequence[Chunk | ChunkRecord]], np.ndarray], vector_type: VectorType,
+                     *, round_chunks: int = BULK_ROUND) -> None:
+    """Write chunks and their postings into an empty index (`hoidap migrate`), chunk ids 1, 2, ... in their
+    order, in rounds of `round_chunks` ids (whole postings blocks, so no block spans two rounds and each
+    round's postings are plain inserts). `vectors_of` gives a round's vectors. Each round's staged terms are
+    emptied before the next: one round's staging on disk at a time, where staging every chunk at once took
+    three times the finished index at 1M chunks (bench/postgres_scale.py). The caller's transaction holds
+    the whole load."""
+    if round_chunks <= 0 or round_chunks % postings.BLOCK:
+        raise ValueError(f"a round of {round_chunks} chunks is not whole blocks of {postings.BLOCK}")
+    postings.create_term_staging(connection)
+    started = time.perf_counter()
+    for low in range(0, len(chunks) + 1, round_chunks):
+        ids = range(max(low, 1), min(low + round_chunks, len(chunks) + 1))  # chunk id 0 is never given
+        part = chunks[ids.start - 1:ids.stop - 1]
+        for begin in range(0, len(part), _COPY_BATCH):
+            batch = part[begin:begin + _COPY_BATCH]
+            copy_chunks(connection, batch, heads, vectors_of(batch), vector_type, first_id=ids.start + begin)
+        postings.write_postings(connection, None, new_blocks=ids)
+        connection.execute(f"TRUNCATE {STAGED_TERMS}")
+        log.info("bulk load: %d of %d chunks written in %.0f s", ids.stop - 1, len(chunks),
+                 time.perf_counter() - started)
+    postings.count_terms(connection)
+    if chunks:
+        connection.execute("SELECT setval(pg_get_serial_sequence('hoidap_chunks', 'chunk_id'), %s)", (len(chunks),))
+    postings.drop_term_staging(connection)
 
 
 def create_staging(connection, dim: int, vector_type: VectorType) -> None:
@@ -418,7 +454,8 @@ def create_staging(connection, dim: int, vector_type: VectorType) -> None:
 
 
 def drop_staging(connection) -> None:
-    connection.execute(f"DROP TABLE IF EXISTS {STAGED_CHUNKS}, {STAGED_ARTICLES}, {STAGED_TERMS}")
+    connection.execute(f"DROP TABLE IF EXISTS {STAGED_CHUNKS}, {STAGED_ARTICLES}")
+    postings.drop_term_staging(connection)
 
 
 def move_staged(connection, article_ids: Sequence[str]) -> None:

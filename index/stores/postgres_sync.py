@@ -49,12 +49,14 @@ from index.indexer import (
 from index.sources import Source
 from index.store import IndexStore, Manifest
 from index.stores.postgres import (
+    BULK_ROUND,
     SCHEMA_VERSION,
     STAGED_ARTICLES,
     STAGED_CHUNKS,
     HnswSettings,
     VectorType,
     article_row,
+    bulk_load_chunks,
     connect,
     copy_chunks,
     create_bulk_indexes,
@@ -75,7 +77,7 @@ from index.stores.postgres import (
     upgrade_or_refuse,
     write_manifest,
 )
-from index.stores.postings import FIELDS, create_term_staging, write_postings
+from index.stores.postings import FIELDS
 
 log = logging.getLogger(__name__)
 
@@ -344,11 +346,12 @@ def _manifest(embedder: Embedder, settings: ChunkSettings) -> Manifest:
 
 def migrate_embedded(store: IndexStore, url: str, *, vector_type: VectorType = "vector",
                      hnsw: HnswSettings | None = None, derive_restorer: DeriveRestorer | None = None,
-                     replace: bool = False) -> tuple[int, int]:
+                     replace: bool = False, round_chunks: int = BULK_ROUND) -> tuple[int, int]:
     """Copy an embedded index (articles, chunks and their vectors, its sources and claims; no re-embedding)
     into the database, with BM25 postings built from the chunk texts.
 
     Refuses a database that already holds an index unless `replace`. Returns (articles, chunks) copied.
+    The chunks go in rounds of `round_chunks` (`postgres.bulk_load_chunks`), in the one transaction.
     """
     manifest = store.manifest
     hnsw = hnsw or HnswSettings()
@@ -370,20 +373,14 @@ def migrate_embedded(store: IndexStore, url: str, *, vector_type: VectorType = "
             heads = {a.article_id: "\n".join(filter(None, (a.title, a.source))) for a in articles}
             vectors = store.vectors()
             chunks = store.chunks()
-            create_term_staging(connection)
-            for begin in range(0, len(chunks), 5000):
-                batch = chunks[begin:begin + 5000]
-                copy_chunks(connection, batch, heads, vectors[[c.chunk_id for c in batch]], vector_type)
+            bulk_load_chunks(connection, chunks, heads, lambda batch: vectors[[c.chunk_id for c in batch]],
+                             vector_type, round_chunks=round_chunks)
             with connection.cursor() as cursor:
                 cursor.executemany("INSERT INTO hoidap_sources VALUES (%s, %s)",
                                    [(s.kind, s.locator) for s in store.sources()])
                 cursor.executemany("INSERT INTO hoidap_article_sources VALUES (%s, %s, %s)", [
                     (a, s.kind, s.locator) for a, claimed in store.claims().items() for s in sorted(claimed)])
-            log.info("migrate: rows and staged terms written in %.1f s", time.perf_counter() - started)
-            started = time.perf_counter()
-            write_postings(connection, None)
-            drop_staging(connection)
-            log.info("migrate: postings written in %.1f s", time.perf_counter() - started)
+            log.info("migrate: rows and postings written in %.1f s", time.perf_counter() - started)
             # The graph is built once over every vector; the memory lets pgvector build it in RAM.
             started = time.perf_counter()
             connection.execute(f"SET LOCAL maintenance_work_mem = '{BUILD_MEMORY}'")

@@ -125,10 +125,21 @@ def _chunk_terms_sql(field: LexicalField, rows_table: str) -> str:
 # ---------------------------------------------------------------------------- writing
 
 def create_term_staging(connection) -> None:
-    """The temporary table (of this session only) holding staged chunks' terms until they become postings."""
-    connection.execute(f"DROP TABLE IF EXISTS {STAGED_TERMS}")
+    """The temporary tables (of this session only) holding staged chunks' terms until they become postings, and
+    the postings they make, one field at a time. They are emptied, not dropped, between uses: a table made in
+    the transaction that empties it is truncated in place, so a bulk load in rounds (`postgres.bulk_load_chunks`)
+    holds one round's staging on disk, not every round's until it commits."""
+    drop_term_staging(connection)
     connection.execute("CREATE TEMPORARY TABLE hoidap_staged_terms (article_id TEXT NOT NULL, "
                        "ordinal INTEGER NOT NULL, field TEXT NOT NULL, terms TEXT[] NOT NULL, tfs INTEGER[] NOT NULL)")
+    connection.execute("CREATE TEMPORARY TABLE hoidap_fresh_postings (chunk_id BIGINT NOT NULL, "
+                       "term_id INTEGER NOT NULL, tf INTEGER NOT NULL)")
+    connection.execute("CREATE TEMPORARY TABLE hoidap_fresh_blocks (term_id INTEGER NOT NULL, block INTEGER NOT NULL, "
+                       "block_max_tf SMALLINT NOT NULL, offsets SMALLINT[] NOT NULL, tfs SMALLINT[] NOT NULL)")
+
+
+def drop_term_staging(connection) -> None:
+    connection.execute(f"DROP TABLE IF EXISTS {STAGED_TERMS}, {FRESH_POSTINGS}, {FRESH_BLOCKS}")
 
 
 def stage_terms(connection, chunks: Iterable[tuple[str, int, dict[LexicalField, list[str]]]]) -> None:
@@ -142,26 +153,40 @@ def stage_terms(connection, chunks: Iterable[tuple[str, int, dict[LexicalField, 
                 copy.write_row((article_id, ordinal, name, list(counts), list(counts.values())))
 
 
-def write_postings(connection, article_ids: Sequence[str] | None) -> None:
+def write_postings(connection, article_ids: Sequence[str] | None, *, new_blocks: range | None = None) -> None:
     """The postings of the staged chunks of these articles (None: of every staged chunk), which must be in
-    `hoidap_chunks` already; new terms get an id, document frequencies and max_tf follow."""
+    `hoidap_chunks` already; new terms get an id, document frequencies and max_tf follow.
+
+    `new_blocks`, in a bulk load: the staged chunks' ids, whole blocks that no postings hold yet. Their postings
+    are then plain inserts (no merge, which would read the postings table, unindexed during a bulk load, once a
+    round), and df and max_tf are left to `count_terms`, once after the last round (not one more row version
+    of a common term's dictionary row a round)."""
     staged, params = _staged_filter(article_ids)
+    chunks = ""
+    if new_blocks is not None:
+        if new_blocks.step != 1 or (new_blocks.start % BLOCK and new_blocks.start != 1):  # chunk id 0 is never given
+            raise ValueError(f"chunk ids {new_blocks} do not start a block of {BLOCK}")
+        chunks = "AND c.chunk_id >= %(low)s AND c.chunk_id < %(high)s"
+        params = {**params, "low": new_blocks.start, "high": new_blocks.stop}
+        connection.execute(f"ANALYZE {STAGED_TERMS}")  # emptied in place, it has no statistics of its own
     for f in FIELDS:
         connection.execute(
             f"INSERT INTO hoidap_terms_{f} (term) SELECT DISTINCT u.term FROM {STAGED_TERMS} s, unnest(s.terms) "
             f"AS u(term) WHERE s.field = '{f}' AND {staged} AND NOT EXISTS "
             f"(SELECT 1 FROM hoidap_terms_{f} t WHERE t.term = u.term)", params)
-        connection.execute(f"DROP TABLE IF EXISTS {FRESH_POSTINGS}, {FRESH_BLOCKS}")
+        connection.execute(f"TRUNCATE {FRESH_POSTINGS}, {FRESH_BLOCKS}")
         connection.execute(
-            f"""CREATE TEMPORARY TABLE hoidap_fresh_postings AS
+            f"""INSERT INTO {FRESH_POSTINGS}
                 SELECT c.chunk_id, t.term_id, u.tf
-                FROM {STAGED_TERMS} s JOIN hoidap_chunks c ON c.article_id = s.article_id AND c.ordinal = s.ordinal
+                FROM {STAGED_TERMS} s JOIN hoidap_chunks c ON c.article_id = s.article_id AND c.ordinal = s.ordinal {chunks}
                 CROSS JOIN LATERAL unnest(s.terms, s.tfs) AS u(term, tf)
                 JOIN hoidap_terms_{f} t ON t.term = u.term
                 WHERE s.field = '{f}' AND {staged}""", params)
         connection.execute(_chunk_terms_sql(f, FRESH_POSTINGS))
-        connection.execute(f"CREATE TEMPORARY TABLE hoidap_fresh_blocks (term_id, block, block_max_tf, offsets, tfs) "
-                           f"AS {_blocks_sql(FRESH_POSTINGS)}")
+        connection.execute(f"INSERT INTO {FRESH_BLOCKS} {_blocks_sql(FRESH_POSTINGS)}")
+        if new_blocks is not None:
+            connection.execute(f"INSERT INTO hoidap_postings_{f} SELECT * FROM {FRESH_BLOCKS} ORDER BY term_id, block")
+            continue
         # Chunk ids only grow, so new chunks mostly open blocks of their own; those of the block last written
         # into are merged with what it holds (the offsets kept in order).
         connection.execute(
@@ -178,7 +203,18 @@ def write_postings(connection, article_ids: Sequence[str] | None) -> None:
             f"""UPDATE hoidap_terms_{f} t SET df = t.df + a.n, max_tf = greatest(t.max_tf, a.top)
                 FROM (SELECT term_id, count(*) AS n, max(tf) AS top FROM {FRESH_POSTINGS} GROUP BY term_id) a
                 WHERE t.term_id = a.term_id""")
-        connection.execute(f"DROP TABLE {FRESH_POSTINGS}, {FRESH_BLOCKS}")
+    connection.execute(f"TRUNCATE {FRESH_POSTINGS}, {FRESH_BLOCKS}")
+
+
+def count_terms(connection) -> None:
+    """Every term's df and max_tf from the postings, after a bulk load (`write_postings(new_blocks=...)`)."""
+    for f in FIELDS:
+        connection.execute(
+            f"""UPDATE hoidap_terms_{f} t SET df = a.n, max_tf = a.top
+                FROM (SELECT term_id, sum(cardinality(offsets)) AS n, max(block_max_tf) AS top
+                      FROM hoidap_postings_{f} GROUP BY term_id) a
+                WHERE t.term_id = a.term_id""")
+
 
 def _staged_filter(article_ids: Sequence[str] | None) -> tuple[str, dict]:
     if article_ids is None:

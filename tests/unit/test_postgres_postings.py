@@ -24,8 +24,10 @@ from index.stores.postgres import (
     PostgresStore,
     SchemaVersionError,
     article_row,
+    bulk_load_chunks,
     connect,
     copy_chunks,
+    create_bulk_indexes,
     create_schema,
     delete_articles,
     insert_articles,
@@ -56,25 +58,55 @@ def articles():
     return [clean_article(document) for document in documents]
 
 
-def write_corpus(url: str, corpus) -> None:
-    """The articles and their chunks into an empty database, as `hoidap migrate` writes them."""
+def write_corpus(url: str, corpus, *, rounds_of: int | None = None) -> None:
+    """The articles and their chunks into an empty database: as a sync writes them (all staged, then
+    `write_postings`), or with `rounds_of` as `hoidap migrate` does (`bulk_load_chunks`, rounds of that many
+    chunks, the postings and HNSW indexes built after)."""
     connection = connect(url)
     rng = np.random.default_rng(0)
     with connection.transaction():
-        create_schema(connection, DIM, "vector", HnswSettings())
+        create_schema(connection, DIM, "vector", HnswSettings(), indexes=rounds_of is None)
         write_manifest(connection, Manifest(schema_version=SCHEMA_VERSION, embedding_model="test", embedding_weights_sha256="0",
                                             dim=DIM, chunk_size=160, chunk_overlap=1, index_type="vector-hnsw",
                                             n_articles=0, n_chunks=0, pipeline_version="test"))
         chunks = {a.article_id: split_into_chunks(a, size_words=160, overlap_sentences=1) for a in corpus}
         insert_articles(connection, [article_row(a, "hash", len(chunks[a.article_id])) for a in corpus])
-        create_term_staging(connection)
         heads = {a.article_id: "\n".join(filter(None, (a.title, a.source))) for a in corpus}
         every = [c for a in corpus for c in chunks[a.article_id]]
         vectors = rng.normal(size=(len(every), DIM)).astype(np.float32)
-        copy_chunks(connection, every, heads, vectors / np.linalg.norm(vectors, axis=1, keepdims=True), "vector")
-        write_postings(connection, None)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        if rounds_of is None:
+            create_term_staging(connection)
+            copy_chunks(connection, every, heads, vectors, "vector")
+            write_postings(connection, None)
+        else:
+            at = {(c.article_id, c.ordinal): i for i, c in enumerate(every)}
+            bulk_load_chunks(connection, every, heads, lambda batch: vectors[[at[c.article_id, c.ordinal] for c in batch]],
+                             "vector", round_chunks=rounds_of)
+            create_bulk_indexes(connection, "vector", HnswSettings())
         store_statistics(connection, None)
     connection.close()
+
+
+def postings_by_term(url: str) -> dict:
+    """Every field's postings, dictionary and chunk term lists, with terms by their text (ids depend on the
+    order terms came in), and the chunks' ids and vectors."""
+    connection = connect(url)
+    try:
+        tables = {}
+        for f in FIELDS:
+            tables[f] = (
+                sorted(connection.execute(f"SELECT t.term, p.block, p.block_max_tf, p.offsets, p.tfs FROM hoidap_postings_{f} p "
+                                          f"JOIN hoidap_terms_{f} t USING (term_id)").fetchall()),
+                sorted(connection.execute(f"SELECT term, df, max_tf FROM hoidap_terms_{f}").fetchall()),
+                sorted(connection.execute(f"SELECT g.chunk_id, array_agg(t.term ORDER BY t.term) FROM hoidap_chunk_terms_{f} g, "
+                                          f"unnest(g.term_ids) AS u(term_id) JOIN hoidap_terms_{f} t USING (term_id) "
+                                          "GROUP BY 1").fetchall()))
+        tables["chunks"] = connection.execute("SELECT chunk_id, article_id, ordinal, embedding::text, plain_len, "
+                                              "folded_len, pairs_len FROM hoidap_chunks ORDER BY chunk_id").fetchall()
+        return tables
+    finally:
+        connection.close()
 
 
 @pytest.fixture(scope="module")
@@ -122,6 +154,37 @@ def test_sql_bm25_ranks_as_the_embedded_bm25(database) -> None:
         assert_same_as_embedded(store)
     finally:
         store.close()
+
+
+def test_a_bulk_load_in_rounds_writes_what_one_sync_writes(postgres_cluster, database, corpus) -> None:
+    """`hoidap migrate`'s rounds (here of one block each, so the chunks go in several rounds)
+    give the same postings, dictionary and term lists as staging every chunk at once; BM25 ranks as the
+    embedded index, and a later sync's chunk ids follow the loaded ones."""
+    url = postgres_cluster.create_database(f"p_{uuid.uuid4().hex[:10]}")
+    write_corpus(url, corpus, rounds_of=postings.BLOCK)
+    loaded, synced = postings_by_term(url), postings_by_term(database)
+    assert len(loaded["chunks"]) > postings.BLOCK and loaded["chunks"][-1][0] == len(loaded["chunks"])
+    assert len({block for _, block, *_ in loaded["plain"][0]}) > 1
+    assert loaded == synced
+    store = PostgresStore.open(url)
+    try:
+        assert store.verify() == []
+        assert_same_as_embedded(store, depths=(5, 50))
+        [(next_id,)] = store._rows("SELECT nextval(pg_get_serial_sequence('hoidap_chunks', 'chunk_id'))")
+        assert next_id == len(loaded["chunks"]) + 1
+    finally:
+        store.close()
+
+
+def test_a_bulk_round_must_be_whole_blocks(database) -> None:
+    connection = connect(database)
+    try:
+        with pytest.raises(ValueError, match="not whole blocks"):
+            bulk_load_chunks(connection, [], {}, lambda batch: np.zeros((0, DIM)), "vector", round_chunks=100)
+        with pytest.raises(ValueError, match="do not start a block"):
+            write_postings(connection, None, new_blocks=range(5, 133))
+    finally:
+        connection.close()
 
 
 def test_pruning_never_changes_the_results(database, monkeypatch) -> None:
