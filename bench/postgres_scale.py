@@ -53,7 +53,7 @@ from retrieval.answering.judgement import CorpusGate  # noqa: E402
 from retrieval.search.hybrid import HybridRetriever  # noqa: E402
 from retrieval.search.lexical import LexicalIndex, query_tokens  # noqa: E402
 from retrieval.search.sql import SqlHybridRetriever  # noqa: E402
-from tests.postgres import private_folder, remove_cluster, start_cluster  # noqa: E402
+from tests.postgres import POSTGRES_BIN_PATH, Cluster, private_folder, remove_cluster, start_cluster  # noqa: E402
 
 DEPTH = 50
 EF_SEARCH = (40, 100, 200, 400)
@@ -126,31 +126,34 @@ def same_ranking(ours: list[tuple], theirs: list[tuple]) -> bool:
     return all(o[0] == t[0] for o, t in zip(ours, theirs) if t[1] > last * (1 + 1e-6))
 
 
-def run_size(n_chunks: int, settings: Settings, embedder, queries: list[str], vectors, work_dir: Path, cluster) -> None:
+def run_size(n_chunks: int, settings: Settings, embedder, queries: list[str], vectors, work_dir: Path, cluster,
+             *, reuse: bool = False, with_bm25s: bool = True) -> None:
     directory = build_synthetic_index(work_dir, n_chunks, embedder, hnsw=False, report=print)["flat"]
     store = IndexStore.open(directory)
-    url = cluster.create_database(f"bench_{n_chunks}")
+    url = cluster.url(f"bench_{n_chunks}") if reuse else cluster.create_database(f"bench_{n_chunks}")
     started = time.perf_counter()
-    migrate_embedded(store, url, derive_restorer=restorer_json)
+    if not reuse:
+        migrate_embedded(store, url, derive_restorer=restorer_json)
     build_s = time.perf_counter() - started
     size = sizes(url)
     per = {k: v / n_chunks for k, v in size.items()}
-    print(f"{n_chunks:,} chunks: migrated (rows, BM25 postings, HNSW m=16 ef_construction=64) in {build_s:.0f}s; "
+    how = "migrated earlier (reused)" if reuse else f"migrated in {build_s:.0f}s"
+    print(f"{n_chunks:,} chunks: {how} (rows, BM25 postings, HNSW m=16 ef_construction=64); "
           f"database {size['database'] / 2**20:.0f} MB = {per['database']:.0f} B/chunk: chunk table "
           f"{per['table']:.0f} (text {per['text']:.0f}, vector {per['vector']:.0f}), HNSW {per['hnsw']:.0f}, "
           f"postings {per['postings']:.0f} ({per['postings_rows']:.0f} postings/chunk in {per['blocks']:.1f} blocks, "
           f"{size['postings'] / max(size['postings_rows'], 1):.1f} B each), chunk term lists {per['chunk_terms']:.0f}, "
           f"term dictionaries {per['terms']:.0f}")
-    half = halfvec_copy(url, store.manifest.dim)
-    print(f"  halfvec copy: column {half['column'] / n_chunks:.0f} B/chunk, HNSW {half['hnsw'] / n_chunks:.0f} "
-          f"B/chunk, built in {half['build_s']:.0f}s")
+    if not reuse:
+        half = halfvec_copy(url, store.manifest.dim)
+        print(f"  halfvec copy: column {half['column'] / n_chunks:.0f} B/chunk, HNSW {half['hnsw'] / n_chunks:.0f} "
+              f"B/chunk, built in {half['build_s']:.0f}s")
 
-    lexical = LexicalIndex.from_store(store)
-    embedded = HybridRetriever(store, embedder, lexical)
     postgres = PostgresStore.open(url, hnsw=HnswSettings())
     sql = SqlHybridRetriever(postgres, embedder)
     place = {c.chunk_id: (c.article_id, c.ordinal) for c in store.iter_chunks()}
-    place_sql = {c.chunk_id: (c.article_id, c.ordinal) for c in postgres.chunks()}
+    with psycopg.connect(url) as connection:
+        place_sql = {c: (a, o) for c, a, o in connection.execute("SELECT chunk_id, article_id, ordinal FROM hoidap_chunks")}
     rows = list(range(len(queries)))
 
     exact_ms, exact = timed(lambda i: [c for c, _ in store.search(vectors[i:i + 1], DEPTH)[0]], rows)
@@ -161,14 +164,23 @@ def run_size(n_chunks: int, settings: Settings, embedder, queries: list[str], ve
         half_recall = recall_at_10(exact, halfvec_search(url, vectors, ef), place, place_sql)
         print(f"  dense p50/p95 ms: FAISS flat {p(exact_ms)}, pgvector HNSW ef_search {ef} {p(hnsw_ms)}; "
               f"recall@10 vector {recall_at_10(exact, approximate, place, place_sql):.3f}, halfvec {half_recall:.3f}")
+    # bm25s over three fields and the embedded retriever beside it do not fit in 23 GB at 1M chunks with the
+    # rest of this process (killed at 24 GB RSS): `--without-bm25s` measures the PostgreSQL side alone there.
+    lexical = LexicalIndex.from_store(store) if with_bm25s else None
     for field in FIELDS:
         tokens = [query_tokens(q, field) for q in queries]
         ours_ms, ours = timed(lambda i: postgres.lexical_search(tokens[i], field, DEPTH), rows)
+        if lexical is None:
+            print(f"  bm25 {field}: SQL postings {p(ours_ms)}")
+            continue
         theirs_ms, theirs = timed(lambda i: lexical.search(queries[i], DEPTH, field=field, tokens=tokens[i]), rows)
         same = sum(same_ranking([(place_sql[c], s) for c, s in o], [(place[c], s) for c, s in t])
                    for o, t in zip(ours, theirs))
         print(f"  bm25 {field}: bm25s {p(theirs_ms)}, SQL postings {p(ours_ms)}; same top-{DEPTH} {same}/{len(rows)}")
-    for name, retriever, idf in (("embedded", embedded, lexical.idf), ("postgres", sql, postgres.idf)):
+    systems = [("postgres", sql, postgres.idf)]
+    if lexical is not None:
+        systems.insert(0, ("embedded", HybridRetriever(store, embedder, lexical), lexical.idf))
+    for name, retriever, idf in systems:
         for question in queries[:3]:  # warm
             retriever.retrieve(question, settings.top_k)
         retrieve_ms, _ = timed(lambda q: retriever.retrieve(q, settings.top_k), queries)
@@ -188,6 +200,11 @@ def main() -> None:
     parser.add_argument("--build-memory", default=postgres_sync.BUILD_MEMORY,
                         help="maintenance_work_mem for the HNSW builds (pgvector builds slower once the graph outgrows "
                              "it: ~1.8 kB a 384-d vector, so 1M chunks want ~2 GB)")
+    parser.add_argument("--without-bm25s", action="store_true",
+                        help="measure the PostgreSQL side only (bm25s and the embedded retriever not built)")
+    parser.add_argument("--running-cluster", type=Path,
+                        help="the pgdata folder of a server a run left up: its bench_<size> databases are searched, "
+                             "not migrated again")
     args = parser.parse_args()
     postgres_sync.BUILD_MEMORY = args.build_memory
     logging.basicConfig(level=logging.WARNING, format="  %(message)s")
@@ -199,11 +216,19 @@ def main() -> None:
     vectors = embedder.embed_queries(queries)
     print(f"{len(queries)} real questions; {os.cpu_count()} CPUs; HNSW build memory {postgres_sync.BUILD_MEMORY}; "
           f"embedding {embedder.identity.precision}")
+    if args.running_cluster:
+        pid, _, _, port = (args.running_cluster / "postmaster.pid").read_text().split("\n")[:4]
+        cluster = Cluster(args.running_cluster, int(port), None, POSTGRES_BIN_PATH)
+        for size in (int(s) for s in args.sizes.split(",")):
+            run_size(size, settings, embedder, queries, vectors, args.work_dir, cluster, reuse=True,
+                     with_bm25s=not args.without_bm25s)
+        return
     with private_folder() as folder:
         cluster = start_cluster(folder / "pgdata")
         try:
             for size in (int(s) for s in args.sizes.split(",")):
-                run_size(size, settings, embedder, queries, vectors, args.work_dir, cluster)
+                run_size(size, settings, embedder, queries, vectors, args.work_dir, cluster,
+                         with_bm25s=not args.without_bm25s)
         finally:
             remove_cluster(cluster)
 
