@@ -217,8 +217,8 @@ def main() -> None:
     print(f"{len(queries)} real questions; {os.cpu_count()} CPUs; HNSW build memory {postgres_sync.BUILD_MEMORY}; "
           f"embedding {embedder.identity.precision}")
     if args.running_cluster:
-        pid, _, _, port = (args.running_cluster / "postmaster.pid").read_text().split("\n")[:4]
-        cluster = Cluster(args.running_cluster, int(port), None, POSTGRES_BIN_PATH)
+        port = int((args.running_cluster / "postmaster.pid").read_text().split("\n")[3])  # its 4th line
+        cluster = Cluster(args.running_cluster, port, None, POSTGRES_BIN_PATH)
         for size in (int(s) for s in args.sizes.split(",")):
             run_size(size, settings, embedder, queries, vectors, args.work_dir, cluster, reuse=True,
                      with_bm25s=not args.without_bm25s)
