@@ -15,16 +15,25 @@ embedded by the real model. Prints, per size, warm p50/p95 in ms:
 and HNSW recall@10 of pgvector against the exact flat search at several ef_search, for `vector` and for a
 `halfvec` copy of the column with its own graph; the build time (migrate: rows and staged terms,
 postings, HNSW and postings indexes); the database size (chunk table, HNSW, block postings tables with their
-keys, chunk term lists, term dictionaries, total) and bytes per chunk; memory (this process's RSS, the server's RSS).
+keys, chunk term lists, term dictionaries, total) and bytes per chunk; memory (the embedded side's RSS, this
+process's, the server's).
+
+The embedded side of each size (FAISS flat, bm25s over the three fields, HybridRetriever) runs in a process
+of its own (this script with `--embedded-side`), before the migration, and hands its rankings over as JSON:
+at 1M chunks bm25s's three fields beside the FAISS index, the migration's reads and the PostgreSQL side's
+chunk positions do not fit in one 23 GB process, and its RSS is then that of the embedded store alone.
 
     .venv/bin/python bench/postgres_scale.py [--sizes 10000,100000] [--queries 100] [--work-dir DIR]
+        [--keep-cluster FOLDER | --running-cluster PGDATA] [--without-embedded]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -112,9 +121,9 @@ def halfvec_search(url: str, vectors, ef: int) -> list[list[int]]:
             for v in vectors]
 
 
-def recall_at_10(exact, approximate, place, place_sql) -> float:
-    return sum(len({place[c] for c in e[:10]} & {place_sql[c] for c in a[:10]}) / 10
-               for e, a in zip(exact, approximate)) / len(exact)
+def recall_at_10(exact: list[list[tuple]], approximate: list[list[tuple]]) -> float:
+    """The share of the exact top-10 (chunk places) found in the approximate top-10, averaged over questions."""
+    return sum(len(set(e[:10]) & set(a[:10])) / 10 for e, a in zip(exact, approximate)) / len(exact)
 
 
 def same_ranking(ours: list[tuple], theirs: list[tuple]) -> bool:
@@ -126,14 +135,62 @@ def same_ranking(ours: list[tuple], theirs: list[tuple]) -> bool:
     return all(o[0] == t[0] for o, t in zip(ours, theirs) if t[1] > last * (1 + 1e-6))
 
 
+def embedded_side(n_chunks: int, queries: list[str], vectors, work_dir: Path, embedder, settings: Settings) -> dict:
+    """The embedded store's figures at one size and its rankings, chunks named by (article id, ordinal) since
+    the two stores number chunks apart: the exact top-10 of the flat search, each field's bm25s top-50."""
+    store = IndexStore.open(build_synthetic_index(work_dir, n_chunks, embedder, hnsw=False, report=print)["flat"])
+    place = {c.chunk_id: (c.article_id, c.ordinal) for c in store.iter_chunks()}
+    rows = list(range(len(queries)))
+    dense_ms, exact = timed(lambda i: [place[int(c)] for c, _ in store.search(vectors[i:i + 1], DEPTH)[0][:10]], rows)
+    started = time.perf_counter()
+    lexical = LexicalIndex.from_store(store)
+    result = {"dense_ms": dense_ms, "exact": exact, "bm25s_build_s": time.perf_counter() - started, "bm25": {}}
+    for field in FIELDS:
+        tokens = [query_tokens(q, field) for q in queries]
+        ms, found = timed(lambda i: lexical.search(queries[i], DEPTH, field=field, tokens=tokens[i]), rows)
+        result["bm25"][field] = {"ms": ms, "top": [[(place[int(c)], float(s)) for c, s in one] for one in found]}
+    retriever = HybridRetriever(store, embedder, lexical)
+    result["retrieve_ms"], result["answer_ms"] = retrieve_and_answer(retriever, lexical.idf, embedder, queries,
+                                                                      settings)
+    result["rss_mb"] = rss_mb()
+    store.close()
+    return result
+
+
+def retrieve_and_answer(retriever, idf, embedder, queries: list[str], settings: Settings) -> tuple[list, list]:
+    """Warm ms per question of the retriever as `hoidap ask` wires it, and of the extractive answer through it."""
+    for question in queries[:3]:
+        retriever.retrieve(question, settings.top_k)
+    retrieve_ms, _ = timed(lambda q: retriever.retrieve(q, settings.top_k), queries)
+    answerer = build_answerer(settings, retriever, CorpusGate(idf, embedder), "extractive")
+    answer_ms, _ = timed(lambda q: answerer.answer(q), queries)
+    return retrieve_ms, answer_ms
+
+
+def run_embedded_side(n_chunks: int, n_queries: int, work_dir: Path) -> dict:
+    """`embedded_side` in a child process (this script, `--embedded-side`); its output goes on to the terminal."""
+    out = work_dir / f"embedded-{n_chunks}.json"
+    out.unlink(missing_ok=True)
+    subprocess.run([sys.executable, __file__, "--embedded-side", str(n_chunks), "--queries", str(n_queries),
+                    "--work-dir", str(work_dir), "--out", str(out)], check=True)
+    side = json.loads(out.read_text())
+    side["exact"] = [[tuple(place) for place in one] for one in side["exact"]]
+    for field in side["bm25"].values():
+        field["top"] = [[(tuple(place), score) for place, score in one] for one in field["top"]]
+    return side
+
+
 def run_size(n_chunks: int, settings: Settings, embedder, queries: list[str], vectors, work_dir: Path, cluster,
-             *, reuse: bool = False, with_bm25s: bool = True) -> None:
+             *, reuse: bool = False, with_embedded: bool = True) -> None:
     directory = build_synthetic_index(work_dir, n_chunks, embedder, hnsw=False, report=print)["flat"]
-    store = IndexStore.open(directory)
+    embedded = run_embedded_side(n_chunks, len(queries), work_dir) if with_embedded else None
     url = cluster.url(f"bench_{n_chunks}") if reuse else cluster.create_database(f"bench_{n_chunks}")
     started = time.perf_counter()
     if not reuse:
+        store = IndexStore.open(directory)
         migrate_embedded(store, url, derive_restorer=restorer_json)
+        dim = store.manifest.dim
+        store.close()
     build_s = time.perf_counter() - started
     size = sizes(url)
     per = {k: v / n_chunks for k, v in size.items()}
@@ -145,51 +202,45 @@ def run_size(n_chunks: int, settings: Settings, embedder, queries: list[str], ve
           f"{size['postings'] / max(size['postings_rows'], 1):.1f} B each), chunk term lists {per['chunk_terms']:.0f}, "
           f"term dictionaries {per['terms']:.0f}")
     if not reuse:
-        half = halfvec_copy(url, store.manifest.dim)
+        half = halfvec_copy(url, dim)
         print(f"  halfvec copy: column {half['column'] / n_chunks:.0f} B/chunk, HNSW {half['hnsw'] / n_chunks:.0f} "
               f"B/chunk, built in {half['build_s']:.0f}s")
 
     postgres = PostgresStore.open(url, hnsw=HnswSettings())
     sql = SqlHybridRetriever(postgres, embedder)
-    place = {c.chunk_id: (c.article_id, c.ordinal) for c in store.iter_chunks()}
     with psycopg.connect(url) as connection:
-        place_sql = {c: (a, o) for c, a, o in connection.execute("SELECT chunk_id, article_id, ordinal FROM hoidap_chunks")}
+        place = {c: (a, o) for c, a, o in connection.execute("SELECT chunk_id, article_id, ordinal FROM hoidap_chunks")}
     rows = list(range(len(queries)))
-
-    exact_ms, exact = timed(lambda i: [c for c, _ in store.search(vectors[i:i + 1], DEPTH)[0]], rows)
+    exact_ms = embedded["dense_ms"] if embedded else None
     for ef in EF_SEARCH:
         probe = PostgresStore.open(url, hnsw=HnswSettings(ef_search=ef))
-        hnsw_ms, approximate = timed(lambda i: [c for c, _ in probe.dense_search(vectors[i], DEPTH)], rows)
+        hnsw_ms, approximate = timed(lambda i: [place[c] for c, _ in probe.dense_search(vectors[i], DEPTH)], rows)
         probe.close()
-        half_recall = recall_at_10(exact, halfvec_search(url, vectors, ef), place, place_sql)
+        if embedded is None:
+            print(f"  dense p50/p95 ms: pgvector HNSW ef_search {ef} {p(hnsw_ms)}")
+            continue
+        half = [[place[c] for c in one] for one in halfvec_search(url, vectors, ef)]
         print(f"  dense p50/p95 ms: FAISS flat {p(exact_ms)}, pgvector HNSW ef_search {ef} {p(hnsw_ms)}; "
-              f"recall@10 vector {recall_at_10(exact, approximate, place, place_sql):.3f}, halfvec {half_recall:.3f}")
-    # bm25s over three fields and the embedded retriever beside it do not fit in 23 GB at 1M chunks with the
-    # rest of this process (killed at 24 GB RSS): `--without-bm25s` measures the PostgreSQL side alone there.
-    lexical = LexicalIndex.from_store(store) if with_bm25s else None
+              f"recall@10 vector {recall_at_10(embedded['exact'], approximate):.3f}, "
+              f"halfvec {recall_at_10(embedded['exact'], half):.3f}")
+    if embedded:
+        print(f"  bm25s built in {embedded['bm25s_build_s']:.0f}s (three fields)")
     for field in FIELDS:
         tokens = [query_tokens(q, field) for q in queries]
         ours_ms, ours = timed(lambda i: postgres.lexical_search(tokens[i], field, DEPTH), rows)
-        if lexical is None:
+        if embedded is None:
             print(f"  bm25 {field}: SQL postings {p(ours_ms)}")
             continue
-        theirs_ms, theirs = timed(lambda i: lexical.search(queries[i], DEPTH, field=field, tokens=tokens[i]), rows)
-        same = sum(same_ranking([(place_sql[c], s) for c, s in o], [(place[c], s) for c, s in t])
-                   for o, t in zip(ours, theirs))
-        print(f"  bm25 {field}: bm25s {p(theirs_ms)}, SQL postings {p(ours_ms)}; same top-{DEPTH} {same}/{len(rows)}")
-    systems = [("postgres", sql, postgres.idf)]
-    if lexical is not None:
-        systems.insert(0, ("embedded", HybridRetriever(store, embedder, lexical), lexical.idf))
-    for name, retriever, idf in systems:
-        for question in queries[:3]:  # warm
-            retriever.retrieve(question, settings.top_k)
-        retrieve_ms, _ = timed(lambda q: retriever.retrieve(q, settings.top_k), queries)
-        answerer = build_answerer(settings, retriever, CorpusGate(idf, embedder), "extractive")
-        answer_ms, _ = timed(lambda q: answerer.answer(q), queries)
-        print(f"  {name}: retrieve {p(retrieve_ms)}, answer {p(answer_ms)}")
-    print(f"  memory: this process {rss_mb():.0f} MB RSS, the server {server_rss_mb(cluster):.0f} MB RSS")
+        theirs = embedded["bm25"][field]
+        same = sum(same_ranking([(place[c], s) for c, s in o], t) for o, t in zip(ours, theirs["top"]))
+        print(f"  bm25 {field}: bm25s {p(theirs['ms'])}, SQL postings {p(ours_ms)}; same top-{DEPTH} {same}/{len(rows)}")
+    if embedded:
+        print(f"  embedded: retrieve {p(embedded['retrieve_ms'])}, answer {p(embedded['answer_ms'])}")
+    retrieve_ms, answer_ms = retrieve_and_answer(sql, postgres.idf, embedder, queries, settings)
+    print(f"  postgres: retrieve {p(retrieve_ms)}, answer {p(answer_ms)}")
+    embedded_rss = f"the embedded side {embedded['rss_mb']:.0f} MB RSS, " if embedded else ""
+    print(f"  memory: {embedded_rss}this process {rss_mb():.0f} MB RSS, the server {server_rss_mb(cluster):.0f} MB RSS")
     postgres.close()
-    store.close()
 
 
 def main() -> None:
@@ -200,11 +251,15 @@ def main() -> None:
     parser.add_argument("--build-memory", default=postgres_sync.BUILD_MEMORY,
                         help="maintenance_work_mem for the HNSW builds (pgvector builds slower once the graph outgrows "
                              "it: ~1.8 kB a 384-d vector, so 1M chunks want ~2 GB)")
-    parser.add_argument("--without-bm25s", action="store_true",
-                        help="measure the PostgreSQL side only (bm25s and the embedded retriever not built)")
+    parser.add_argument("--without-embedded", action="store_true",
+                        help="measure the PostgreSQL side only (no FAISS, bm25s or embedded retriever)")
+    parser.add_argument("--embedded-side", type=int, metavar="CHUNKS", help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--running-cluster", type=Path,
                         help="the pgdata folder of a server a run left up: its bench_<size> databases are searched, "
                              "not migrated again")
+    parser.add_argument("--keep-cluster", type=Path, metavar="FOLDER",
+                        help="start the server in FOLDER/pgdata and leave it up, for --running-cluster runs after")
     args = parser.parse_args()
     postgres_sync.BUILD_MEMORY = args.build_memory
     logging.basicConfig(level=logging.WARNING, format="  %(message)s")
@@ -214,6 +269,10 @@ def main() -> None:
     embedder = build_embedder(settings, new_index=True)
     queries = questions(args.queries)
     vectors = embedder.embed_queries(queries)
+    if args.embedded_side:
+        side = embedded_side(args.embedded_side, queries, vectors, args.work_dir, embedder, settings)
+        args.out.write_text(json.dumps(side))
+        return
     print(f"{len(queries)} real questions; {os.cpu_count()} CPUs; HNSW build memory {postgres_sync.BUILD_MEMORY}; "
           f"embedding {embedder.identity.precision}")
     if args.running_cluster:
@@ -221,14 +280,22 @@ def main() -> None:
         cluster = Cluster(args.running_cluster, port, None, POSTGRES_BIN_PATH)
         for size in (int(s) for s in args.sizes.split(",")):
             run_size(size, settings, embedder, queries, vectors, args.work_dir, cluster, reuse=True,
-                     with_bm25s=not args.without_bm25s)
+                     with_embedded=not args.without_embedded)
+        return
+    if args.keep_cluster:
+        args.keep_cluster.mkdir(parents=True, exist_ok=True)
+        cluster = start_cluster(args.keep_cluster / "pgdata")
+        for size in (int(s) for s in args.sizes.split(",")):
+            run_size(size, settings, embedder, queries, vectors, args.work_dir, cluster,
+                     with_embedded=not args.without_embedded)
+        print(f"the server is left up: --running-cluster {cluster.pgdata}")
         return
     with private_folder() as folder:
         cluster = start_cluster(folder / "pgdata")
         try:
             for size in (int(s) for s in args.sizes.split(",")):
                 run_size(size, settings, embedder, queries, vectors, args.work_dir, cluster,
-                         with_bm25s=not args.without_bm25s)
+                         with_embedded=not args.without_embedded)
         finally:
             remove_cluster(cluster)
 
