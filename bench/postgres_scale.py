@@ -19,7 +19,7 @@ keys, chunk term lists, term dictionaries, total) and bytes per chunk; memory (t
 process's, the server's).
 
 The embedded side of each size (FAISS flat, bm25s over the three fields, HybridRetriever) runs in a process
-of its own (this script with `--embedded-side`), before the migration, and hands its rankings over as JSON:
+of its own (this script with `--embedded-side`), after the PostgreSQL side, and hands its rankings over as JSON:
 at 1M chunks bm25s's three fields beside the FAISS index, the migration's reads and the PostgreSQL side's
 chunk positions do not fit in one 23 GB process, and its RSS is then that of the embedded store alone.
 
@@ -135,6 +135,12 @@ def same_ranking(ours: list[tuple], theirs: list[tuple]) -> bool:
     return all(o[0] == t[0] for o, t in zip(ours, theirs) if t[1] > last * (1 + 1e-6))
 
 
+def peak_rss_mb() -> float:
+    """The largest resident memory this process has had, in MB (Linux)."""
+    status = Path("/proc/self/status").read_text()
+    return int(status.split("VmHWM:")[1].split()[0]) / 1024
+
+
 def embedded_side(n_chunks: int, queries: list[str], vectors, work_dir: Path, embedder, settings: Settings) -> dict:
     """The embedded store's figures at one size and its rankings, chunks named by (article id, ordinal) since
     the two stores number chunks apart: the exact top-10 of the flat search, each field's bm25s top-50."""
@@ -152,7 +158,7 @@ def embedded_side(n_chunks: int, queries: list[str], vectors, work_dir: Path, em
     retriever = HybridRetriever(store, embedder, lexical)
     result["retrieve_ms"], result["answer_ms"] = retrieve_and_answer(retriever, lexical.idf, embedder, queries,
                                                                       settings)
-    result["rss_mb"] = rss_mb()
+    result["rss_mb"], result["peak_mb"] = rss_mb(), peak_rss_mb()
     store.close()
     return result
 
@@ -182,8 +188,9 @@ def run_embedded_side(n_chunks: int, n_queries: int, work_dir: Path) -> dict:
 
 def run_size(n_chunks: int, settings: Settings, embedder, queries: list[str], vectors, work_dir: Path, cluster,
              *, reuse: bool = False, with_embedded: bool = True) -> None:
+    """PostgreSQL's figures at one size, printed as they come; then the embedded side's, in a process of its
+    own, and the comparisons (recall against the exact flat search, the same BM25 rankings)."""
     directory = build_synthetic_index(work_dir, n_chunks, embedder, hnsw=False, report=print)["flat"]
-    embedded = run_embedded_side(n_chunks, len(queries), work_dir) if with_embedded else None
     url = cluster.url(f"bench_{n_chunks}") if reuse else cluster.create_database(f"bench_{n_chunks}")
     started = time.perf_counter()
     if not reuse:
@@ -200,47 +207,52 @@ def run_size(n_chunks: int, settings: Settings, embedder, queries: list[str], ve
           f"{per['table']:.0f} (text {per['text']:.0f}, vector {per['vector']:.0f}), HNSW {per['hnsw']:.0f}, "
           f"postings {per['postings']:.0f} ({per['postings_rows']:.0f} postings/chunk in {per['blocks']:.1f} blocks, "
           f"{size['postings'] / max(size['postings_rows'], 1):.1f} B each), chunk term lists {per['chunk_terms']:.0f}, "
-          f"term dictionaries {per['terms']:.0f}")
+          f"term dictionaries {per['terms']:.0f}", flush=True)
     if not reuse:
         half = halfvec_copy(url, dim)
         print(f"  halfvec copy: column {half['column'] / n_chunks:.0f} B/chunk, HNSW {half['hnsw'] / n_chunks:.0f} "
-              f"B/chunk, built in {half['build_s']:.0f}s")
+              f"B/chunk, built in {half['build_s']:.0f}s", flush=True)
 
     postgres = PostgresStore.open(url, hnsw=HnswSettings())
     sql = SqlHybridRetriever(postgres, embedder)
     with psycopg.connect(url) as connection:
         place = {c: (a, o) for c, a, o in connection.execute("SELECT chunk_id, article_id, ordinal FROM hoidap_chunks")}
     rows = list(range(len(queries)))
-    exact_ms = embedded["dense_ms"] if embedded else None
+    approximate = {}
     for ef in EF_SEARCH:
         probe = PostgresStore.open(url, hnsw=HnswSettings(ef_search=ef))
-        hnsw_ms, approximate = timed(lambda i: [place[c] for c, _ in probe.dense_search(vectors[i], DEPTH)], rows)
+        hnsw_ms, found = timed(lambda i: [place[c] for c, _ in probe.dense_search(vectors[i], DEPTH)], rows)
         probe.close()
-        if embedded is None:
-            print(f"  dense p50/p95 ms: pgvector HNSW ef_search {ef} {p(hnsw_ms)}")
-            continue
-        half = [[place[c] for c in one] for one in halfvec_search(url, vectors, ef)]
-        print(f"  dense p50/p95 ms: FAISS flat {p(exact_ms)}, pgvector HNSW ef_search {ef} {p(hnsw_ms)}; "
-              f"recall@10 vector {recall_at_10(embedded['exact'], approximate):.3f}, "
-              f"halfvec {recall_at_10(embedded['exact'], half):.3f}")
-    if embedded:
-        print(f"  bm25s built in {embedded['bm25s_build_s']:.0f}s (three fields)")
+        approximate[ef] = (found, [[place[c] for c in one] for one in halfvec_search(url, vectors, ef)])
+        print(f"  dense p50/p95 ms: pgvector HNSW ef_search {ef} {p(hnsw_ms)}", flush=True)
+    lexical = {}
     for field in FIELDS:
         tokens = [query_tokens(q, field) for q in queries]
-        ours_ms, ours = timed(lambda i: postgres.lexical_search(tokens[i], field, DEPTH), rows)
-        if embedded is None:
-            print(f"  bm25 {field}: SQL postings {p(ours_ms)}")
-            continue
-        theirs = embedded["bm25"][field]
-        same = sum(same_ranking([(place[c], s) for c, s in o], t) for o, t in zip(ours, theirs["top"]))
-        print(f"  bm25 {field}: bm25s {p(theirs['ms'])}, SQL postings {p(ours_ms)}; same top-{DEPTH} {same}/{len(rows)}")
-    if embedded:
-        print(f"  embedded: retrieve {p(embedded['retrieve_ms'])}, answer {p(embedded['answer_ms'])}")
+        ms, found = timed(lambda i: postgres.lexical_search(tokens[i], field, DEPTH), rows)
+        lexical[field] = [[(place[c], s) for c, s in one] for one in found]
+        print(f"  bm25 {field}: SQL postings {p(ms)}", flush=True)
     retrieve_ms, answer_ms = retrieve_and_answer(sql, postgres.idf, embedder, queries, settings)
     print(f"  postgres: retrieve {p(retrieve_ms)}, answer {p(answer_ms)}")
-    embedded_rss = f"the embedded side {embedded['rss_mb']:.0f} MB RSS, " if embedded else ""
-    print(f"  memory: {embedded_rss}this process {rss_mb():.0f} MB RSS, the server {server_rss_mb(cluster):.0f} MB RSS")
+    print(f"  memory: this process {rss_mb():.0f} MB RSS, the server {server_rss_mb(cluster):.0f} MB RSS", flush=True)
     postgres.close()
+    del place
+    if not with_embedded:
+        return
+    try:
+        embedded = run_embedded_side(n_chunks, len(queries), work_dir)
+    except subprocess.CalledProcessError as error:
+        print(f"  the embedded side failed ({error}): no embedded figures at {n_chunks:,} chunks")
+        return
+    print(f"  embedded: FAISS flat (exact) {p(embedded['dense_ms'])}; bm25s built in "
+          f"{embedded['bm25s_build_s']:.0f}s (three fields); retrieve {p(embedded['retrieve_ms'])}, "
+          f"answer {p(embedded['answer_ms'])}; {embedded['rss_mb']:.0f} MB RSS (peak {embedded['peak_mb']:.0f})")
+    for ef, (vector, halfvec) in approximate.items():
+        print(f"  HNSW recall@10 ef_search {ef}: vector {recall_at_10(embedded['exact'], vector):.3f}, "
+              f"halfvec {recall_at_10(embedded['exact'], halfvec):.3f}")
+    for field, ours in lexical.items():
+        theirs = embedded["bm25"][field]
+        same = sum(same_ranking(o, t) for o, t in zip(ours, theirs["top"]))
+        print(f"  bm25 {field}: bm25s {p(theirs['ms'])}; same top-{DEPTH} as SQL {same}/{len(rows)}", flush=True)
 
 
 def main() -> None:
