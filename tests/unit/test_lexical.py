@@ -8,8 +8,9 @@ import bm25s
 import numpy as np
 import pytest
 
-from retrieval.search.lexical import LexicalIndex, _tokenize_corpus, top_rows
-from index.text import tokenize
+from retrieval.search import lexical as lexical_module
+from retrieval.search.lexical import FIELDS, LexicalIndex, _tokenize_corpus, query_tokens, top_rows
+from index.text import fold_diacritics, syllable_pairs, tokenize
 from tests.unit.retrieval_fakes import FakeStore, bundled_articles
 
 ARTICLE_2023 = "004_8775d9b0c7bf92f4"
@@ -39,6 +40,40 @@ def test_scores_equal_bm25s_own_indexing(store: FakeStore, lexical: LexicalIndex
     query = "Tổng số đảng viên toàn Đảng bộ tỉnh năm 2023 là bao nhiêu?"
     known = [t for t in tokenize(query) if t in reference.vocab_dict]
     assert np.allclose(lexical.scores(query, "plain"), reference.get_scores(known), atol=1e-5)
+
+
+def _field_tokens(text: str, field: str) -> list[str]:
+    """A document's tokens in `field`, spelled out one document at a time (what the vectorised build must match)."""
+    if field == "folded":
+        return [fold_diacritics(token) for token in tokenize(text)]
+    if field == "pairs":
+        return tokenize(text) + syllable_pairs(text.lower())
+    return tokenize(text)
+
+
+QUESTIONS = ("Tổng số đảng viên toàn Đảng bộ tỉnh năm 2023 là bao nhiêu?",
+             "tong so dang vien toan dang bo tinh nam 2023 la bao nhieu", "Ai chủ trì hội nghị?")
+
+
+@pytest.mark.parametrize("field", FIELDS)
+def test_every_field_scores_as_bm25s_indexing_its_tokens(store: FakeStore, lexical: LexicalIndex, field: str) -> None:
+    heads = {a.article_id: "\n".join(filter(None, (a.title, a.source))) for a in store.articles()}
+    texts = [f"{heads[c.article_id]}\n{c.text}" for c in store.chunks()]
+    reference = bm25s.BM25(k1=1.2, b=0.75, method="lucene")
+    reference.index([_field_tokens(t, field) for t in texts], show_progress=False)
+    for question in QUESTIONS:
+        known = [t for t in query_tokens(question, field) if t in reference.vocab_dict]
+        assert known, question
+        assert np.allclose(lexical.scores(question, field), reference.get_scores(known), atol=1e-5)
+
+
+def test_the_build_in_small_slices_gives_the_same_index(store: FakeStore, lexical: LexicalIndex,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(lexical_module, "_SLICE", 7)  # many slices over the bundled chunks, ragged at the end
+    sliced = LexicalIndex.from_store(store)
+    for field in FIELDS:
+        for question in QUESTIONS:
+            assert np.array_equal(sliced.scores(question, field), lexical.scores(question, field))
 
 
 def test_accented_question_finds_the_2023_article(lexical: LexicalIndex) -> None:
