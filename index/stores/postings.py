@@ -30,7 +30,8 @@ postings of the terms that can matter and proves the rest cannot (MaxScore): ter
 largest possible score (weight * max_tf / (max_tf + k1 * (1 - b)), a chunk of length 0); the chunks holding
 one of the first terms are scored fully; a chunk holding none of them scores at most the sum of the other
 terms' bounds, and when that is below the depth-th score found, no such chunk can enter the results. When
-it is not, more terms are read, up to all of them: the results are always those of scoring every chunk.
+it is not, more terms are read (once `depth` chunks are found, enough that the next round is the last), up
+to all of them: the results are always those of scoring every chunk.
 The blocks read are unnested back into (chunk_id = block * BLOCK + offset, tf) pairs, so the arithmetic is
 the same, term by term, as over one row per posting.
 """
@@ -337,7 +338,7 @@ def search(rows: Rows, field: LexicalField, terms: Sequence[QueryTerm], depth: i
         # depth-th score found beats it.
         if not rest or (len(found) == depth and remainder < found[-1][1] * (1 - _MARGIN)):
             return [(int(chunk_id), float(score)) for chunk_id, score in found if score > 0]
-        read = _next_read(order, read)
+        read = _next_read(order, read, found[-1][1] if len(found) == depth else None)
 
 
 def _first_read(order: Sequence[QueryTerm]) -> int:
@@ -349,7 +350,17 @@ def _first_read(order: Sequence[QueryTerm]) -> int:
     return len(order)
 
 
-def _next_read(order: Sequence[QueryTerm], read: int) -> int:
+def _next_read(order: Sequence[QueryTerm], read: int, bar: float | None) -> int:
+    """How many terms the next round reads. Once a round found `depth` chunks, `bar` (the depth-th score) only
+    rises as more terms are read, so the fewest terms whose left-out bounds stay below it make the next round
+    the last. Before that, the read grows by postings. (100k synthetic chunks, 50 questions, growth only / this:
+    p50 354 / 337 ms plain, 544 / 509 folded, 214 / 176 pairs, p95 637 / 538, 877 / 730, 681 / 566; terms read
+    8.5 / 5.5 plain, 8.9 / 5.5 folded; bench/sql_bm25_rounds.py.)"""
+    if bar is not None:
+        for count in range(read + 1, len(order)):
+            if sum(t.bound for t in order[count:]) < bar * (1 - _MARGIN):
+                return count
+        return len(order)
     budget = _GROWTH * max(sum(t.df for t in order[:read]), 1)
     total, count = 0, 0
     for count, term in enumerate(order, 1):

@@ -207,6 +207,34 @@ def test_pruning_never_changes_the_results(database, monkeypatch) -> None:
         store.close()
 
 
+def test_a_round_that_found_the_depth_makes_the_next_round_the_last(database, monkeypatch) -> None:
+    """Once a round found `depth` chunks, the next reads enough terms that the bounds of those left out stay
+    below the depth-th score: no query goes on for a third round after that (with a first read of one term,
+    some queries need three or more rounds before they find the depth)."""
+    monkeypatch.setattr(postings, "FIRST_READ_POSTINGS", 1)
+    store = PostgresStore.open(database)
+    counted, rounds = store._rows, []
+
+    def counting(sql, params=()):
+        found = counted(sql, params)
+        if "WITH partial" in sql:
+            rounds.append(len(found) == params["depth"])
+        return found
+
+    store._rows = counting
+    try:
+        several = 0
+        for question, field, depth in product(QUESTIONS, FIELDS, (1, 5)):
+            rounds.clear()
+            store.lexical_search(query_tokens(question, field), field, depth)
+            filled = rounds.index(True) if True in rounds else len(rounds)
+            assert len(rounds) <= filled + 2, (question, field, depth, rounds)
+            several += len(rounds) > 2
+        assert several > 0  # some queries went through more than two rounds
+    finally:
+        store.close()
+
+
 def test_filters_are_applied_before_the_top(database) -> None:
     store = PostgresStore.open(database)
     try:
