@@ -1,18 +1,22 @@
-"""How many terms each round of SQL BM25 reads (`index.stores.postings.search`): the rule on main against the
-one before it, side by side on the same questions, at the sizes of bench/postgres_scale.py.
+"""SQL BM25 (`index.stores.postings.search`) as main runs it against the ways before it, side by side on the
+same questions, at the sizes of bench/postgres_scale.py:
 
-- `growth`: every further round reads up to `_GROWTH` times the postings read so far (the rule before);
-- `bar`: the same until a round has found `depth` chunks; then the fewest terms whose left-out bounds stay
-  below the depth-th score found, so that the next round is the last (the rule on main).
+- `before`: rounds that each score their chunks fully, every further round reading up to `_GROWTH` times the
+  postings read so far; each posting's chunk length joined from the chunk table (main until 5186a63);
+- `bar`: the same, but once a round has found `depth` chunks, the next reads the fewest terms whose left-out
+  bounds stay below the depth-th score, so it is the last (82a4ea5);
+- `lengths`: `bar` with the lengths read from the lengths by block (`hoidap_block_lengths`, layout 4);
+- `probe`: main: probes of partial scores until `depth` chunks hold a term read, then one last query.
 
-Both give the results of scoring every chunk, so the rankings must be the same; the figures are warm p50/p95
-in ms of one field's search at depth 50, the rounds and the terms read per question, the rules interleaved
-question by question (the same cache state for both). The databases are bench/postgres_scale.py's
-(`bench_<size>`, synthetic corpora moved in by `hoidap migrate`'s code): those of a server a run left up
-(`--running-cluster PGDATA`), or built here into a server started in FOLDER and left up (`--keep-cluster`).
+All give the results of scoring every chunk, so the rankings must be the same (scores to the last bits); the
+figures are warm p50/p95 in ms of one field's search at depth 50, queries and terms read per question, the ways
+interleaved question by question (the same cache state for each). The databases are bench/postgres_scale.py's
+(`bench_<size>`, synthetic corpora moved in by `hoidap migrate`'s code; one of an older layout is upgraded on
+opening): those of a server a run left up (`--running-cluster PGDATA`), or built here into a server started in
+FOLDER and left up (`--keep-cluster`).
 
     .venv/bin/python bench/sql_bm25_rounds.py (--running-cluster PGDATA | --keep-cluster FOLDER)
-        [--sizes 100000,1000000] [--queries 50] [--fields plain,folded,pairs]
+        [--sizes 100000,1000000] [--queries 50] [--fields plain,folded,pairs] [--ways before,bar,lengths,probe]
 """
 
 from __future__ import annotations
@@ -45,11 +49,50 @@ from retrieval.search.lexical import query_tokens  # noqa: E402
 from tests.postgres import POSTGRES_BIN_PATH, Cluster, start_cluster  # noqa: E402
 
 DEPTH = 50
-BAR_RULE = postings._next_read
-RULES = {
-    "growth": lambda order, read, bar: BAR_RULE(order, read, None),
-    "bar": BAR_RULE,
+PARTIAL_SQL = postings._partial_sql
+
+
+def partial_from_chunk_table(field: str, limits: str) -> str:
+    """`postings._partial_sql` as it was before layout 4: each posting's length from its chunk's row."""
+    where = f"AND {limits}" if limits else ""
+    return f"""partial AS (
+            SELECT c.chunk_id, min(c.{field}_len) AS length,
+                   sum(q.weight * u.tf / (u.tf + %(a0)s + %(a1)s * c.{field}_len) ORDER BY q.term_id) AS score
+            FROM unnest(%(ids)s::int[], %(weights)s::float8[]) AS q(term_id, weight)
+            JOIN hoidap_postings_{field} b ON b.term_id = q.term_id
+            CROSS JOIN LATERAL unnest(b.offsets, b.tfs) AS u(at, tf)
+            JOIN hoidap_chunks c ON c.chunk_id = b.block::bigint * {postings.BLOCK} + u.at {where}
+            GROUP BY c.chunk_id)"""
+
+
+def by_rounds(bar_rule: bool):
+    """`postings.search` as it was before the probes: each round scores its chunks fully and stops once the
+    depth-th score beats the left-out terms' bounds."""
+    def search(rows, field, terms, depth, average, limits=("", {})):
+        if not terms:
+            return []
+        order = sorted(terms, key=lambda t: (-t.bound, t.df, t.term_id))
+        read = postings._first_read(order)
+        while True:
+            found = rows(postings._search_sql(field, limits[0]),
+                         postings.round_params(order, read, depth, average, limits[1]))
+            filled = len(found) == depth
+            if read == len(order) or (filled and postings.remainder(order, read) < found[-1][1] * (1 - postings._MARGIN)):
+                return [(int(chunk_id), float(score)) for chunk_id, score in found if score > 0]
+            if bar_rule and filled:
+                read = postings._last_read(order, read + 1, found[-1][1])
+            else:
+                read = postings._next_read(order, read)
+    return search
+
+
+WAYS = {  # the search, and where a posting's chunk length comes from
+    "before": (by_rounds(bar_rule=False), partial_from_chunk_table),
+    "bar": (by_rounds(bar_rule=True), partial_from_chunk_table),
+    "lengths": (by_rounds(bar_rule=True), PARTIAL_SQL),
+    "probe": (postings.search, PARTIAL_SQL),
 }
+MAIN_SEARCH = postings.search
 
 
 def database(cluster: Cluster, n_chunks: int, work_dir: Path, embedder) -> str:
@@ -70,13 +113,13 @@ def database(cluster: Cluster, n_chunks: int, work_dir: Path, embedder) -> str:
 
 
 def same(ours: list[tuple[int, float]], theirs: list[tuple[int, float]]) -> bool:
-    """The same chunks in the same order, the scores equal but for the last bits (the rules split a score's
+    """The same chunks in the same order, the scores equal but for the last bits (the ways split a score's
     sum at different terms between the two parts of the query, so it is rounded differently)."""
     return [c for c, _ in ours] == [c for c, _ in theirs] and all(
         abs(a - b) <= 1e-9 * abs(b) for (_, a), (_, b) in zip(ours, theirs))
 
 
-def compare(url: str, n_chunks: int, queries: list[str], fields: list[str]) -> None:
+def compare(url: str, n_chunks: int, queries: list[str], fields: list[str], ways: list[str]) -> None:
     store = PostgresStore.open(url)
     plain_rows, reads = store._rows, []
 
@@ -85,35 +128,35 @@ def compare(url: str, n_chunks: int, queries: list[str], fields: list[str]) -> N
             reads.append(len(params["ids"]))
         return plain_rows(sql, params)
 
+    def use(way: str) -> None:
+        postings.search, postings._partial_sql = WAYS[way]
+
     store._rows = counting
     try:
         for field in fields:
             tokens = [query_tokens(q, field) for q in queries]
-            times = {rule: [] for rule in RULES}
-            rounds = {rule: [] for rule in RULES}
-            terms = {rule: [] for rule in RULES}
-            found = {rule: [] for rule in RULES}
-            for rule, next_read in RULES.items():  # warm-up
-                postings._next_read = next_read
+            times, calls, terms, found = ({way: [] for way in ways} for _ in range(4))
+            for way in ways:  # warm-up
+                use(way)
                 store.lexical_search(tokens[0], field, DEPTH)
             for one in tokens:
-                for rule, next_read in RULES.items():
-                    postings._next_read = next_read
+                for way in ways:
+                    use(way)
                     reads.clear()
                     started = time.perf_counter()
-                    found[rule].append(store.lexical_search(one, field, DEPTH))
-                    times[rule].append((time.perf_counter() - started) * 1000)
-                    rounds[rule].append(len(reads))
-                    terms[rule].append(reads[-1] if reads else 0)
-            postings._next_read = BAR_RULE
-            differ = sum(not same(a, b) for a, b in zip(found["growth"], found["bar"]))
-            for rule in RULES:
-                print(f"{n_chunks:,} chunks, {field:6s} {rule:6s}: p50/p95 ms {p(times[rule])}; rounds "
-                      f"{sum(rounds[rule]) / len(queries):.2f}, terms read {sum(terms[rule]) / len(queries):.1f} "
-                      f"(of {sum(len(set(t)) for t in tokens) / len(queries):.1f})", flush=True)
-            print(f"{n_chunks:,} chunks, {field:6s}: rankings that differ between the rules {differ}/{len(queries)}")
+                    found[way].append(store.lexical_search(one, field, DEPTH))
+                    times[way].append((time.perf_counter() - started) * 1000)
+                    calls[way].append(len(reads))
+                    terms[way].append(reads[-1] if reads else 0)
+            postings.search, postings._partial_sql = MAIN_SEARCH, PARTIAL_SQL
+            for way in ways:
+                differ = sum(not same(a, b) for a, b in zip(found[way], found[ways[0]]))
+                print(f"{n_chunks:,} chunks, {field:6s} {way:7s}: p50/p95 ms {p(times[way])}; queries "
+                      f"{sum(calls[way]) / len(queries):.2f}, terms read {sum(terms[way]) / len(queries):.1f} "
+                      f"(of {sum(len(set(t)) for t in tokens) / len(queries):.1f}); rankings unlike {ways[0]}'s "
+                      f"{differ}/{len(queries)}", flush=True)
     finally:
-        postings._next_read = BAR_RULE
+        postings.search, postings._partial_sql = MAIN_SEARCH, PARTIAL_SQL
         store.close()
 
 
@@ -125,6 +168,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="100000")
     parser.add_argument("--queries", type=int, default=50)
     parser.add_argument("--fields", default=",".join(postings.FIELDS))
+    parser.add_argument("--ways", default=",".join(WAYS))
     parser.add_argument("--work-dir", type=Path, default=Path(tempfile.gettempdir()) / "hoidap-bench-scale")
     parser.add_argument("--build-memory", default=postgres_sync.BUILD_MEMORY)
     args = parser.parse_args()
@@ -132,6 +176,9 @@ def main() -> None:
     fields = args.fields.split(",")
     if unknown := set(fields) - set(postings.FIELDS):
         parser.error(f"unknown fields: {', '.join(sorted(unknown))}")
+    ways = args.ways.split(",")
+    if unknown := set(ways) - set(WAYS):
+        parser.error(f"unknown ways: {', '.join(sorted(unknown))}")
     embedder = build_embedder(Settings(_env_file=None, answerer="extractive"), new_index=True)
     if args.running_cluster:
         port = int((args.running_cluster / "postmaster.pid").read_text().split("\n")[3])  # its 4th line
@@ -142,7 +189,7 @@ def main() -> None:
     queries = questions(args.queries)
     print(f"{len(queries)} real questions; {os.cpu_count()} CPUs; depth {DEPTH}")
     for size in (int(s) for s in args.sizes.split(",")):
-        compare(database(cluster, size, args.work_dir, embedder), size, queries, fields)
+        compare(database(cluster, size, args.work_dir, embedder), size, queries, fields, ways)
     if args.keep_cluster:
         print(f"the server is left up: --running-cluster {cluster.pgdata}")
 

@@ -9,6 +9,8 @@ Selected by `HOIDAP_DATABASE_URL`. Tables (prefixed `hoidap_`, so they can share
     hoidap_terms_*, hoidap_postings_*, hoidap_chunk_terms_*
                       per lexical field, the term dictionary (document frequencies), the postings in blocks of
                       128 chunk ids and each chunk's term ids (`index.stores.postings`)
+    hoidap_block_lengths
+                      per block of 128 chunk ids, the lengths of its chunks' three fields (BM25 scoring)
     hoidap_sources, hoidap_article_sources
                       the source registry (`index.sources`): the sources the index syncs, and which source
                       yielded each article, as the embedded store's `sources` and `article_sources`
@@ -21,9 +23,10 @@ reading only the postings that can change the results (`index.stores.postings`).
 
 Layout versions (`SCHEMA_VERSION`, in the manifest row): 1 kept the lexical fields as `tsvector`s with GIN
 indexes; 2 kept postings as one row per (term, chunk); 3 keeps them in blocks of 128 chunks per term (~10x
-smaller at 20k chunks, bench/README.md). An index of layout 1 or 2 is upgraded in place, under the schema
-lock, by the next sync or by a store opened by a user allowed to (from 2 in SQL alone, the rows regrouped into
-blocks); a newer layout is refused with one message.
+smaller at 20k chunks, bench/README.md); 4 adds the chunk lengths by block. An index of an older layout is
+upgraded in place, under the schema lock, by the next sync or by a store opened by a user allowed to (from 2
+and 3 in SQL alone: the rows regrouped into blocks, the lengths gathered by block); a newer layout is refused
+with one message.
 
 A sync (`index.stores.postgres_sync`) embeds into temporary tables of its own session, then writes in one
 short transaction: a crash, Ctrl-C or `kill -9` rolls it back (and the temporary tables go with the
@@ -50,7 +53,8 @@ from index.stores.postings import FIELDS, STAGED_TERMS, LexicalField, lexical_fi
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3  # 1: tsvector fields and GIN indexes; 2: a postings row per (term, chunk); 3: block postings
+SCHEMA_VERSION = 4  # 1: tsvector fields and GIN indexes; 2: a postings row per (term, chunk); 3: block postings;
+# 4: chunk lengths by block
 VectorType = Literal["vector", "halfvec"]
 EF_SEARCH = 400  # the default HNSW search depth (`HnswSettings`)
 _SYNC_LOCK = 0x686F6964  # "hoid": the advisory lock taken to create (pgvector too), upgrade or rebuild the schema
@@ -201,8 +205,8 @@ def upgrade_schema(connection) -> None:
     """Bring an index written by an older hoidap to this layout, in the caller's transaction: the source
     registry (each article counting as coming from its own file, as `IndexStore.claims` reads an embedded
     index of that age) and the sync generation; from layout 1, postings built from the stored chunk texts
-    and the tsvector fields dropped; from layout 2, the postings rows regrouped into blocks. Call under
-    `lock_for_sync`."""
+    and the tsvector fields dropped; from layout 2, the postings rows regrouped into blocks; from 2 and 3, the
+    chunk lengths gathered by block. Call under `lock_for_sync`."""
     if not connection.execute("SELECT to_regclass('hoidap_sources') IS NOT NULL").fetchone()[0]:
         connection.execute("ALTER TABLE hoidap_manifest ADD COLUMN IF NOT EXISTS generation BIGINT NOT NULL DEFAULT 0")
         for statement in _REGISTRY:
@@ -216,14 +220,18 @@ def upgrade_schema(connection) -> None:
         _postings_from_texts(connection)
     elif version == 2:
         _blocks_from_rows(connection)
+    if version in (2, 3):
+        log.warning("upgrading the index to layout %d: gathering the chunk lengths by block", SCHEMA_VERSION)
+        postings.lengths_from_chunks(connection)
     connection.execute("UPDATE hoidap_manifest SET schema_version = %s", (SCHEMA_VERSION,))
 
 
 def _postings_from_texts(connection) -> None:
-    """Layout 1 to 3: postings from every stored chunk (tokenized as a sync would), then the tsvectors go."""
+    """Layout 1 to 4: postings from every stored chunk (tokenized as a sync would), then the tsvectors go."""
     log.warning("upgrading the index to layout %d: building BM25 postings from the stored chunk texts", SCHEMA_VERSION)
     for statement in postings.table_statements():
         connection.execute(statement)
+    connection.execute(postings.LENGTHS_KEY)  # a sync's write replaces rows of lengths by their key
     postings.create_term_staging(connection)
     with connection.cursor(name="hoidap_upgrade_chunks") as cursor:
         cursor.execute("SELECT c.article_id, c.ordinal, concat_ws(E'\\n', a.title, a.source), c.text "
@@ -231,7 +239,7 @@ def _postings_from_texts(connection) -> None:
         while batch := cursor.fetchmany(_UPGRADE_BATCH):
             postings.stage_terms(connection, ((a, o, lexical_fields(head, text)) for a, o, head, text in batch))
     postings.write_postings(connection, None)
-    for statement in postings.index_statements():
+    for statement in postings.index_statements(lengths=False):
         connection.execute(statement)
     postings.drop_term_staging(connection)
     connection.execute(f"DROP INDEX IF EXISTS {', '.join(f'hoidap_chunks_{f}' for f in FIELDS)}")
@@ -239,7 +247,7 @@ def _postings_from_texts(connection) -> None:
 
 
 def _blocks_from_rows(connection) -> None:
-    """Layout 2 to 3: each field's postings rows regrouped into blocks, with each chunk's term list."""
+    """Layout 2 to 3 (then 4): each field's postings rows regrouped into blocks, with each chunk's term list."""
     log.warning("upgrading the index to layout %d: regrouping the BM25 postings into blocks", SCHEMA_VERSION)
     for f in FIELDS:
         connection.execute(f"ALTER TABLE hoidap_postings_{f} RENAME TO hoidap_rows_{f}")
@@ -247,7 +255,7 @@ def _blocks_from_rows(connection) -> None:
             connection.execute(statement)
         postings.blocks_from_rows(connection, f, f"hoidap_rows_{f}")
         connection.execute(f"DROP TABLE hoidap_rows_{f}")  # with its indexes, whose names the new ones take
-    for statement in postings.index_statements():
+    for statement in postings.index_statements(lengths=False):
         connection.execute(statement)
 
 

@@ -27,12 +27,13 @@ Scoring is `bm25s`'s Lucene BM25 (`retrieval.search.lexical`): idf log1p((n - df
 k1 1.2, b .75, term score idf * tf / (tf + k1 * (1 - b + b * len / avg)). Common syllables are in most
 chunks, so reading every posting of every query term costs as much as the corpus. `search` reads the
 postings of the terms that can matter and proves the rest cannot (MaxScore): terms are ordered by their
-largest possible score (weight * max_tf / (max_tf + k1 * (1 - b)), a chunk of length 0); the chunks holding
-one of the first terms are scored fully; a chunk holding none of them scores at most the sum of the other
-terms' bounds, and when that is below the depth-th score found, no such chunk can enter the results. When
-it is not, more terms are read (once `depth` chunks are found, enough that the next round is the last), up
-to all of them: the results are always those of scoring every chunk.
-The blocks read are unnested back into (chunk_id = block * BLOCK + offset, tf) pairs, so the arithmetic is
+largest possible score (weight * max_tf / (max_tf + k1 * (1 - b)), a chunk of length 0). Probes score the
+chunks holding one of the first terms with those terms alone, more terms each time, until `depth` chunks hold
+one; the depth-th such partial score is a floor under the depth-th final score, and a chunk holding none of
+the terms read scores at most the sum of the other terms' bounds. The last query reads the first terms whose
+left-out bounds stay below that floor and scores their chunks fully: no other chunk can enter the results,
+which are always those of scoring every chunk. The blocks read are unnested back into (chunk_id = block *
+BLOCK + offset, tf) pairs, each chunk's length read from its block's row of lengths, so the arithmetic is
 the same, term by term, as over one row per posting.
 """
 
@@ -57,12 +58,18 @@ BLOCK = 1 << BLOCK_BITS  # chunks per block: offsets 0-127
 MAX_TF = 32_767  # the largest smallint
 # The postings read before the first pruning check: the rarest terms' lists up to this many postings
 # (at least one term). At 100k chunks (bench/postgres_scale.py) queries hold 10-30 terms, a rare one in a
-# few hundred chunks, a common syllable in 30-90k; 20k keeps the first read to the rare terms, and the
-# check then passes for most queries.
+# few hundred chunks, a common syllable in 30-90k; 20k keeps the first probe to the rare terms, and it
+# then finds the depth for most queries.
 FIRST_READ_POSTINGS = 20_000
 _GROWTH = 8  # each further read takes up to this many times as many postings
 _MARGIN = 1e-9  # float8 sums in SQL against float sums here: a bound must win by more than rounding
 Rows = Callable[[str, dict], list[tuple]]  # runs one query with its parameters, returns its rows
+# Each block's chunk lengths, one array per field, entry `offset + 1` for chunk `block * BLOCK + offset`:
+# scoring a posting needs its chunk's length, and a hash of this table (1 MB at 100k chunks) takes the place
+# of one of the chunk table (90 MB: its rows are wide with text and vector).
+LENGTHS_TABLE = ("CREATE TABLE hoidap_block_lengths (block INTEGER NOT NULL, "
+                 + ", ".join(f"{f} INTEGER[] NOT NULL" for f in FIELDS) + ")")
+LENGTHS_KEY = "ALTER TABLE hoidap_block_lengths ADD PRIMARY KEY (block)"
 
 
 def lexical_fields(head: str, text: str) -> dict[LexicalField, list[str]]:
@@ -84,6 +91,7 @@ def table_statements() -> list[str]:
             term_id INTEGER GENERATED ALWAYS AS IDENTITY PRIMARY KEY, term TEXT NOT NULL UNIQUE,
             df INTEGER NOT NULL DEFAULT 0, max_tf INTEGER NOT NULL DEFAULT 0)""")
         statements.extend(block_table_statements(f))
+    statements.append(LENGTHS_TABLE)
     return statements
 
 
@@ -94,14 +102,39 @@ def block_table_statements(field: LexicalField) -> list[str]:
             f"CREATE TABLE hoidap_chunk_terms_{field} (chunk_id BIGINT NOT NULL, term_ids INTEGER[] NOT NULL)"]
 
 
-def index_statements() -> list[str]:
-    return [statement for f in FIELDS for statement in (
+def index_statements(*, lengths: bool = True) -> list[str]:
+    """The keys of the postings and term lists, and with `lengths` that of the lengths by block."""
+    return [*(statement for f in FIELDS for statement in (
         f"ALTER TABLE hoidap_postings_{f} ADD PRIMARY KEY (term_id, block)",
-        f"ALTER TABLE hoidap_chunk_terms_{f} ADD PRIMARY KEY (chunk_id)")]
+        f"ALTER TABLE hoidap_chunk_terms_{f} ADD PRIMARY KEY (chunk_id)")), *([LENGTHS_KEY] if lengths else [])]
 
 
 def table_names() -> list[str]:
-    return [name for f in FIELDS for name in (f"hoidap_postings_{f}", f"hoidap_chunk_terms_{f}", f"hoidap_terms_{f}")]
+    return [*(name for f in FIELDS for name in (f"hoidap_postings_{f}", f"hoidap_chunk_terms_{f}", f"hoidap_terms_{f}")),
+            "hoidap_block_lengths"]
+
+
+def lengths_from_chunks(connection) -> None:
+    """The block lengths table of an index that has none (layouts 2 and 3), from every chunk."""
+    connection.execute(LENGTHS_TABLE)
+    [(top,)] = connection.execute("SELECT max(chunk_id) FROM hoidap_chunks").fetchall()
+    if top is not None:
+        _write_lengths(connection, range(0, top + 1), fresh=True)
+    connection.execute(LENGTHS_KEY)
+
+
+def _write_lengths(connection, ids: range, *, fresh: bool) -> None:
+    """The rows of the blocks holding chunk ids `ids`, from the chunks there now (an id no chunk has is 0);
+    `fresh`: those blocks have no row yet (and the table may have no key), else their rows are replaced."""
+    first, last = ids.start >> BLOCK_BITS, (ids.stop - 1) >> BLOCK_BITS
+    replace = "" if fresh else (" ON CONFLICT (block) DO UPDATE SET "
+                                + ", ".join(f"{f} = EXCLUDED.{f}" for f in FIELDS))
+    connection.execute(
+        f"""INSERT INTO hoidap_block_lengths (block, {', '.join(FIELDS)})
+            SELECT (g.id >> {BLOCK_BITS})::int, {', '.join(f'array_agg(coalesce(c.{f}_len, 0) ORDER BY g.id)' for f in FIELDS)}
+            FROM generate_series(%(low)s::bigint, %(high)s::bigint) AS g(id)
+            LEFT JOIN hoidap_chunks c ON c.chunk_id = g.id AND c.chunk_id BETWEEN %(low)s AND %(high)s
+            GROUP BY 1{replace}""", {"low": first * BLOCK, "high": last * BLOCK + BLOCK - 1})
 
 
 def blocks_from_rows(connection, field: LexicalField, rows_table: str) -> None:
@@ -167,6 +200,15 @@ def write_postings(connection, article_ids: Sequence[str] | None, *, new_blocks:
     if new_blocks is not None:
         if new_blocks.step != 1 or (new_blocks.start % BLOCK and new_blocks.start != 1):  # chunk id 0 is never given
             raise ValueError(f"chunk ids {new_blocks} do not start a block of {BLOCK}")
+        written = new_blocks
+    else:
+        [(low, high)] = connection.execute(
+            f"SELECT min(c.chunk_id), max(c.chunk_id) FROM {STAGED_TERMS} s JOIN hoidap_chunks c "
+            f"ON c.article_id = s.article_id AND c.ordinal = s.ordinal WHERE {staged}", params).fetchall()
+        written = range(low, high + 1) if low is not None else range(0)
+    if written:
+        _write_lengths(connection, written, fresh=new_blocks is not None)
+    if new_blocks is not None:
         chunks = "AND c.chunk_id >= %(low)s AND c.chunk_id < %(high)s"
         params = {**params, "low": new_blocks.start, "high": new_blocks.stop}
         connection.execute(f"ANALYZE {STAGED_TERMS}")  # emptied in place, it has no statistics of its own
@@ -252,8 +294,19 @@ def delete_postings(connection, article_ids: Sequence[str]) -> None:
 def postings_problems(rows: Rows) -> list[str]:
     """Where the postings are not in step with the chunks, in words (empty when they are): every block well
     formed, every chunk's term frequencies add up to its field length, no posting outlives its chunk, every df
-    counts its postings, every chunk's term list names the terms it has postings of."""
+    counts its postings, every chunk's term list names the terms it has postings of, every chunk's lengths are
+    those its block's row says."""
     problems = []
+    [(shapeless,)] = rows("SELECT count(*) FROM hoidap_block_lengths WHERE "
+                          + " OR ".join(f"cardinality({f}) <> {BLOCK}" for f in FIELDS), {})
+    unlike = [row[0] for row in rows(
+        f"SELECT c.chunk_id FROM hoidap_chunks c LEFT JOIN hoidap_block_lengths l ON l.block = c.chunk_id >> {BLOCK_BITS} "
+        "WHERE " + " OR ".join(f"l.{f}[(c.chunk_id & {BLOCK - 1}) + 1] IS DISTINCT FROM c.{f}_len" for f in FIELDS)
+        + " ORDER BY 1 LIMIT 5", {})]
+    if shapeless:
+        problems.append(f"{shapeless} rows of chunk lengths do not hold {BLOCK} each")
+    if unlike:
+        problems.append(f"the lengths by block of chunks {unlike} differ from the chunks' own")
     for f in FIELDS:
         postings = (f"(SELECT b.term_id, b.block::bigint * {BLOCK} + u.at AS chunk_id, u.tf FROM hoidap_postings_{f} b "
                     "CROSS JOIN LATERAL unnest(b.offsets, b.tfs) AS u(at, tf))")
@@ -321,24 +374,42 @@ def query_terms(known: Iterable[tuple[str, int, int, int]], tokens: Sequence[str
 def search(rows: Rows, field: LexicalField, terms: Sequence[QueryTerm], depth: int, average: float,
            limits: tuple[str, dict] = ("", {})) -> list[tuple[int, float]]:
     """Up to `depth` (chunk_id, BM25 score) pairs with a positive score, best first (ties by chunk id), as
-    scoring every chunk would give them. `limits`: a condition on chunk alias `c` and its parameters."""
+    scoring every chunk would give them. `limits`: a condition on chunk alias `c` and its parameters.
+
+    Probes first: the partial scores (terms read so far) of the chunks holding a term read, more terms read
+    until `depth` chunks hold one. The depth-th partial score is a floor under the depth-th final score, so
+    the terms whose bounds add up to more than it are read in one last query, which scores the chunks fully and
+    proves the rest cannot enter. (Completing the chunks round by round, as before, completed every chunk of a
+    round whose other terms' bounds could still lift any of them, to find out it was not the last: at 100k
+    chunks often all 15k chunks of the round with 15 other terms. There, 30 questions, interleaved, p50 / p95
+    ms, rounds / probes: plain 473 / 788 -> 172 / 208, folded 710 / 989 -> 216 / 271, pairs 417 / 771 -> 165 /
+    225, with the lengths by block; bench/sql_bm25_rounds.py.)"""
     if not terms:
         return []
     order = sorted(terms, key=lambda t: (-t.bound, t.df, t.term_id))
     read = _first_read(order)
-    while True:
-        essential, rest = order[:read], order[read:]
-        remainder = sum(t.bound for t in rest)
-        found = rows(_search_sql(field, limits[0]), {
-            "ids": [t.term_id for t in essential], "weights": [t.weight for t in essential],
+    while read < len(order):
+        top = rows(_probe_sql(field, limits[0]), round_params(order, read, depth, average, limits[1]))
+        if len(top) == depth:
+            read = _last_read(order, read, top[-1][0])
+            break
+        read = _next_read(order, read)
+    found = rows(_search_sql(field, limits[0]), round_params(order, read, depth, average, limits[1]))
+    return [(int(chunk_id), float(score)) for chunk_id, score in found if score > 0]
+
+
+def round_params(order: Sequence[QueryTerm], read: int, depth: int, average: float, limits: dict) -> dict:
+    """The parameters of `_probe_sql` and `_search_sql` with the first `read` terms of `order` read."""
+    essential, rest = order[:read], order[read:]
+    return {"ids": [t.term_id for t in essential], "weights": [t.weight for t in essential],
             "rest_ids": [t.term_id for t in rest], "rest_weights": [t.weight for t in rest],
-            "remainder": remainder * (1 + _MARGIN), "depth": depth, "a0": BM25_K1 * (1 - BM25_B),
-            "a1": BM25_K1 * BM25_B / average, **limits[1]})
-        # A chunk holding none of the terms read scores at most `remainder`: out of the results once the
-        # depth-th score found beats it.
-        if not rest or (len(found) == depth and remainder < found[-1][1] * (1 - _MARGIN)):
-            return [(int(chunk_id), float(score)) for chunk_id, score in found if score > 0]
-        read = _next_read(order, read, found[-1][1] if len(found) == depth else None)
+            "remainder": remainder(order, read) * (1 + _MARGIN), "depth": depth, "a0": BM25_K1 * (1 - BM25_B),
+            "a1": BM25_K1 * BM25_B / average, **limits}
+
+
+def remainder(order: Sequence[QueryTerm], read: int) -> float:
+    """The most a chunk holding none of the first `read` terms can score."""
+    return sum(t.bound for t in order[read:])
 
 
 def _first_read(order: Sequence[QueryTerm]) -> int:
@@ -350,17 +421,8 @@ def _first_read(order: Sequence[QueryTerm]) -> int:
     return len(order)
 
 
-def _next_read(order: Sequence[QueryTerm], read: int, bar: float | None) -> int:
-    """How many terms the next round reads. Once a round found `depth` chunks, `bar` (the depth-th score) only
-    rises as more terms are read, so the fewest terms whose left-out bounds stay below it make the next round
-    the last. Before that, the read grows by postings. (100k synthetic chunks, 50 questions, growth only / this:
-    p50 354 / 337 ms plain, 544 / 509 folded, 214 / 176 pairs, p95 637 / 538, 877 / 730, 681 / 566; terms read
-    8.5 / 5.5 plain, 8.9 / 5.5 folded; bench/sql_bm25_rounds.py.)"""
-    if bar is not None:
-        for count in range(read + 1, len(order)):
-            if sum(t.bound for t in order[count:]) < bar * (1 - _MARGIN):
-                return count
-        return len(order)
+def _next_read(order: Sequence[QueryTerm], read: int) -> int:
+    """The next probe: up to `_GROWTH` times the postings read so far, at least one more term."""
     budget = _GROWTH * max(sum(t.df for t in order[:read]), 1)
     total, count = 0, 0
     for count, term in enumerate(order, 1):
@@ -368,6 +430,37 @@ def _next_read(order: Sequence[QueryTerm], read: int, bar: float | None) -> int:
         if total > budget and count > read:
             return count
     return len(order)
+
+
+def _last_read(order: Sequence[QueryTerm], read: int, floor: float) -> int:
+    """The fewest terms, at least `read`, whose left-out bounds stay below `floor` (a depth-th score found):
+    no chunk holding none of them can then enter the results."""
+    for count in range(read, len(order)):
+        if remainder(order, count) < floor * (1 - _MARGIN):
+            return count
+    return len(order)
+
+
+def _partial_sql(field: LexicalField, limits: str) -> str:
+    """The chunks holding a term read, with their length and partial score (terms read). Each posting's share
+    is computed below a fence (`OFFSET 0`), so the sort by chunk carries it and not its block's row of lengths
+    (at 100k chunks, 300k postings of 13 terms: the sort took 580 of a question's 930 ms with the rows)."""
+    within = f"JOIN hoidap_chunks c ON c.chunk_id = b.block::bigint * {BLOCK} + u.at AND {limits}" if limits else ""
+    return f"""partial AS (
+            SELECT chunk_id, min(length) AS length, sum(share ORDER BY term_id) AS score
+            FROM (SELECT b.block::bigint * {BLOCK} + u.at AS chunk_id, q.term_id, l.{field}[u.at + 1] AS length,
+                         q.weight * u.tf / (u.tf + %(a0)s + %(a1)s * l.{field}[u.at + 1]) AS share
+                  FROM unnest(%(ids)s::int[], %(weights)s::float8[]) AS q(term_id, weight)
+                  JOIN hoidap_postings_{field} b ON b.term_id = q.term_id
+                  JOIN hoidap_block_lengths l ON l.block = b.block
+                  CROSS JOIN LATERAL unnest(b.offsets, b.tfs) AS u(at, tf) {within}
+                  OFFSET 0) AS p
+            GROUP BY chunk_id)"""
+
+
+def _probe_sql(field: LexicalField, limits: str) -> str:
+    """The `depth` best partial scores."""
+    return f"WITH {_partial_sql(field, limits)} SELECT score FROM partial ORDER BY score DESC LIMIT %(depth)s"
 
 
 def _search_sql(field: LexicalField, limits: str) -> str:
@@ -386,16 +479,8 @@ def _search_sql(field: LexicalField, limits: str) -> str:
     lists differed from `bm25s`'s that way). Sorting the few postings of each chunk costs nothing measurable
     (20k chunks, 100 questions, unordered / ordered: p50 63.5 / 66.2 ms plain, 224 / 218 folded, 64.6 / 60.9
     pairs)."""
-    where = f"AND {limits}" if limits else ""
     return f"""
-        WITH partial AS (
-            SELECT c.chunk_id, min(c.{field}_len) AS length,
-                   sum(q.weight * u.tf / (u.tf + %(a0)s + %(a1)s * c.{field}_len) ORDER BY q.term_id) AS score
-            FROM unnest(%(ids)s::int[], %(weights)s::float8[]) AS q(term_id, weight)
-            JOIN hoidap_postings_{field} b ON b.term_id = q.term_id
-            CROSS JOIN LATERAL unnest(b.offsets, b.tfs) AS u(at, tf)
-            JOIN hoidap_chunks c ON c.chunk_id = b.block::bigint * {BLOCK} + u.at {where}
-            GROUP BY c.chunk_id),
+        WITH {_partial_sql(field, limits)},
         bar AS (SELECT coalesce((SELECT score FROM partial ORDER BY score DESC OFFSET %(depth)s - 1 LIMIT 1), 0) AS at),
         kept AS (SELECT partial.* FROM partial, bar WHERE partial.score + %(remainder)s >= bar.at),
         more AS (

@@ -207,30 +207,34 @@ def test_pruning_never_changes_the_results(database, monkeypatch) -> None:
         store.close()
 
 
-def test_a_round_that_found_the_depth_makes_the_next_round_the_last(database, monkeypatch) -> None:
-    """Once a round found `depth` chunks, the next reads enough terms that the bounds of those left out stay
-    below the depth-th score: no query goes on for a third round after that (with a first read of one term,
-    some queries need three or more rounds before they find the depth)."""
+def test_probes_until_the_depth_is_found_then_one_last_query_that_proves_the_rest(database, monkeypatch) -> None:
+    """Probes read more terms until `depth` chunks hold one; then one query scores fully, and its depth-th
+    score is above all the left-out terms' bounds together (so no other chunk could enter). With a first read
+    of one term, some queries probe more than once."""
     monkeypatch.setattr(postings, "FIRST_READ_POSTINGS", 1)
     store = PostgresStore.open(database)
-    counted, rounds = store._rows, []
+    counted, calls = store._rows, []
 
     def counting(sql, params=()):
         found = counted(sql, params)
         if "WITH partial" in sql:
-            rounds.append(len(found) == params["depth"])
+            calls.append(("last" if "kept" in sql else "probe", found, params))
         return found
 
     store._rows = counting
     try:
-        several = 0
-        for question, field, depth in product(QUESTIONS, FIELDS, (1, 5)):
-            rounds.clear()
+        probed_again = 0
+        for question, field, depth in product(QUESTIONS, FIELDS, (1, 5, 50)):
+            calls.clear()
             store.lexical_search(query_tokens(question, field), field, depth)
-            filled = rounds.index(True) if True in rounds else len(rounds)
-            assert len(rounds) <= filled + 2, (question, field, depth, rounds)
-            several += len(rounds) > 2
-        assert several > 0  # some queries went through more than two rounds
+            kinds = [kind for kind, _, _ in calls]
+            assert kinds == ["probe"] * (len(kinds) - 1) + ["last"], (question, field, depth, kinds)
+            assert all(len(found) < depth for _, found, _ in calls[:-2])  # only the last probe found the depth
+            _, found, params = calls[-1]
+            if params["rest_ids"]:
+                assert len(found) == depth and found[-1][1] > params["remainder"], (question, field, depth)
+            probed_again += len(kinds) > 2
+        assert probed_again > 0
     finally:
         store.close()
 
@@ -328,6 +332,7 @@ def as_layout_2(url: str) -> None:
             connection.execute(f"DROP TABLE blocks_{f}")
             connection.execute(f"ALTER TABLE hoidap_postings_{f} ADD PRIMARY KEY (term_id, chunk_id) INCLUDE (tf)")
             connection.execute(f"CREATE INDEX hoidap_postings_{f}_by_chunk ON hoidap_postings_{f} (chunk_id)")
+        connection.execute("DROP TABLE hoidap_block_lengths")
         connection.execute("UPDATE hoidap_manifest SET schema_version = 2")
     connection.close()
 
@@ -338,15 +343,49 @@ def test_a_layout_2_index_is_regrouped_into_blocks_in_place(postgres_cluster, co
     url = postgres_cluster.create_database(f"p_{uuid.uuid4().hex[:10]}")
     write_corpus(url, corpus)
     as_layout_2(url)
-    with pytest.raises(SchemaVersionError, match="has layout 2, this hoidap reads layout 3: run `hoidap index`"):
+    with pytest.raises(SchemaVersionError, match="has layout 2, this hoidap reads layout 4: run `hoidap index`"):
         PostgresStore.open(url, upgrade=False)
     store = PostgresStore.open(url)
     try:
-        assert store.manifest.schema_version == SCHEMA_VERSION == 3
+        assert store.manifest.schema_version == SCHEMA_VERSION == 4
         [(columns,)] = store._rows("SELECT array_agg(column_name::text ORDER BY ordinal_position) "
                                    "FROM information_schema.columns WHERE table_name = 'hoidap_postings_plain'")
         assert columns == ["term_id", "block", "block_max_tf", "offsets", "tfs"]
         assert store.verify() == []
         assert_same_as_embedded(store, depths=(5, 50))
+    finally:
+        store.close()
+
+
+def test_a_layout_3_index_gets_its_lengths_by_block_in_place(postgres_cluster, corpus) -> None:
+    """Layout 3 had no lengths by block: the owner's store gathers them from the chunks, the same rows a sync
+    writes, and BM25 ranks as before."""
+    url = postgres_cluster.create_database(f"p_{uuid.uuid4().hex[:10]}")
+    write_corpus(url, corpus)
+    connection = connect(url)
+    with connection.transaction():
+        written = connection.execute("SELECT * FROM hoidap_block_lengths ORDER BY block").fetchall()
+        connection.execute("DROP TABLE hoidap_block_lengths")
+        connection.execute("UPDATE hoidap_manifest SET schema_version = 3")
+    connection.close()
+    with pytest.raises(SchemaVersionError, match="has layout 3, this hoidap reads layout 4"):
+        PostgresStore.open(url, upgrade=False)
+    store = PostgresStore.open(url)
+    try:
+        assert store.manifest.schema_version == SCHEMA_VERSION
+        assert store._rows("SELECT * FROM hoidap_block_lengths ORDER BY block") == written
+        assert len(written) > 1 and store.verify() == []
+        assert_same_as_embedded(store, depths=(5, 50))
+    finally:
+        store.close()
+
+
+def test_wrong_lengths_by_block_are_reported(postgres_cluster, corpus) -> None:
+    url = postgres_cluster.create_database(f"p_{uuid.uuid4().hex[:10]}")
+    write_corpus(url, corpus)
+    store = PostgresStore.open(url)
+    try:
+        store._rows("UPDATE hoidap_block_lengths SET folded[3] = folded[3] + 1 WHERE block = 0 RETURNING block")
+        assert store.verify() == ["the lengths by block of chunks [2] differ from the chunks' own"]
     finally:
         store.close()
