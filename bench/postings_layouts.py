@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,7 +29,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT))
 
 import psycopg  # noqa: E402
-from scale import p, questions  # noqa: E402
+from scale import module_at, p, questions  # noqa: E402
 from synthetic import build_synthetic_index  # noqa: E402
 
 from bot.settings import Settings  # noqa: E402
@@ -44,16 +43,6 @@ from tests.postgres import private_folder, remove_cluster, start_cluster  # noqa
 
 DEPTH = 50
 ROWS_COMMIT = "cfdbfe8"  # the last commit of layout 2
-
-
-def rows_module(commit: str) -> types.ModuleType:
-    """`index.stores.postings` as it was at `commit`."""
-    source = subprocess.run(["git", "-C", str(ROOT), "show", f"{commit}:index/stores/postings.py"], check=True,
-                            capture_output=True, text=True).stdout
-    module = types.ModuleType("postings_rows")
-    sys.modules[module.__name__] = module  # its dataclass looks its module up
-    exec(compile(source, f"{commit}:index/stores/postings.py", "exec"), module.__dict__)  # noqa: S102 - our own code
-    return module
 
 
 def to_rows(url: str) -> None:
@@ -88,7 +77,7 @@ def main() -> None:
     args = parser.parse_args()
     embedder = build_embedder(Settings(_env_file=None), new_index=True)
     queries = questions(args.queries)
-    old = rows_module(args.rows_commit)
+    old = module_at(args.rows_commit, "index/stores/postings.py", "postings_rows")
     store = IndexStore.open(build_synthetic_index(args.work_dir, args.size, embedder, hnsw=False, report=print)["flat"])
     with private_folder() as folder:
         cluster = start_cluster(folder / "pgdata")

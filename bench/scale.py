@@ -24,9 +24,11 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import subprocess
 import sys
 import tempfile
 import time
+import types
 from collections.abc import Callable
 from pathlib import Path
 
@@ -77,6 +79,17 @@ def timed(action: Callable[[str | int], object], items: list) -> tuple[list[floa
         results.append(action(item))
         times.append((time.perf_counter() - started) * 1000)
     return times, results
+
+
+def module_at(commit: str, path: str, name: str) -> types.ModuleType:
+    """The module in file `path` as it was at `commit`, loaded as `name` (to measure the code before a change
+    in the same run as the code after it)."""
+    source = subprocess.run(["git", "-C", str(ROOT), "show", f"{commit}:{path}"], check=True,
+                            capture_output=True, text=True).stdout
+    module = types.ModuleType(name)
+    sys.modules[name] = module  # a dataclass in it looks its module up
+    exec(compile(source, f"{commit}:{path}", "exec"), module.__dict__)  # noqa: S102 - our own code
+    return module
 
 
 def p(times: list[float]) -> str:

@@ -1,12 +1,13 @@
 """SQL BM25 (`index.stores.postings.search`) as main runs it against the ways before it, side by side on the
-same questions, at the sizes of bench/postgres_scale.py:
+same questions, at the sizes of bench/postgres_scale.py. The earlier ways are the module as it was at their
+commit (loaded from git), over the same database:
 
-- `before`: rounds that each score their chunks fully, every further round reading up to `_GROWTH` times the
-  postings read so far; each posting's chunk length joined from the chunk table (main until 5186a63);
-- `bar`: the same, but once a round has found `depth` chunks, the next reads the fewest terms whose left-out
-  bounds stay below the depth-th score, so it is the last (82a4ea5);
-- `lengths`: `bar` with the lengths read from the lengths by block (`hoidap_block_lengths`, layout 4);
-- `probe`: main: probes of partial scores until `depth` chunks hold a term read, then one last query.
+- `before` (5186a63): rounds that each score their chunks fully, every further round reading up to `_GROWTH`
+  times the postings read so far; each posting's chunk length from a hash of the chunk table;
+- `bar` (82a4ea5): the same, but once a round has found `depth` chunks, the next reads the fewest terms whose
+  left-out bounds stay below the depth-th score, so it is the last;
+- `probe` (main, layout 4): probes of partial scores until `depth` chunks hold a term read, then one last
+  query; the lengths from the lengths by block.
 
 All give the results of scoring every chunk, so the rankings must be the same (scores to the last bits); the
 figures are warm p50/p95 in ms of one field's search at depth 50, queries and terms read per question, the ways
@@ -16,7 +17,7 @@ opening): those of a server a run left up (`--running-cluster PGDATA`), or built
 FOLDER and left up (`--keep-cluster`).
 
     .venv/bin/python bench/sql_bm25_rounds.py (--running-cluster PGDATA | --keep-cluster FOLDER)
-        [--sizes 100000,1000000] [--queries 50] [--fields plain,folded,pairs] [--ways before,bar,lengths,probe]
+        [--sizes 100000,1000000] [--queries 50] [--fields plain,folded,pairs] [--ways before,bar,probe]
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT))
 
 import psycopg  # noqa: E402
-from scale import p, questions  # noqa: E402
+from scale import module_at, p, questions  # noqa: E402
 from synthetic import build_synthetic_index  # noqa: E402
 
 from bot.settings import Settings  # noqa: E402
@@ -49,48 +50,10 @@ from retrieval.search.lexical import query_tokens  # noqa: E402
 from tests.postgres import POSTGRES_BIN_PATH, Cluster, start_cluster  # noqa: E402
 
 DEPTH = 50
-PARTIAL_SQL = postings._partial_sql
-
-
-def partial_from_chunk_table(field: str, limits: str) -> str:
-    """`postings._partial_sql` as it was before layout 4: each posting's length from its chunk's row."""
-    where = f"AND {limits}" if limits else ""
-    return f"""partial AS (
-            SELECT c.chunk_id, min(c.{field}_len) AS length,
-                   sum(q.weight * u.tf / (u.tf + %(a0)s + %(a1)s * c.{field}_len) ORDER BY q.term_id) AS score
-            FROM unnest(%(ids)s::int[], %(weights)s::float8[]) AS q(term_id, weight)
-            JOIN hoidap_postings_{field} b ON b.term_id = q.term_id
-            CROSS JOIN LATERAL unnest(b.offsets, b.tfs) AS u(at, tf)
-            JOIN hoidap_chunks c ON c.chunk_id = b.block::bigint * {postings.BLOCK} + u.at {where}
-            GROUP BY c.chunk_id)"""
-
-
-def by_rounds(bar_rule: bool):
-    """`postings.search` as it was before the probes: each round scores its chunks fully and stops once the
-    depth-th score beats the left-out terms' bounds."""
-    def search(rows, field, terms, depth, average, limits=("", {})):
-        if not terms:
-            return []
-        order = sorted(terms, key=lambda t: (-t.bound, t.df, t.term_id))
-        read = postings._first_read(order)
-        while True:
-            found = rows(postings._search_sql(field, limits[0]),
-                         postings.round_params(order, read, depth, average, limits[1]))
-            filled = len(found) == depth
-            if read == len(order) or (filled and postings.remainder(order, read) < found[-1][1] * (1 - postings._MARGIN)):
-                return [(int(chunk_id), float(score)) for chunk_id, score in found if score > 0]
-            if bar_rule and filled:
-                read = postings._last_read(order, read + 1, found[-1][1])
-            else:
-                read = postings._next_read(order, read)
-    return search
-
-
-WAYS = {  # the search, and where a posting's chunk length comes from
-    "before": (by_rounds(bar_rule=False), partial_from_chunk_table),
-    "bar": (by_rounds(bar_rule=True), partial_from_chunk_table),
-    "lengths": (by_rounds(bar_rule=True), PARTIAL_SQL),
-    "probe": (postings.search, PARTIAL_SQL),
+WAYS = {  # the search as it was at each commit
+    "before": module_at("5186a63", "index/stores/postings.py", "postings_before").search,
+    "bar": module_at("82a4ea5", "index/stores/postings.py", "postings_bar").search,
+    "probe": postings.search,
 }
 MAIN_SEARCH = postings.search
 
@@ -129,7 +92,7 @@ def compare(url: str, n_chunks: int, queries: list[str], fields: list[str], ways
         return plain_rows(sql, params)
 
     def use(way: str) -> None:
-        postings.search, postings._partial_sql = WAYS[way]
+        postings.search = WAYS[way]
 
     store._rows = counting
     try:
@@ -148,7 +111,7 @@ def compare(url: str, n_chunks: int, queries: list[str], fields: list[str], ways
                     times[way].append((time.perf_counter() - started) * 1000)
                     calls[way].append(len(reads))
                     terms[way].append(reads[-1] if reads else 0)
-            postings.search, postings._partial_sql = MAIN_SEARCH, PARTIAL_SQL
+            postings.search = MAIN_SEARCH
             for way in ways:
                 differ = sum(not same(a, b) for a, b in zip(found[way], found[ways[0]]))
                 print(f"{n_chunks:,} chunks, {field:6s} {way:7s}: p50/p95 ms {p(times[way])}; queries "
@@ -156,7 +119,7 @@ def compare(url: str, n_chunks: int, queries: list[str], fields: list[str], ways
                       f"(of {sum(len(set(t)) for t in tokens) / len(queries):.1f}); rankings unlike {ways[0]}'s "
                       f"{differ}/{len(queries)}", flush=True)
     finally:
-        postings.search, postings._partial_sql = MAIN_SEARCH, PARTIAL_SQL
+        postings.search = MAIN_SEARCH
         store.close()
 
 
