@@ -29,16 +29,11 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+from scale import ROOT, module_at, p, questions  # this script's folder; it sets the models offline
+from synthetic import build_synthetic_index
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "bench"))
-sys.path.insert(0, str(ROOT))
-
+sys.path.insert(0, str(ROOT))  # for tests.postgres
 import psycopg  # noqa: E402
-from scale import module_at, p, questions  # noqa: E402
-from synthetic import build_synthetic_index  # noqa: E402
 
 from bot.settings import Settings  # noqa: E402
 from bot.wiring import build_embedder, restorer_json  # noqa: E402
