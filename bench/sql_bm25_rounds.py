@@ -23,6 +23,7 @@ FOLDER and left up (`--keep-cluster`).
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import tempfile
@@ -131,6 +132,9 @@ def main() -> None:
     parser.add_argument("--build-memory", default=postgres_sync.BUILD_MEMORY)
     args = parser.parse_args()
     postgres_sync.BUILD_MEMORY = args.build_memory
+    logging.basicConfig(level=logging.WARNING, format="  %(message)s")
+    for name in ("index.stores.postgres_sync", "index.stores.postgres"):  # the migration's progress
+        logging.getLogger(name).setLevel(logging.INFO)
     fields = args.fields.split(",")
     if unknown := set(fields) - set(postings.FIELDS):
         parser.error(f"unknown fields: {', '.join(sorted(unknown))}")
