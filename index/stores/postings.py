@@ -267,7 +267,16 @@ def _staged_filter(article_ids: Sequence[str] | None) -> tuple[str, dict]:
 
 def delete_postings(connection, article_ids: Sequence[str]) -> None:
     """Remove the postings of these articles' chunks (before the chunks go), lowering document frequencies:
-    each chunk's term list names the blocks it is in; a block holding only such chunks goes."""
+    each chunk's term list names the blocks it is in; a block holding only such chunks goes, and so does the
+    row of lengths of a block left without chunks."""
+    connection.execute(
+        f"""DELETE FROM hoidap_block_lengths l
+            USING (SELECT DISTINCT (chunk_id >> {BLOCK_BITS})::int AS block FROM hoidap_chunks
+                   WHERE article_id = ANY(%(ids)s)) g
+            WHERE l.block = g.block AND NOT EXISTS (
+                SELECT 1 FROM hoidap_chunks c WHERE c.chunk_id BETWEEN l.block::bigint * {BLOCK}
+                    AND l.block::bigint * {BLOCK} + {BLOCK - 1} AND c.article_id <> ALL (%(ids)s))""",
+        {"ids": list(article_ids)})
     for f in FIELDS:
         connection.execute(
             f"""WITH gone AS (
@@ -303,8 +312,13 @@ def postings_problems(rows: Rows) -> list[str]:
         f"SELECT c.chunk_id FROM hoidap_chunks c LEFT JOIN hoidap_block_lengths l ON l.block = c.chunk_id >> {BLOCK_BITS} "
         "WHERE " + " OR ".join(f"l.{f}[(c.chunk_id & {BLOCK - 1}) + 1] IS DISTINCT FROM c.{f}_len" for f in FIELDS)
         + " ORDER BY 1 LIMIT 5", {})]
+    [(chunkless,)] = rows(
+        "SELECT count(*) FROM hoidap_block_lengths l WHERE NOT EXISTS (SELECT 1 FROM hoidap_chunks c WHERE "
+        f"c.chunk_id BETWEEN l.block::bigint * {BLOCK} AND l.block::bigint * {BLOCK} + {BLOCK - 1})", {})
     if shapeless:
         problems.append(f"{shapeless} rows of chunk lengths do not hold {BLOCK} each")
+    if chunkless:
+        problems.append(f"{chunkless} rows of chunk lengths are of blocks without chunks")
     if unlike:
         problems.append(f"the lengths by block of chunks {unlike} differ from the chunks' own")
     for f in FIELDS:

@@ -266,6 +266,27 @@ def test_deleted_articles_take_their_postings(postgres_cluster, corpus) -> None:
         store.close()
 
 
+def test_a_block_emptied_by_deletes_takes_its_lengths_along(postgres_cluster, corpus) -> None:
+    """Deleting every article after the first empties whole blocks: their rows of lengths go, the first
+    block's stays."""
+    url = postgres_cluster.create_database(f"p_{uuid.uuid4().hex[:10]}")
+    write_corpus(url, corpus)
+    connection = connect(url)
+    with connection.transaction():
+        before = [b for (b,) in connection.execute("SELECT block FROM hoidap_block_lengths ORDER BY 1")]
+        delete_articles(connection, [a.article_id for a in corpus[1:]])
+        store_statistics(connection, None)
+        after = [b for (b,) in connection.execute("SELECT block FROM hoidap_block_lengths ORDER BY 1")]
+    connection.close()
+    assert len(before) > 1 and after == [0]
+    store = PostgresStore.open(url)
+    try:
+        assert store.verify() == []
+        assert_same_as_embedded(store, depths=(5,))
+    finally:
+        store.close()
+
+
 @pytest.mark.parametrize("first_read", [1, 10**9])
 def test_chunks_of_the_same_words_tie_exactly_and_go_by_chunk_id(postgres_cluster, corpus, monkeypatch,
                                                                   first_read: int) -> None:
