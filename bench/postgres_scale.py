@@ -77,7 +77,8 @@ def server_rss_mb(cluster) -> float:
 
 def sizes(url: str) -> dict[str, int]:
     """Bytes on disk: the chunk table (with TOAST), its HNSW index, the postings (block tables and their keys),
-    the chunk term lists, the term dictionaries, the whole database; how many postings and blocks."""
+    the chunk term lists, the term dictionaries, the lengths by block, the whole database; how many postings
+    and blocks."""
     def total(table: str) -> str:
         return " + ".join(f"pg_total_relation_size('hoidap_{table}_{f}')" for f in FIELDS)
 
@@ -88,9 +89,10 @@ def sizes(url: str) -> dict[str, int]:
             f"SELECT pg_table_size('hoidap_chunks'), pg_relation_size('hoidap_chunks_hnsw'), {total('postings')}, "
             f"{total('chunk_terms')}, {total('terms')}, pg_database_size(current_database()), {postings_rows}, "
             f"{blocks}, (SELECT sum(pg_column_size(text)) FROM hoidap_chunks), "
-            "(SELECT sum(pg_column_size(embedding)) FROM hoidap_chunks)").fetchone()
+            "(SELECT sum(pg_column_size(embedding)) FROM hoidap_chunks), "
+            "pg_total_relation_size('hoidap_block_lengths')").fetchone()
     return dict(zip(("table", "hnsw", "postings", "chunk_terms", "terms", "database", "postings_rows", "blocks",
-                     "text", "vector"), row))
+                     "text", "vector", "lengths"), row))
 
 
 def halfvec_copy(url: str, dim: int) -> dict[str, int]:
@@ -193,11 +195,11 @@ def run_size(n_chunks: int, settings: Settings, embedder, queries: list[str], ve
     directory = build_synthetic_index(work_dir, n_chunks, embedder, hnsw=False, report=print)["flat"]
     url = cluster.url(f"bench_{n_chunks}") if reuse else cluster.create_database(f"bench_{n_chunks}")
     started = time.perf_counter()
+    store = IndexStore.open(directory)
+    dim = store.manifest.dim
     if not reuse:
-        store = IndexStore.open(directory)
         migrate_embedded(store, url, derive_restorer=restorer_json)
-        dim = store.manifest.dim
-        store.close()
+    store.close()
     build_s = time.perf_counter() - started
     size = sizes(url)
     per = {k: v / n_chunks for k, v in size.items()}
@@ -207,8 +209,10 @@ def run_size(n_chunks: int, settings: Settings, embedder, queries: list[str], ve
           f"{per['table']:.0f} (text {per['text']:.0f}, vector {per['vector']:.0f}), HNSW {per['hnsw']:.0f}, "
           f"postings {per['postings']:.0f} ({per['postings_rows']:.0f} postings/chunk in {per['blocks']:.1f} blocks, "
           f"{size['postings'] / max(size['postings_rows'], 1):.1f} B each), chunk term lists {per['chunk_terms']:.0f}, "
-          f"term dictionaries {per['terms']:.0f}", flush=True)
-    if not reuse:
+          f"term dictionaries {per['terms']:.0f}, lengths by block {per['lengths']:.0f}", flush=True)
+    with psycopg.connect(url) as connection:
+        copied = connection.execute("SELECT to_regclass('bench_halfvec') IS NOT NULL").fetchone()[0]
+    if not copied:  # a database migrated by another bench (bench/sql_bm25_rounds.py) has none
         half = halfvec_copy(url, dim)
         print(f"  halfvec copy: column {half['column'] / n_chunks:.0f} B/chunk, HNSW {half['hnsw'] / n_chunks:.0f} "
               f"B/chunk, built in {half['build_s']:.0f}s", flush=True)
