@@ -72,6 +72,11 @@ LENGTHS_TABLE = ("CREATE TABLE hoidap_block_lengths (block INTEGER NOT NULL, "
 LENGTHS_KEY = "ALTER TABLE hoidap_block_lengths ADD PRIMARY KEY (block)"
 
 
+def _in_block(block: str) -> str:
+    """A condition on chunk alias `c`: its id is one of block `block`'s (an SQL expression)."""
+    return f"c.chunk_id BETWEEN {block}::bigint * {BLOCK} AND {block}::bigint * {BLOCK} + {BLOCK - 1}"
+
+
 def lexical_fields(head: str, text: str) -> dict[LexicalField, list[str]]:
     """The tokens of each field for a chunk, as `LexicalIndex.from_store` indexes it (title and outlet first)."""
     document = f"{head}\n{text}"
@@ -274,8 +279,7 @@ def delete_postings(connection, article_ids: Sequence[str]) -> None:
             USING (SELECT DISTINCT (chunk_id >> {BLOCK_BITS})::int AS block FROM hoidap_chunks
                    WHERE article_id = ANY(%(ids)s)) g
             WHERE l.block = g.block AND NOT EXISTS (
-                SELECT 1 FROM hoidap_chunks c WHERE c.chunk_id BETWEEN l.block::bigint * {BLOCK}
-                    AND l.block::bigint * {BLOCK} + {BLOCK - 1} AND c.article_id <> ALL (%(ids)s))""",
+                SELECT 1 FROM hoidap_chunks c WHERE {_in_block('l.block')} AND c.article_id <> ALL (%(ids)s))""",
         {"ids": list(article_ids)})
     for f in FIELDS:
         connection.execute(
@@ -314,7 +318,7 @@ def postings_problems(rows: Rows) -> list[str]:
         + " ORDER BY 1 LIMIT 5", {})]
     [(chunkless,)] = rows(
         "SELECT count(*) FROM hoidap_block_lengths l WHERE NOT EXISTS (SELECT 1 FROM hoidap_chunks c WHERE "
-        f"c.chunk_id BETWEEN l.block::bigint * {BLOCK} AND l.block::bigint * {BLOCK} + {BLOCK - 1})", {})
+        f"{_in_block('l.block')})", {})
     if shapeless:
         problems.append(f"{shapeless} rows of chunk lengths do not hold {BLOCK} each")
     if chunkless:
@@ -403,25 +407,25 @@ def search(rows: Rows, field: LexicalField, terms: Sequence[QueryTerm], depth: i
     order = sorted(terms, key=lambda t: (-t.bound, t.df, t.term_id))
     read = _first_read(order)
     while read < len(order):
-        top = rows(_probe_sql(field, limits[0]), round_params(order, read, depth, average, limits[1]))
+        top = rows(_probe_sql(field, limits[0]), _round_params(order, read, depth, average, limits[1]))
         if len(top) == depth:
             read = _last_read(order, read, top[-1][0])
             break
         read = _next_read(order, read)
-    found = rows(_search_sql(field, limits[0]), round_params(order, read, depth, average, limits[1]))
+    found = rows(_search_sql(field, limits[0]), _round_params(order, read, depth, average, limits[1]))
     return [(int(chunk_id), float(score)) for chunk_id, score in found if score > 0]
 
 
-def round_params(order: Sequence[QueryTerm], read: int, depth: int, average: float, limits: dict) -> dict:
+def _round_params(order: Sequence[QueryTerm], read: int, depth: int, average: float, limits: dict) -> dict:
     """The parameters of `_probe_sql` and `_search_sql` with the first `read` terms of `order` read."""
     essential, rest = order[:read], order[read:]
     return {"ids": [t.term_id for t in essential], "weights": [t.weight for t in essential],
             "rest_ids": [t.term_id for t in rest], "rest_weights": [t.weight for t in rest],
-            "remainder": remainder(order, read) * (1 + _MARGIN), "depth": depth, "a0": BM25_K1 * (1 - BM25_B),
+            "remainder": _remainder(order, read) * (1 + _MARGIN), "depth": depth, "a0": BM25_K1 * (1 - BM25_B),
             "a1": BM25_K1 * BM25_B / average, **limits}
 
 
-def remainder(order: Sequence[QueryTerm], read: int) -> float:
+def _remainder(order: Sequence[QueryTerm], read: int) -> float:
     """The most a chunk holding none of the first `read` terms can score."""
     return sum(t.bound for t in order[read:])
 
@@ -450,7 +454,7 @@ def _last_read(order: Sequence[QueryTerm], read: int, floor: float) -> int:
     """The fewest terms, at least `read`, whose left-out bounds stay below `floor` (a depth-th score found):
     no chunk holding none of them can then enter the results."""
     for count in range(read, len(order)):
-        if remainder(order, count) < floor * (1 - _MARGIN):
+        if _remainder(order, count) < floor * (1 - _MARGIN):
             return count
     return len(order)
 
