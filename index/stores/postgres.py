@@ -601,6 +601,16 @@ class PostgresStore:
                     if self._connection.closed:
                         self._connection = self._prepare(connect(self.url))
                     return self._connection.execute(sql, params).fetchall()
+                except psycopg.errors.InsufficientPrivilege as error:
+                    # A read-only role granted table by table lacks the tables an upgrade added.
+                    where = describe_url(self.url)
+                    raise DatabaseError(
+                        f"This database user may not read the index at {where} ({str(error).strip()[:200]}): "
+                        "grant it SELECT on the hoidap_* tables (ALTER DEFAULT PRIVILEGES covers those an upgrade "
+                        "adds later).",
+                        vi=f"Người dùng cơ sở dữ liệu này không được đọc chỉ mục tại {where} "
+                           f"({str(error).strip()[:200]}): hãy cấp quyền SELECT trên các bảng hoidap_* (ALTER DEFAULT "
+                           "PRIVILEGES áp dụng cho cả các bảng do nâng cấp thêm sau này).") from None
                 except psycopg.OperationalError as error:
                     self._connection.close()
                     if attempt == 2:

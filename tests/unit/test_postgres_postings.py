@@ -410,3 +410,26 @@ def test_wrong_lengths_by_block_are_reported(postgres_cluster, corpus) -> None:
         assert store.verify() == ["the lengths by block of chunks [2] differ from the chunks' own"]
     finally:
         store.close()
+
+
+def test_a_reader_without_the_lengths_table_is_told_what_to_grant(postgres_cluster, database) -> None:
+    """A read-only role granted table by table before the upgrade lacks `hoidap_block_lengths`: one message that
+    names the grant, and the store answers once it is given."""
+    import psycopg
+
+    from index.stores.postgres import DatabaseError
+
+    name = database.rsplit("/", 1)[1]
+    with psycopg.connect(postgres_cluster.url(name), autocommit=True) as admin:
+        admin.execute("DO $$ BEGIN CREATE ROLE layout3_reader LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$")
+        admin.execute("GRANT SELECT ON ALL TABLES IN SCHEMA public TO layout3_reader")
+        admin.execute("REVOKE SELECT ON hoidap_block_lengths FROM layout3_reader")
+    store = PostgresStore.open(f"postgresql://layout3_reader@127.0.0.1:{postgres_cluster.port}/{name}")
+    try:
+        with pytest.raises(DatabaseError, match="may not read the index .*hoidap_block_lengths.*grant it SELECT"):
+            store.lexical_search(query_tokens(QUESTIONS[0], "plain"), "plain", 5)
+        with psycopg.connect(postgres_cluster.url(name), autocommit=True) as admin:
+            admin.execute("GRANT SELECT ON hoidap_block_lengths TO layout3_reader")
+        assert store.lexical_search(query_tokens(QUESTIONS[0], "plain"), "plain", 5)
+    finally:
+        store.close()
