@@ -19,6 +19,7 @@ from pydantic import SecretStr
 from bot.settings import BUNDLED_CORPUS
 from index.store import IndexStore
 from index.stores.postgres import PostgresStore
+from retrieval.answering.crosslingual import SIMILARITY_WEIGHT
 from tests.conftest import HOIDAP, cli_env, make_settings, run_cli
 from tests.e2e.test_cli import ARTICLE_2016, ARTICLE_2018, ARTICLE_2023, QUESTION
 from tests.e2e.test_index import XQUAD_CORPUS, _tiny_model
@@ -103,17 +104,23 @@ def test_disagreeing_articles_are_both_named(pg_settings) -> None:
     check_sources(url, reply)
 
 
+ENGLISH = "How many new members were admitted?"
+
+
 def test_same_answers_as_the_embedded_store(pg_settings, built_index_settings) -> None:
     settings, url = pg_settings
-    for question in (QUESTION, "Ai phát biểu tại hội nghị?", "How many new members were admitted?"):
+    for question in (QUESTION, "Ai phát biểu tại hội nghị?", ENGLISH):
         embedded = run_cli(["ask", "--json", question], built_index_settings)
         assert embedded.returncode == 0, embedded.stderr
         ours, theirs = ask(settings, url, question), json.loads(embedded.stdout)
         assert (ours["answer"], ours["found"]) == (theirs["answer"], theirs["found"])
         spans = [[(s["article_id"], s["start"], s["end"]) for s in reply["sources"]] for reply in (ours, theirs)]
         assert spans[0] == spans[1]
-        # BM25 in SQL (float8) and in bm25s (float32) round differently in the last digits.
-        assert [s["score"] for s in ours["sources"]] == pytest.approx([s["score"] for s in theirs["sources"]], rel=1e-4)
+        # BM25 in SQL (float8) and in bm25s (float32) round differently in the last digits. An English
+        # question's sentences also carry SIMILARITY_WEIGHT times their similarity from the bf16 English
+        # reader, whose vectors move by up to ~1e-3 with the other sentences of their batch (padding).
+        tolerance = {"rel": 1e-4} if question != ENGLISH else {"abs": SIMILARITY_WEIGHT * 2e-3}
+        assert [s["score"] for s in ours["sources"]] == pytest.approx([s["score"] for s in theirs["sources"]], **tolerance)
 
 
 def test_filters_are_applied_in_the_database(pg_settings) -> None:
