@@ -31,6 +31,7 @@ from index.indexer import (
     sync_documents,
     sync_index,
 )
+from index.journal import JOURNAL
 from index.sources import ReadLimits, Source
 from index.store import MANIFEST, IndexStore, Manifest
 from index.stores import Store
@@ -160,7 +161,8 @@ def sync(settings: Settings, paths: list[Path] | None = None, *, rebuild: bool =
     embedder = embedder or build_embedder(settings, index_dir)
     target = index_target(settings, index_dir)
     summary = sync_index(paths or None, target, embedder, chunk_settings(settings), default=settings.corpus,
-                         rebuild=rebuild, prune=prune, progress=progress, confirm=confirm, limits=read_limits(settings))
+                         rebuild=rebuild, prune=prune, progress=progress, confirm=confirm, limits=read_limits(settings),
+                         journal=settings.data_dir / JOURNAL)
     _after_sync(settings, index_dir)
     return summary
 
@@ -221,7 +223,7 @@ def web_source(settings: Settings, progress=None) -> Iterator[WebSource]:
             return _unchanged_summary(settings, skipped)
         embedder = embedder or build_embedder(settings)
         summary = sync_documents(documents, index_target(settings), embedder, chunk_settings(settings),
-                                 skipped=skipped, progress=progress)
+                                 skipped=skipped, progress=progress, journal=settings.data_dir / JOURNAL)
         _after_sync(settings)
         return summary
 

@@ -9,7 +9,9 @@ swapped in atomically) and PostgreSQL (`index.stores.postgres_sync.PostgresTarge
 
 The embedded `index_dir` is a symlink to the current generation directory. A sync writes a complete new
 generation next to it and then replaces the symlink with `os.replace`, which is atomic: a crash, Ctrl-C or
-`kill -9` at any moment leaves either the old or the new generation in place, never a mix.
+`kill -9` at any moment leaves either the old or the new generation in place, never a mix. The vectors a
+sync embeds are kept in a journal until its index is written (`index.journal`), so the next sync after one
+cut short does not embed them again.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from index.cleaning import clean_article
 from index.documents import Article, Chunk, RawDocument, Skipped
 from index.embedding import Embedder
 from index.errors import HoidapError, IndexCorruptError, IndexMissingError
+from index.journal import EmbeddingJournal
 from index.loading import FILE_READERS
 from index.sources import DEFAULT_LIMITS, ReadLimits, Source, SourceReader, read_source
 from index.store import (
@@ -77,6 +80,7 @@ class SyncSummary:
     sources: list[Source] = field(default_factory=list)
     dropped_sources: list[Source] = field(default_factory=list)
     chunks_embedded: int = 0
+    chunks_resumed: int = 0  # chunks whose vector a sync cut short had embedded (`index.journal`), not embedded again
     n_articles: int = 0
     n_chunks: int = 0
     n_before: int = 0
@@ -200,10 +204,11 @@ HANDED_IN = Source("web", "pages")
 
 
 def sync_documents(documents: list[RawDocument], target: SyncTarget | Path, embedder: Embedder, settings: ChunkSettings,
-                   *, skipped: Iterable[Skipped] = (), progress: Progress | None = None) -> SyncSummary:
+                   *, skipped: Iterable[Skipped] = (), progress: Progress | None = None,
+                   journal: Path | None = None) -> SyncSummary:
     """Add or update `documents` (pages from the web) in the index; every other article stays as it is."""
     items = [*documents, *skipped]
-    return sync_index([HANDED_IN], target, embedder, settings, progress=progress, additive=True,
+    return sync_index([HANDED_IN], target, embedder, settings, progress=progress, additive=True, journal=journal,
                       readers={HANDED_IN.kind: lambda _source, _limits: iter(items)})
 
 
@@ -211,14 +216,15 @@ def sync_index(paths: Iterable[Path | Source] | None, target: SyncTarget | Path,
                settings: ChunkSettings, *, default: Iterable[Path | Source] = (), rebuild: bool = False,
                prune: bool = False, progress: Progress | None = None, confirm: Confirm | None = None,
                limits: ReadLimits = DEFAULT_LIMITS, readers: Mapping[str, SourceReader] = FILE_READERS,
-               additive: bool = False) -> SyncSummary:
+               additive: bool = False, journal: Path | None = None) -> SyncSummary:
     """Add or update the articles of `paths` (default: every remembered source, or `default` the first time).
 
     `target`: a store, or the embedded index directory. Articles of other sources are kept. An article is
     removed only when a source it came from no longer yields it (with `prune`, also when its source itself
     is gone). A sync that would remove more than half of the index goes ahead only if `confirm(summary)`
     says so; otherwise SyncRefusedError. `additive`: the sources are not remembered, and what they no
-    longer yield stays (`sync_documents`).
+    longer yield stays (`sync_documents`). `journal`: where the vectors embedded are kept until the index is
+    written (`index.journal`), so a sync cut short is resumed by the next without embedding them again.
     """
     target = EmbeddedTarget(target) if isinstance(target, Path) else target
     started = time.perf_counter()
@@ -249,8 +255,9 @@ def sync_index(paths: Iterable[Path | Source] | None, target: SyncTarget | Path,
             summary.seconds = time.perf_counter() - started
             return summary
         writer = session.writer(plan, progress)
+        kept = None if journal is None or embedder is None else EmbeddingJournal.open(journal, _identity(embedder))
         try:
-            embedding = _Embedding(writer, embedder, settings, progress)
+            embedding = _Embedding(writer, embedder, settings, progress, kept)
             if summary.rebuilt_reason is None:
                 writer.keep(summary.unchanged)
             else:  # in a rebuild nothing is reused: what no source yields now is embedded again from its stored text
@@ -262,11 +269,23 @@ def sync_index(paths: Iterable[Path | Source] | None, target: SyncTarget | Path,
                     if progress:
                         progress("writing", number, len(summary.unchanged))
             embedding.embed_new(plan, set(summary.added + summary.updated), summary, limits, readers)
+            summary.chunks_resumed = embedding.resumed
             writer.commit(plan, summary)
+            if kept is not None:
+                kept.forget_used()
         finally:
             writer.close()
+            if kept is not None:
+                kept.close()
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _identity(embedder: Embedder) -> dict[str, object]:
+    """What a vector depends on besides its text: the model, its weights, precision and dimension."""
+    identity = embedder.identity
+    return {"model": identity.name, "weights": identity.weights_sha256, "precision": identity.precision,
+            "dim": identity.dim}
 
 
 def remove_from_index(targets: Iterable[str], index: SyncTarget | Path) -> tuple[list[str], list[Source]]:
@@ -435,11 +454,13 @@ class _Embedding:
     """Pass two: clean, chunk and embed articles one at a time, `EMBED_BATCH` chunks at a time, into a writer."""
 
     def __init__(self, writer: IndexWriter, embedder: Embedder | None, settings: ChunkSettings | None,
-                 progress: Progress | None) -> None:
+                 progress: Progress | None, journal: EmbeddingJournal | None = None) -> None:
         self.writer = writer
         self.embedder = embedder
         self.settings = settings
         self.progress = progress
+        self.journal = journal
+        self.resumed = 0  # chunks whose vector a sync cut short had embedded (`journal`)
         # Identical passages (boilerplate, a repeated block) are embedded once per sync.
         self.cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
         self.embedded_chars = 0
@@ -499,10 +520,17 @@ class _Embedding:
         texts = [passage_text(title, c.text) for c in batch]
         keys = [hashlib.blake2b(t.encode("utf-8"), digest_size=16).digest() for t in texts]
         missing = list(dict.fromkeys(k for k in keys if k not in self.cache))
+        if missing and self.journal is not None:
+            kept = self.journal.recall(missing)
+            self.cache.update(kept)
+            self.resumed += sum(1 for k in keys if k in kept)
+            missing = [k for k in missing if k not in kept]
         if missing:
             fresh = self.embedder.embed_passages([texts[keys.index(k)] for k in missing])
             for key, vector in zip(missing, fresh):
                 self.cache[key] = vector
+            if self.journal is not None:
+                self.journal.remember(zip(missing, fresh))
         vectors = np.stack([self.cache[k] for k in keys])
         for key in keys:
             self.cache.move_to_end(key)

@@ -132,12 +132,15 @@ def summary_lines(summary, settings: Settings) -> list[str]:
     lines = [tr(f"dựng lại toàn bộ: {summary.rebuilt_reason}", f"full rebuild: {summary.rebuilt_reason}")] \
         if summary.rebuilt_reason else []
     counts = (len(summary.added), len(summary.updated), len(summary.removed), len(summary.unchanged), len(summary.skipped))
+    resumed = summary.chunks_resumed
     lines.append(tr(
         "thêm {}, cập nhật {}, xoá {}, giữ nguyên {}, bỏ qua {}; ".format(*counts)
-        + f"đã nhúng {summary.chunks_embedded} đoạn trong {summary.seconds:.1f}s; "
+        + f"đã nhúng {summary.chunks_embedded} đoạn"
+        + (f" ({resumed} trong số đó lấy lại từ lần chạy bị ngắt)" if resumed else "") + f" trong {summary.seconds:.1f}s; "
           f"chỉ mục: {summary.n_articles} bài, {summary.n_chunks} đoạn trong {store_location(settings)}",
         "added {}, updated {}, removed {}, unchanged {}, skipped {}; ".format(*counts)
-        + f"{summary.chunks_embedded} chunks embedded in {summary.seconds:.1f}s; "
+        + f"{summary.chunks_embedded} chunks embedded"
+        + (f" ({resumed} of them resumed from an interrupted run)" if resumed else "") + f" in {summary.seconds:.1f}s; "
           f"index: {summary.n_articles} articles, {summary.n_chunks} chunks in {store_location(settings)}"))
     lines += [tr(f"  bỏ nguồn {s.locator}: không còn tồn tại", f"  dropped source {s.locator}: no longer exists")
               for s in summary.dropped_sources]

@@ -6,13 +6,16 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 
 from bot.settings import BUNDLED_CORPUS
+from index.journal import JOURNAL
 from index.store import IndexStore
 from tests.conftest import HOIDAP, cli_env, make_settings, run_cli
 
@@ -123,14 +126,12 @@ def test_kill_during_index_leaves_previous_index_loadable(tmp_path: Path, models
 
     process = subprocess.Popen([*HOIDAP, "index", str(corpus)], env=cli_env(settings), cwd=tmp_path,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    # Wait until the new generation is being written, then kill without warning.
-    while time.monotonic() < deadline and not list(settings.data_dir.glob("index.*.building")):
-        assert process.poll() is None, process.communicate()
-        time.sleep(0.05)
-    time.sleep(0.3)
+    # Wait until the new generation is being written and some of its vectors are in the journal, then kill
+    # without warning.
+    wait_for_journal(process, settings.data_dir)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
+    kept = journal_rows(settings.data_dir)
 
     assert _articles(settings) == before  # the previous index, whole and consistent
     store = IndexStore.open(settings.index_dir)
@@ -141,6 +142,28 @@ def test_kill_during_index_leaves_previous_index_loadable(tmp_path: Path, models
     assert finished.returncode == 0, finished.stderr
     assert len(_articles(settings)) == 155
     assert not list(settings.data_dir.glob("index.*.building"))
+    # What the killed sync had embedded is taken up again, not embedded a second time; then forgotten.
+    assert f"({kept} trong số đó lấy lại từ lần chạy bị ngắt)" in finished.stdout
+    assert journal_rows(settings.data_dir) == 0
+
+
+def journal_rows(data_dir: Path) -> int:
+    with closing(sqlite3.connect(data_dir / JOURNAL)) as db:
+        return db.execute("SELECT count(*) FROM vectors").fetchone()[0]
+
+
+def wait_for_journal(process: subprocess.Popen, data_dir: Path) -> None:
+    """Until the sync `process` has written vectors to its journal (kept by the next sync if it dies)."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()
+        try:
+            if (data_dir / JOURNAL).exists() and journal_rows(data_dir) >= 3:
+                return
+        except sqlite3.OperationalError:  # its tables are not made yet
+            pass
+        time.sleep(0.05)
+    raise AssertionError("the sync wrote nothing to its journal")
 
 
 def test_bad_files_are_skipped_with_reasons(tmp_path: Path, models_dir: Path, corpus: Path) -> None:

@@ -22,7 +22,7 @@ from index.stores.postgres import PostgresStore
 from retrieval.answering.crosslingual import SIMILARITY_WEIGHT
 from tests.conftest import HOIDAP, cli_env, make_settings, run_cli
 from tests.e2e.test_cli import ARTICLE_2016, ARTICLE_2018, ARTICLE_2023, QUESTION
-from tests.e2e.test_index import XQUAD_CORPUS, _tiny_model
+from tests.e2e.test_index import XQUAD_CORPUS, _tiny_model, journal_rows, wait_for_journal
 from tests.postgres import (
     Cluster,
     bin_path,
@@ -246,9 +246,10 @@ def test_kill_during_sync_leaves_the_previous_state(postgres_cluster, models_dir
         while time.monotonic() < deadline and not watcher.execute(staging).fetchone()[0]:
             assert process.poll() is None, process.communicate()
             time.sleep(0.05)
-        time.sleep(1.0)  # into the embedding
+        wait_for_journal(process, settings.data_dir)  # into the embedding
         os.kill(process.pid, signal.SIGKILL)
         process.wait()
+        kept = journal_rows(settings.data_dir)
         while watcher.execute(staging).fetchone()[0]:  # the server notices the dead client and drops them
             assert time.monotonic() < deadline
             time.sleep(0.05)
@@ -260,6 +261,7 @@ def test_kill_during_sync_leaves_the_previous_state(postgres_cluster, models_dir
     finished = run_cli(["index", str(corpus)], settings, HOIDAP_DATABASE_URL=url)
     assert finished.returncode == 0, finished.stderr
     assert "thêm 150" in finished.stdout and "giữ nguyên 5" in finished.stdout
+    assert f"({kept} trong số đó lấy lại từ lần chạy bị ngắt)" in finished.stdout
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,92 @@
+"""The vectors a sync has embedded, kept on disk until the sync's index is written, so that a sync cut
+short (Ctrl-C, kill -9, a lost machine, a full disk) is resumed by the next one instead of embedding again.
+
+A sync writes its index only at the end (the embedded store swaps in a whole generation, PostgreSQL commits
+one transaction), so a crash leaves the previous index; without this, the hours of embedding a first sync of
+an archive takes were lost with it. One SQLite file beside the index (`JOURNAL`): a row per passage, keyed by
+the blake2b digest of the text that was embedded (`passage_text`), the vector as raw float32 bytes (never a
+pickle). Rows are written a batch at a time as the sync embeds; the sync that writes its index deletes those
+it used. The file names the model, its weights and precision: opened by another, it starts empty.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+JOURNAL = "embedding-journal.sqlite3"
+_DELETE_BATCH = 500  # keys per DELETE (SQLite's bound on parameters is 32,766)
+log = logging.getLogger(__name__)
+
+
+class EmbeddingJournal:
+    """Vectors by passage digest for one embedding identity (model, weights, precision, dimension)."""
+
+    def __init__(self, path: Path, identity: dict[str, object]) -> None:
+        self.path = path
+        self.dim = int(identity["dim"])  # type: ignore[call-overload]
+        self.used: set[bytes] = set()  # the keys this sync read or wrote: what `forget_used` deletes
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")  # a batch lost in a power cut is embedded again
+        self._db.execute("CREATE TABLE IF NOT EXISTS meta (identity TEXT NOT NULL)")
+        self._db.execute("CREATE TABLE IF NOT EXISTS vectors (key BLOB PRIMARY KEY, vector BLOB NOT NULL) WITHOUT ROWID")
+        wanted = json.dumps(identity, sort_keys=True)
+        with self._db:
+            rows = self._db.execute("SELECT identity FROM meta").fetchall()
+            if rows != [(wanted,)]:  # a new journal, or one of another model: its vectors cannot serve
+                self._db.execute("DELETE FROM meta")
+                self._db.execute("DELETE FROM vectors")
+                self._db.execute("INSERT INTO meta VALUES (?)", (wanted,))
+
+    @classmethod
+    def open(cls, path: Path, identity: dict[str, object]) -> EmbeddingJournal | None:
+        """The journal at `path`, or None (with a warning) when it cannot be opened: a sync then works as
+        without one, since the journal only saves work and never holds the index's data."""
+        try:
+            return cls(path, identity)
+        except sqlite3.Error as error:
+            log.warning("The embedding journal %s cannot be used (%s): an interrupted sync will embed again.",
+                        path, error)
+            return None
+
+    def recall(self, keys: Sequence[bytes]) -> dict[bytes, np.ndarray]:
+        """The vectors the journal holds for these keys (a row of the wrong size is ignored)."""
+        found: dict[bytes, np.ndarray] = {}
+        distinct = list(dict.fromkeys(keys))
+        for begin in range(0, len(distinct), _DELETE_BATCH):
+            part = distinct[begin:begin + _DELETE_BATCH]
+            marks = ",".join("?" * len(part))
+            for key, blob in self._db.execute(f"SELECT key, vector FROM vectors WHERE key IN ({marks})", part):
+                if len(blob) == self.dim * 4:
+                    found[bytes(key)] = np.frombuffer(blob, dtype=np.float32).copy()
+        self.used.update(found)
+        return found
+
+    def remember(self, items: Iterable[tuple[bytes, np.ndarray]]) -> None:
+        """Keep these vectors (one transaction: a crash keeps all of them or none)."""
+        rows = [(key, np.ascontiguousarray(vector, dtype=np.float32).tobytes()) for key, vector in items]
+        with self._db:
+            self._db.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?)", rows)
+        self.used.update(key for key, _ in rows)
+
+    def forget_used(self) -> None:
+        """Delete the rows this sync read or wrote, once its index holds them (another sync's stay)."""
+        used = list(self.used)
+        with self._db:
+            for begin in range(0, len(used), _DELETE_BATCH):
+                part = used[begin:begin + _DELETE_BATCH]
+                self._db.execute(f"DELETE FROM vectors WHERE key IN ({','.join('?' * len(part))})", part)
+        self.used.clear()
+
+    def __len__(self) -> int:
+        return self._db.execute("SELECT count(*) FROM vectors").fetchone()[0]
+
+    def close(self) -> None:
+        self._db.close()
