@@ -8,6 +8,11 @@ commit (loaded from git), over the same database:
   left-out bounds stay below the depth-th score, so it is the last;
 - `probe` (main, layout 4): probes of partial scores until `depth` chunks hold a term read, then one last
   query; the lengths from the lengths by block.
+- `blockmax` (tried, not adopted): the same probes, then block-max bounds: a block's bound is the sum, over
+  the query terms it holds, of the most each can add there (weight * block_max_tf / (block_max_tf + k1 (1 -
+  b))); only the blocks whose bound reaches the probe's floor are read, every term of them, and scored fully.
+  The bound sums every term's block maximum, so it is at least as tight as block-max MaxScore's. After its
+  timings the script counts, per question, the blocks that pass against those holding a query term.
 
 All give the results of scoring every chunk, so the rankings must be the same (scores to the last bits); the
 figures are warm p50/p95 in ms of one field's search at depth 50, queries and terms read per question, the ways
@@ -17,7 +22,7 @@ opening): those of a server a run left up (`--running-cluster PGDATA`), or built
 FOLDER and left up (`--keep-cluster`).
 
     .venv/bin/python bench/sql_bm25_rounds.py (--running-cluster PGDATA | --keep-cluster FOLDER)
-        [--sizes 100000,1000000] [--queries 50] [--fields plain,folded,pairs] [--ways before,bar,probe]
+        [--sizes 100000,1000000] [--queries 50] [--fields plain,folded,pairs] [--ways before,bar,probe,blockmax]
 """
 
 from __future__ import annotations
@@ -46,10 +51,60 @@ from retrieval.search.lexical import query_tokens  # noqa: E402
 from tests.postgres import POSTGRES_BIN_PATH, Cluster, start_cluster  # noqa: E402
 
 DEPTH = 50
+
+
+def _blocks_passing(field: str) -> str:
+    """The blocks whose block-max bound reaches the floor (`blockmax`), as a common table expression."""
+    return f"""q AS MATERIALIZED (SELECT * FROM unnest(%(ids)s::int[], %(weights)s::float8[]) AS q(term_id, weight)),
+        passing AS MATERIALIZED (
+            SELECT b.block FROM q JOIN hoidap_postings_{field} b ON b.term_id = q.term_id GROUP BY b.block
+            HAVING sum(q.weight * b.block_max_tf / (b.block_max_tf + %(a0)s)) >= %(floor)s)"""
+
+
+def _blockmax_sql(field: str, limits: str) -> str:
+    within = (f"JOIN hoidap_chunks c ON c.chunk_id = b.block::bigint * {postings.BLOCK} + u.at AND {limits}"
+              if limits else "")
+    return f"""WITH {_blocks_passing(field)},
+        scored AS (
+            SELECT chunk_id, sum(share ORDER BY term_id) AS score
+            FROM (SELECT b.block::bigint * {postings.BLOCK} + u.at AS chunk_id, q.term_id,
+                         q.weight * u.tf / (u.tf + %(a0)s + %(a1)s * l.{field}[u.at + 1]) AS share
+                  FROM passing k CROSS JOIN q
+                  JOIN hoidap_postings_{field} b ON b.term_id = q.term_id AND b.block = k.block
+                  JOIN hoidap_block_lengths l ON l.block = b.block
+                  CROSS JOIN LATERAL unnest(b.offsets, b.tfs) AS u(at, tf) {within}
+                  OFFSET 0) AS p
+            GROUP BY chunk_id)
+        SELECT chunk_id, score FROM scored ORDER BY score DESC, chunk_id LIMIT %(depth)s"""
+
+
+BLOCKMAX_PARAMS: list[dict] = []  # each `blockmax` search's last query parameters, for counting its blocks
+
+
+def blockmax_search(rows, field, terms, depth, average, limits=("", {})):
+    """`postings.search`'s probes, then only the blocks whose block-max bound reaches the probe's floor."""
+    if not terms:
+        return []
+    order = sorted(terms, key=lambda t: (-t.bound, t.df, t.term_id))
+    read, floor = postings._first_read(order), 0.0
+    while read < len(order):
+        top = rows(postings._probe_sql(field, limits[0]), postings._round_params(order, read, depth, average, limits[1]))
+        if len(top) == depth:
+            floor = top[-1][0]
+            break
+        read = postings._next_read(order, read)
+    params = {"ids": [t.term_id for t in order], "weights": [t.weight for t in order],
+              "floor": floor * (1 - postings._MARGIN), "depth": depth, "a0": postings.BM25_K1 * (1 - postings.BM25_B),
+              "a1": postings.BM25_K1 * postings.BM25_B / average, **limits[1]}
+    BLOCKMAX_PARAMS.append(params)
+    return [(int(c), float(s)) for c, s in rows(_blockmax_sql(field, limits[0]), params) if s > 0]
+
+
 WAYS = {  # the search as it was at each commit
     "before": module_at("5186a63", "index/stores/postings.py", "postings_before").search,
     "bar": module_at("82a4ea5", "index/stores/postings.py", "postings_bar").search,
     "probe": postings.search,
+    "blockmax": blockmax_search,
 }
 MAIN_SEARCH = postings.search
 
@@ -83,7 +138,7 @@ def compare(url: str, n_chunks: int, queries: list[str], fields: list[str], ways
     plain_rows, reads = store._rows, []
 
     def counting(sql, params=()):
-        if "WITH partial" in sql:
+        if "WITH partial" in sql or "passing AS" in sql:  # a probe or a last query (blockmax's reads every term)
             reads.append(len(params["ids"]))
         return plain_rows(sql, params)
 
@@ -98,6 +153,7 @@ def compare(url: str, n_chunks: int, queries: list[str], fields: list[str], ways
             for way in ways:  # warm-up
                 use(way)
                 store.lexical_search(tokens[0], field, DEPTH)
+            BLOCKMAX_PARAMS.clear()
             for one in tokens:
                 for way in ways:
                     use(way)
@@ -114,9 +170,21 @@ def compare(url: str, n_chunks: int, queries: list[str], fields: list[str], ways
                       f"{sum(calls[way]) / len(queries):.2f}, terms read {sum(terms[way]) / len(queries):.1f} "
                       f"(of {sum(len(set(t)) for t in tokens) / len(queries):.1f}); rankings unlike {ways[0]}'s "
                       f"{differ}/{len(queries)}", flush=True)
+            if BLOCKMAX_PARAMS:
+                passing, holding = blocks_read(plain_rows, field, BLOCKMAX_PARAMS)
+                print(f"{n_chunks:,} chunks, {field:6s} blockmax: blocks passing the floor {passing:,.0f} of "
+                      f"{holding:,.0f} holding a query term (mean per question)", flush=True)
     finally:
         postings.search = MAIN_SEARCH
         store.close()
+
+
+def blocks_read(rows, field: str, searches: list[dict]) -> tuple[float, float]:
+    """The mean number of blocks `blockmax` read per question, and of blocks holding a query term."""
+    passing = [rows(f"WITH {_blocks_passing(field)} SELECT count(*) FROM passing", params)[0][0] for params in searches]
+    holding = [rows(f"SELECT count(DISTINCT block) FROM hoidap_postings_{field} WHERE term_id = ANY(%(ids)s)",
+                    params)[0][0] for params in searches]
+    return sum(passing) / len(searches), sum(holding) / len(searches)
 
 
 def main() -> None:

@@ -63,11 +63,31 @@ def test_forgetting_takes_only_what_this_sync_used(tmp_path: Path) -> None:
     assert set(other.recall([b"theirs", b"theirs2", b"mine"])) == {b"theirs2"}
 
 
-def test_a_journal_that_cannot_be_opened_is_left_out_with_a_warning(tmp_path: Path, caplog) -> None:
+def test_a_damaged_journal_is_started_again_with_a_warning(tmp_path: Path, caplog) -> None:
     (tmp_path / "j.sqlite3").write_bytes(b"not a database" * 100)
     with caplog.at_level(logging.WARNING):
+        journal = EmbeddingJournal.open(tmp_path / "j.sqlite3", IDENTITY)
+    assert journal is not None and len(journal) == 0 and "started again" in caplog.text
+    journal.remember([(b"k1", vector(1, 2, 3, 4))])
+    assert set(journal.recall([b"k1"])) == {b"k1"}
+
+
+def test_a_journal_that_cannot_be_opened_is_left_out_with_a_warning(tmp_path: Path, caplog) -> None:
+    (tmp_path / "j.sqlite3").mkdir()  # a folder where the file would be
+    with caplog.at_level(logging.WARNING):
         assert EmbeddingJournal.open(tmp_path / "j.sqlite3", IDENTITY) is None
-    assert "embed again" in caplog.text
+    assert "embed again" in caplog.text and (tmp_path / "j.sqlite3").is_dir()
+
+
+def test_a_journal_failing_mid_sync_is_left_out(tmp_path: Path, caplog) -> None:
+    journal = EmbeddingJournal(tmp_path / "j.sqlite3", IDENTITY)
+    journal.remember([(b"k1", vector(1, 2, 3, 4))])
+    journal.close()  # every later statement fails, as on a lost disk
+    with caplog.at_level(logging.WARNING):
+        journal.remember([(b"k2", vector(1, 2, 3, 4))])
+        assert journal.recall([b"k1"]) == {}
+        journal.forget_used()
+    assert journal.broken and caplog.text.count("goes on without it") == 1
 
 
 def test_a_sync_cut_short_is_resumed_without_embedding_again(tmp_path: Path, monkeypatch) -> None:
