@@ -466,12 +466,46 @@ def drop_staging(connection) -> None:
     postings.drop_term_staging(connection)
 
 
-def move_staged(connection, article_ids: Sequence[str]) -> None:
+def move_staged(connection, article_ids: Sequence[str], *, round_chunks: int = BULK_ROUND) -> None:
     """Replace the rows of these articles (their article row kept, so its claims stay), all their chunks and
-    their postings with the staged ones."""
+    their postings with the staged ones, in the caller's transaction.
+
+    In rounds of articles holding up to `round_chunks` staged chunks, in article id order (the chunk ids are
+    those of one pass), with the tables of fresh postings made anew in this transaction: each field's and
+    round's are then emptied in place, so one field of one round is on disk at a time. (Made at the start of
+    the session, a table emptied in a later transaction keeps its files until it commits: a first sync of an
+    archive held every field's fresh postings of every chunk at once; bench/sync_disk.py.)"""
     if not article_ids:
         return
-    ids = list(article_ids)
+    rounds = _rounds(connection, sorted(article_ids), round_chunks)
+    postings.create_fresh_tables(connection)
+    if len(rounds) > 1:  # each round reads its own articles' staged rows
+        for table in (STAGED_CHUNKS, STAGED_TERMS):
+            connection.execute(f"CREATE INDEX ON {table} (article_id)")
+            connection.execute(f"ANALYZE {table}")
+    for number, part in enumerate(rounds, 1):
+        _move_round(connection, part)
+        if len(rounds) > 1:
+            log.info("sync: round %d of %d written (%d articles)", number, len(rounds), len(part))
+
+
+def _rounds(connection, ids: list[str], round_chunks: int) -> list[list[str]]:
+    """`ids` cut into runs whose staged chunks add up to at most `round_chunks` (an article longer alone)."""
+    counts = dict(connection.execute(f"SELECT article_id, count(*) FROM {STAGED_CHUNKS} "
+                                     "WHERE article_id = ANY(%s) GROUP BY article_id", (ids,)).fetchall())
+    rounds: list[list[str]] = [[]]
+    held = 0
+    for article_id in ids:
+        n = counts.get(article_id, 0)
+        if rounds[-1] and held + n > round_chunks:
+            rounds.append([])
+            held = 0
+        rounds[-1].append(article_id)
+        held += n
+    return rounds
+
+
+def _move_round(connection, ids: list[str]) -> None:
     postings.delete_postings(connection, ids)
     connection.execute("DELETE FROM hoidap_chunks WHERE article_id = ANY(%s)", (ids,))
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _ARTICLE_COLUMNS if c != "article_id")

@@ -171,6 +171,13 @@ def create_term_staging(connection) -> None:
     drop_term_staging(connection)
     connection.execute("CREATE TEMPORARY TABLE hoidap_staged_terms (article_id TEXT NOT NULL, "
                        "ordinal INTEGER NOT NULL, field TEXT NOT NULL, terms TEXT[] NOT NULL, tfs INTEGER[] NOT NULL)")
+    create_fresh_tables(connection)
+
+
+def create_fresh_tables(connection) -> None:
+    """The temporary tables of the postings being made (`write_postings`), made anew: made in the transaction
+    that writes, they are emptied in place (a sync stages its terms before that transaction)."""
+    connection.execute(f"DROP TABLE IF EXISTS {FRESH_POSTINGS}, {FRESH_BLOCKS}")
     connection.execute("CREATE TEMPORARY TABLE hoidap_fresh_postings (chunk_id BIGINT NOT NULL, "
                        "term_id INTEGER NOT NULL, tf INTEGER NOT NULL)")
     connection.execute("CREATE TEMPORARY TABLE hoidap_fresh_blocks (term_id INTEGER NOT NULL, block INTEGER NOT NULL, "

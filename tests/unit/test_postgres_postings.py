@@ -19,6 +19,8 @@ from index.loading import load_documents
 from index.stores import postings
 from index.stores.postgres import (
     SCHEMA_VERSION,
+    STAGED_ARTICLES,
+    STAGED_CHUNKS,
     ArticleLimits,
     HnswSettings,
     PostgresStore,
@@ -29,9 +31,11 @@ from index.stores.postgres import (
     copy_chunks,
     create_bulk_indexes,
     create_schema,
+    create_staging,
     delete_articles,
     insert_articles,
     lexical_fields,
+    move_staged,
     store_statistics,
     write_manifest,
 )
@@ -172,6 +176,48 @@ def test_a_bulk_load_in_rounds_writes_what_one_sync_writes(postgres_cluster, dat
         assert_same_as_embedded(store, depths=(5, 50))
         [(next_id,)] = store._rows("SELECT nextval(pg_get_serial_sequence('hoidap_chunks', 'chunk_id'))")
         assert next_id == len(loaded["chunks"]) + 1
+    finally:
+        store.close()
+
+
+def stage_and_move(url: str, corpus, round_chunks: int, caplog) -> int:
+    """The articles staged and moved in as a sync writes them (`create_staging` in the session, `move_staged`
+    in the write's transaction) in rounds of up to `round_chunks` chunks; returns how many rounds went."""
+    connection = connect(url)
+    connection.autocommit = True
+    with connection.transaction():
+        create_schema(connection, DIM, "vector", HnswSettings())
+        write_manifest(connection, Manifest(schema_version=SCHEMA_VERSION, embedding_model="test",
+                                            embedding_weights_sha256="0", dim=DIM, chunk_size=160, chunk_overlap=1,
+                                            index_type="vector-hnsw", n_articles=0, n_chunks=0, pipeline_version="test"))
+    create_staging(connection, DIM, "vector")
+    rng = np.random.default_rng(0)
+    for article in corpus:
+        chunks = split_into_chunks(article, size_words=160, overlap_sentences=1)
+        vectors = rng.normal(size=(len(chunks), DIM)).astype(np.float32)
+        heads = {article.article_id: "\n".join(filter(None, (article.title, article.source)))}
+        copy_chunks(connection, chunks, heads, vectors / np.linalg.norm(vectors, axis=1, keepdims=True), "vector",
+                    table=STAGED_CHUNKS)
+        insert_articles(connection, [article_row(article, "hash", len(chunks))], table=STAGED_ARTICLES)
+    caplog.clear()
+    with caplog.at_level("INFO", logger="index.stores.postgres"), connection.transaction():
+        move_staged(connection, [a.article_id for a in corpus], round_chunks=round_chunks)
+        store_statistics(connection, None)
+    connection.close()
+    return sum("sync: round" in message for message in caplog.messages) or 1
+
+
+def test_a_sync_written_in_rounds_writes_what_one_round_writes(postgres_cluster, corpus, caplog) -> None:
+    """A sync's write in rounds of articles (here ~40 chunks, so blocks straddle rounds) gives the same chunk
+    ids, postings, dictionary and term lists as one round; BM25 ranks as the embedded index."""
+    whole, rounds = (postgres_cluster.create_database(f"p_{uuid.uuid4().hex[:10]}") for _ in range(2))
+    assert stage_and_move(whole, corpus, 10**9, caplog) == 1
+    assert stage_and_move(rounds, corpus, 40, caplog) > 4
+    assert postings_by_term(rounds) == postings_by_term(whole)
+    store = PostgresStore.open(rounds)
+    try:
+        assert store.verify() == []
+        assert_same_as_embedded(store, depths=(5, 50))
     finally:
         store.close()
 
