@@ -255,7 +255,7 @@ def sync_index(paths: Iterable[Path | Source] | None, target: SyncTarget | Path,
             summary.seconds = time.perf_counter() - started
             return summary
         writer = session.writer(plan, progress)
-        kept = None if journal is None or embedder is None else EmbeddingJournal.open(journal, _identity(embedder))
+        kept = None if journal is None or embedder is None else EmbeddingJournal.open(journal, embedder.identity)
         try:
             embedding = _Embedding(writer, embedder, settings, progress, kept)
             if summary.rebuilt_reason is None:
@@ -279,13 +279,6 @@ def sync_index(paths: Iterable[Path | Source] | None, target: SyncTarget | Path,
                 kept.close()
     summary.seconds = time.perf_counter() - started
     return summary
-
-
-def _identity(embedder: Embedder) -> dict[str, object]:
-    """What a vector depends on besides its text: the model, its weights, precision and dimension."""
-    identity = embedder.identity
-    return {"model": identity.name, "weights": identity.weights_sha256, "precision": identity.precision,
-            "dim": identity.dim}
 
 
 def remove_from_index(targets: Iterable[str], index: SyncTarget | Path) -> tuple[list[str], list[Source]]:

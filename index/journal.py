@@ -15,9 +15,12 @@ import json
 import logging
 import sqlite3
 from collections.abc import Iterable, Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+
+from index.embedding import ModelIdentity
 
 JOURNAL = "embedding-journal.sqlite3"
 _KEYS_PER_STATEMENT = 500  # SQLite's bound on a statement's parameters is 32,766
@@ -27,9 +30,9 @@ log = logging.getLogger(__name__)
 class EmbeddingJournal:
     """Vectors by passage digest for one embedding identity (model, weights, precision, dimension)."""
 
-    def __init__(self, path: Path, identity: dict[str, object]) -> None:
+    def __init__(self, path: Path, identity: ModelIdentity) -> None:
         self.path = path
-        self.dim = int(identity["dim"])  # type: ignore[call-overload]
+        self.dim = identity.dim
         self.used: set[bytes] = set()  # the keys this sync read or wrote: what `forget_used` deletes
         self.broken = False  # set when it failed: left out for the rest of the sync
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -40,12 +43,12 @@ class EmbeddingJournal:
             self._db.close()
             raise
 
-    def _prepare(self, identity: dict[str, object]) -> None:
+    def _prepare(self, identity: ModelIdentity) -> None:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")  # a batch lost in a power cut is embedded again
         self._db.execute("CREATE TABLE IF NOT EXISTS meta (identity TEXT NOT NULL)")
         self._db.execute("CREATE TABLE IF NOT EXISTS vectors (key BLOB PRIMARY KEY, vector BLOB NOT NULL) WITHOUT ROWID")
-        wanted = json.dumps(identity, sort_keys=True)
+        wanted = json.dumps(asdict(identity), sort_keys=True)
         with self._db:
             rows = self._db.execute("SELECT identity FROM meta").fetchall()
             if rows != [(wanted,)]:  # a new journal, or one of another model: its vectors cannot serve
@@ -54,7 +57,7 @@ class EmbeddingJournal:
                 self._db.execute("INSERT INTO meta VALUES (?)", (wanted,))
 
     @classmethod
-    def open(cls, path: Path, identity: dict[str, object]) -> EmbeddingJournal | None:
+    def open(cls, path: Path, identity: ModelIdentity) -> EmbeddingJournal | None:
         """The journal at `path`, or None (with a warning) when it cannot be opened: a sync then works as
         without one, since the journal only saves work and never holds the index's data. A damaged file
         is started again."""

@@ -322,7 +322,7 @@ class _PostgresWriter:
         if not (empty and article_ids):
             move_staged(connection, article_ids)
             return
-        connection.execute("DROP INDEX hoidap_chunks_hnsw")
+        connection.execute("DROP INDEX IF EXISTS hoidap_chunks_hnsw")  # built again below
         move_staged(connection, article_ids)
         connection.execute(f"SET LOCAL maintenance_work_mem = '{BUILD_MEMORY}'")
         connection.execute(vector_index_sql(target.vector_type, target.hnsw))

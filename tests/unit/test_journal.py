@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import shutil
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,12 +13,13 @@ import pytest
 
 from bot.settings import BUNDLED_CORPUS
 from index import indexer
+from index.embedding import ModelIdentity
 from index.indexer import sync_index
 from index.journal import EmbeddingJournal
 from index.store import IndexStore
 from tests.unit.test_indexer import SETTINGS, HashEmbedder
 
-IDENTITY = {"model": "fake", "weights": "a" * 64, "precision": "fp32", "dim": 4}
+IDENTITY = ModelIdentity("fake", "a" * 64, 4, "fp32")
 
 
 def vector(*values: float) -> np.ndarray:
@@ -38,7 +40,7 @@ def test_another_model_starts_an_empty_journal(tmp_path: Path) -> None:
     journal = EmbeddingJournal(tmp_path / "j.sqlite3", IDENTITY)
     journal.remember([(b"k1", vector(1, 2, 3, 4))])
     journal.close()
-    other = EmbeddingJournal(tmp_path / "j.sqlite3", {**IDENTITY, "precision": "int8"})
+    other = EmbeddingJournal(tmp_path / "j.sqlite3", replace(IDENTITY, precision="int8"))
     assert len(other) == 0 and other.recall([b"k1"]) == {}
 
 
